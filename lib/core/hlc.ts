@@ -30,7 +30,7 @@ export const NODE_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 export const ZERO_TS: Timestamp = { wall: 0, logical: 0 };
 
 export function compareTs(a: Timestamp, b: Timestamp): number {
-  return a.wall !== b.wall ? (a.wall < b.wall ? -1 : 1) : a.logical - b.logical;
+  return a.wall !== b.wall ? (a.wall < b.wall ? -1 : 1) : Math.sign(a.logical - b.logical);
 }
 
 export function encodeTs(ts: Timestamp): string {

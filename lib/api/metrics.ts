@@ -1,0 +1,43 @@
+/**
+ * Prometheus metrics for one node. Each node owns its registry (no global default),
+ * so several nodes can live in one process in tests.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests = new Counter({
+    name: 'kv_http_requests_total', help: 'HTTP requests by route, method and status',
+    labelNames: ['route', 'method', 'status'] as const, registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'kv_http_request_duration_seconds', help: 'HTTP request latency by route, method and status',
+    labelNames: ['route', 'method', 'status'] as const, registers: [this.registry],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  });
+  readonly httpErrors = new Counter({
+    name: 'kv_http_errors_total', help: 'Error answers by code', labelNames: ['code'] as const, registers: [this.registry],
+  });
+  readonly inflight = new Gauge({ name: 'kv_http_inflight_requests', help: 'Client requests in flight', registers: [this.registry] });
+  readonly clockSkewRejected = new Counter({
+    name: 'kv_hlc_skew_rejected_total', help: 'Remote timestamps rejected for being too far ahead', registers: [this.registry],
+  });
+  private readonly children = new Map<string, { count: Counter.Internal; dur: Histogram.Internal<'route' | 'method' | 'status'> }>();
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'kv_' });
+  }
+
+  /** Hot path: child metrics are cached per label set instead of resolved per request. */
+  observeHttp(route: string, method: string, status: number, seconds: number): void {
+    const id = `${route} ${method} ${status}`;
+    let c = this.children.get(id);
+    if (!c) {
+      const labels = { route, method, status: String(status) };
+      c = { count: this.httpRequests.labels(labels), dur: this.httpDuration.labels(labels) };
+      this.children.set(id, c);
+    }
+    c.count.inc();
+    c.dur.observe(seconds);
+  }
+}

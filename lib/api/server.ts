@@ -1,0 +1,328 @@
+/**
+ * The HTTP API (DESIGN.md §10) on node:http. Client KV routes, cluster/admin routes,
+ * /health and /metrics. Every error is `{"error":{"code","message"}}` with the status
+ * from lib/errors.ts; the node never dies from a request.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { KvError, isKvError } from '../errors.ts';
+import { parseQuorum } from '../core/quorum.ts';
+import type { Metrics } from './metrics.ts';
+import type { ClusterService, KvService, WriteOptions } from './service.ts';
+
+export interface ApiLimits {
+  maxKeyBytes: number;
+  maxValueBytes: number;
+  maxUrlBytes: number;
+  maxHeaderBytes: number;
+  httpRequestTimeoutMs: number;
+  maxInflightRequests: number;
+}
+
+export interface ApiDeps {
+  kv: KvService;
+  cluster: ClusterService;
+  metrics: Metrics;
+  limits: ApiLimits;
+  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+/** Admin request bodies are tiny JSON documents. */
+const MAX_ADMIN_BODY_BYTES = 64 * 1024;
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function errorBody(err: KvError): unknown {
+  return err.toJSON();
+}
+
+export function decodeKey(raw: string, maxKeyBytes: number): string {
+  let key: string;
+  try {
+    key = decodeURIComponent(raw);
+  } catch {
+    // decodeURIComponent also rejects encoded bytes that are not UTF-8 (lone surrogates included).
+    throw new KvError('KV_INVALID_KEY', 'key is not valid percent-encoded UTF-8');
+  }
+  if (key.length === 0) throw new KvError('KV_INVALID_KEY', 'key must not be empty');
+  const bytes = Buffer.byteLength(key);
+  if (bytes > maxKeyBytes) throw new KvError('KV_INVALID_KEY', `key is ${bytes} bytes; the limit is ${maxKeyBytes}`);
+  return key;
+}
+
+function parseQuery(qs: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (qs === '') return out;
+  for (const part of qs.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const name = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? '' : part.slice(eq + 1);
+    try {
+      out.set(decodeURIComponent(name), decodeURIComponent(value.replace(/\+/g, ' ')));
+    } catch {
+      throw new KvError('KV_INVALID_ARGUMENT', 'query string is not valid percent-encoding');
+    }
+  }
+  return out;
+}
+
+const WRITE_PARAMS = new Set(['w', 'sloppy']);
+const READ_PARAMS = new Set(['r']);
+
+function checkParams(q: Map<string, string>, allowed: Set<string>): void {
+  for (const name of q.keys()) {
+    if (!allowed.has(name)) throw new KvError('KV_INVALID_ARGUMENT', `unknown parameter "${name.slice(0, 40)}"`);
+  }
+}
+
+function parseBool(name: string, raw: string | undefined): boolean | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'true' || raw === '1' || raw === '') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new KvError('KV_INVALID_ARGUMENT', `${name} must be true or false`);
+}
+
+/** Read the body, refusing (413) as soon as it passes the cap: nothing past the cap is buffered. */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > max) {
+    return Promise.reject(new KvError('KV_VALUE_TOO_LARGE', `body is ${declared} bytes; the limit is ${max}`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (err: Error | null, buf?: Buffer): void => {
+      if (done) return;
+      done = true;
+      req.removeListener('data', onData);
+      if (err) reject(err);
+      else resolve(buf as Buffer);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > max) {
+        req.pause();
+        finish(new KvError('KV_VALUE_TOO_LARGE', `body exceeds the limit of ${max} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => finish(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
+    req.once('error', (err) => finish(new KvError('KV_INVALID_ARGUMENT', `request body aborted: ${err.message}`)));
+    req.once('aborted', () => finish(new KvError('KV_INVALID_ARGUMENT', 'request body aborted')));
+  });
+}
+
+export class ApiServer {
+  readonly server: http.Server;
+  private inflight = 0;
+
+  constructor(private readonly deps: ApiDeps) {
+    const { limits } = deps;
+    this.server = http.createServer({
+      maxHeaderSize: limits.maxHeaderBytes,
+      requestTimeout: limits.httpRequestTimeoutMs,
+      headersTimeout: Math.min(limits.httpRequestTimeoutMs, 60_000),
+      // Keep-alive longer than typical client pools' idle timeout avoids racing a reused socket's close.
+      keepAliveTimeout: 65_000,
+    }, (req, res) => void this.handle(req, res));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (!socket.writable || (err.code === 'ECONNRESET')) {
+      socket.destroy();
+      return;
+    }
+    const [status, code, message] =
+      err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'KV_HEADERS_TOO_LARGE', 'request headers too large'] :
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'KV_TIMEOUT', 'request timed out'] :
+      [400, 'KV_INVALID_ARGUMENT', `malformed HTTP request (${err.code ?? 'parse error'})`];
+    const body = JSON.stringify({ error: { code, message } });
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    this.deps.metrics.httpErrors.labels({ code }).inc();
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const started = performance.now();
+    let route = 'unknown';
+    this.inflight++;
+    this.deps.metrics.inflight.set(this.inflight);
+    try {
+      const url = req.url ?? '/';
+      if (Buffer.byteLength(url) > this.deps.limits.maxUrlBytes) {
+        throw new KvError('KV_URI_TOO_LONG', `URL longer than ${this.deps.limits.maxUrlBytes} bytes`);
+      }
+      const qi = url.indexOf('?');
+      const path = qi < 0 ? url : url.slice(0, qi);
+      const query = qi < 0 ? '' : url.slice(qi + 1);
+      if (path.startsWith('/kv/')) {
+        route = 'kv';
+        if (this.inflight > this.deps.limits.maxInflightRequests) {
+          throw new KvError('KV_TOO_MANY_REQUESTS', 'too many requests in flight; retry later');
+        }
+        await this.handleKv(req, res, path.slice(4), parseQuery(query));
+      } else {
+        route = path;
+        await this.handleOther(req, res, path);
+      }
+    } catch (err) {
+      this.sendError(req, res, err);
+    } finally {
+      this.inflight--;
+      this.deps.metrics.inflight.set(this.inflight);
+      this.deps.metrics.observeHttp(route, req.method ?? '', res.statusCode, (performance.now() - started) / 1000);
+    }
+  }
+
+  private sendError(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+    let kv: KvError;
+    if (isKvError(err)) kv = err;
+    else {
+      this.deps.log.error({ err, method: req.method, url: req.url?.slice(0, 200) }, 'request failed');
+      kv = new KvError('KV_INTERNAL', 'internal error');
+    }
+    this.deps.metrics.httpErrors.labels({ code: kv.code }).inc();
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // A body we refused to read would otherwise be parsed as the next request.
+    const mustClose = !req.complete;
+    sendJson(res, kv.status, errorBody(kv), mustClose ? { connection: 'close' } : undefined);
+    if (mustClose) res.once('finish', () => req.socket.destroySoon?.() ?? req.socket.end());
+  }
+
+  private async handleKv(req: http.IncomingMessage, res: http.ServerResponse, rawKey: string, q: Map<string, string>): Promise<void> {
+    const { kv, limits } = this.deps;
+    const method = req.method;
+    if (method !== 'GET' && method !== 'PUT' && method !== 'DELETE' && method !== 'HEAD') {
+      throw new KvError('KV_METHOD_NOT_ALLOWED', `method ${method} is not allowed on /kv/:key (GET, PUT, DELETE)`);
+    }
+    const key = decodeKey(rawKey, limits.maxKeyBytes);
+    const n = kv.replicationFactor();
+    const signal = this.abortSignalFor(req, res);
+    if (method === 'GET' || method === 'HEAD') {
+      checkParams(q, READ_PARAMS);
+      const rRaw = q.get('r');
+      const r = rRaw === undefined ? undefined : parseQuorum('r', rRaw, n);
+      const got = await kv.get(key, r === undefined ? { signal } : { r, signal });
+      if (!got) throw new KvError('KV_NOT_FOUND', 'key not found');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': got.value.length, 'x-kv-version': got.version });
+      res.end(method === 'HEAD' ? undefined : got.value);
+      return;
+    }
+    checkParams(q, WRITE_PARAMS);
+    const wRaw = q.get('w');
+    const opts: WriteOptions = { signal };
+    if (wRaw !== undefined) opts.w = parseQuorum('w', wRaw, n);
+    const sloppy = parseBool('sloppy', q.get('sloppy'));
+    if (sloppy !== undefined) opts.sloppy = sloppy;
+    if (method === 'PUT') {
+      const value = await readBody(req, limits.maxValueBytes);
+      const { version } = await kv.put(key, value, opts);
+      sendJson(res, 200, { version }, { 'x-kv-version': version });
+    } else {
+      // A DELETE body is meaningless; drain it (bounded) so the connection stays usable.
+      await readBody(req, MAX_ADMIN_BODY_BYTES);
+      const { version } = await kv.del(key, opts);
+      sendJson(res, 200, { version }, { 'x-kv-version': version });
+    }
+  }
+
+  /** Aborts when the client disconnects before we answered (the coordinator stops waiting). */
+  private abortSignalFor(req: http.IncomingMessage, res: http.ServerResponse): AbortSignal {
+    const ac = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) ac.abort(new KvError('KV_TIMEOUT', 'client went away'));
+    });
+    void req;
+    return ac.signal;
+  }
+
+  private async handleOther(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+    const { cluster, metrics } = this.deps;
+    const method = req.method ?? '';
+    const only = (m: string): void => {
+      if (method !== m) throw new KvError('KV_METHOD_NOT_ALLOWED', `method ${method} is not allowed on ${path} (${m})`);
+    };
+    switch (path) {
+      case '/health':
+        only('GET');
+        if (!cluster.ready()) throw new KvError('KV_UNAVAILABLE', 'node is starting');
+        sendJson(res, 200, { status: 'ok' });
+        return;
+      case '/metrics': {
+        only('GET');
+        const text = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(text);
+        return;
+      }
+      case '/cluster':
+        only('GET');
+        sendJson(res, 200, await cluster.cluster());
+        return;
+      case '/cluster/ring':
+        only('GET');
+        sendJson(res, 200, await cluster.ring());
+        return;
+      case '/cluster/partitions':
+        only('GET');
+        sendJson(res, 200, await cluster.partitions());
+        return;
+      case '/cluster/decommission': {
+        only('POST');
+        const body = await readJson(req);
+        const id = (body as { id?: unknown } | null)?.id;
+        if (typeof id !== 'string' || id === '') throw new KvError('KV_INVALID_ARGUMENT', 'body must be {"id": "<node id>"}');
+        sendJson(res, 200, await cluster.decommission(id));
+        return;
+      }
+      case '/cluster/join': {
+        only('POST');
+        sendJson(res, 200, await cluster.join(await readJson(req)));
+        return;
+      }
+      default:
+        throw new KvError('KV_NOT_FOUND', `no route for ${path.slice(0, 100)}`);
+    }
+  }
+
+  listen(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.removeListener('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Stop accepting, let in-flight requests finish (bounded), close idle keep-alive sockets. */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+      setTimeout(() => this.server.closeAllConnections(), 2000).unref();
+    });
+  }
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const buf = await readBody(req, MAX_ADMIN_BODY_BYTES);
+  if (buf.length === 0) return null;
+  try {
+    return JSON.parse(buf.toString('utf8'));
+  } catch {
+    throw new KvError('KV_INVALID_ARGUMENT', 'body is not valid JSON');
+  }
+}

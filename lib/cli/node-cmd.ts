@@ -1,0 +1,32 @@
+/** `kv node`: run one node in the foreground until SIGINT/SIGTERM. */
+import { loadConfig } from '../config.ts';
+import { createLogger } from '../node/log.ts';
+import { KvNode } from '../node/node.ts';
+import type { ParsedArgs } from './args.ts';
+
+export async function nodeCommand(args: ParsedArgs): Promise<number> {
+  const config = loadConfig({ flags: args.flags, env: process.env });
+  const log = createLogger(config.id, config.logLevel);
+  if (config.secret === 'kv-dev-secret') log.warn('using the built-in development secret; set --secret or KV_SECRET for anything real');
+  const node = new KvNode(config, log);
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    log.info({ signal }, 'shutting down');
+    stopping = node.stop().then(
+      () => { process.exit(0); },
+      (err: unknown) => { log.error({ err }, 'unclean shutdown'); process.exit(1); },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  try {
+    await node.start();
+  } catch (err) {
+    log.fatal({ err }, 'node failed to start');
+    await node.stop().catch(() => undefined);
+    throw err;
+  }
+  // Keep running: the HTTP server holds the event loop open.
+  return new Promise<number>(() => undefined);
+}

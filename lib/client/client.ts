@@ -1,0 +1,134 @@
+/**
+ * A typed client for the HTTP API. It spreads requests over the nodes it knows
+ * (round robin) and fails over to the next node only when a request could not have
+ * reached the server (connection refused/reset before sending), so a retried write
+ * is never one that may already have been applied.
+ */
+import http from 'node:http';
+import { KvError, type ErrorCode, type Outcome } from '../errors.ts';
+
+export interface ClientOptions {
+  /** HOST:PORT of one or more nodes. */
+  nodes: string[];
+  /** Per-request deadline. Default 10 s (above the server's 5 s quorum deadline, so the server answers first). */
+  timeoutMs?: number;
+  /** Sockets kept per node. Default 64. */
+  maxSockets?: number;
+}
+
+export interface WriteParams { w?: string | number; sloppy?: boolean; node?: string }
+export interface ReadParams { r?: string | number; node?: string }
+
+export interface Versioned { version: string }
+export interface ReadValue { value: Buffer; version: string }
+
+/** A request the server answered with an error body. */
+export class KvClientError extends KvError {
+  constructor(code: ErrorCode, message: string, readonly httpStatus: number, outcome?: Outcome) {
+    super(code, message, outcome === undefined ? {} : { outcome });
+  }
+}
+
+const RETRYABLE_CONNECT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+export class KvClient {
+  private readonly nodes: string[];
+  private readonly agent: http.Agent;
+  private readonly timeoutMs: number;
+  private next = 0;
+
+  constructor(opts: ClientOptions) {
+    if (opts.nodes.length === 0) throw new KvError('KV_INVALID_ARGUMENT', 'client needs at least one node');
+    this.nodes = [...opts.nodes];
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 64 });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  async put(key: string, value: Buffer | string, p: WriteParams = {}): Promise<Versioned> {
+    const res = await this.request('PUT', kvPath(key, { w: p.w, sloppy: p.sloppy }), typeof value === 'string' ? Buffer.from(value) : value, p.node);
+    return JSON.parse(res.body.toString()) as Versioned;
+  }
+
+  async del(key: string, p: WriteParams = {}): Promise<Versioned> {
+    const res = await this.request('DELETE', kvPath(key, { w: p.w, sloppy: p.sloppy }), undefined, p.node);
+    return JSON.parse(res.body.toString()) as Versioned;
+  }
+
+  /** undefined when the key does not exist. */
+  async get(key: string, p: ReadParams = {}): Promise<ReadValue | undefined> {
+    try {
+      const res = await this.request('GET', kvPath(key, { r: p.r }), undefined, p.node);
+      return { value: res.body, version: String(res.headers['x-kv-version']) };
+    } catch (err) {
+      if (err instanceof KvClientError && err.code === 'KV_NOT_FOUND') return undefined;
+      throw err;
+    }
+  }
+
+  async json<T = unknown>(method: string, path: string, body?: unknown, node?: string): Promise<T> {
+    const res = await this.request(method, path, body === undefined ? undefined : Buffer.from(JSON.stringify(body)), node);
+    return JSON.parse(res.body.toString()) as T;
+  }
+
+  /** One HTTP exchange; tries the next node when the connection could not be made. */
+  async request(method: string, path: string, body: Buffer | undefined, node?: string):
+    Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+    const order = node ? [node] : this.rotation();
+    let lastErr: unknown;
+    for (const target of order) {
+      try {
+        return await this.once(target, method, path, body);
+      } catch (err) {
+        lastErr = err;
+        if (!RETRYABLE_CONNECT.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      }
+    }
+    throw new KvError('KV_UNAVAILABLE', `no node reachable (${order.join(', ')}): ${(lastErr as Error)?.message}`, { cause: lastErr, outcome: 'failed' });
+  }
+
+  private rotation(): string[] {
+    const start = this.next++ % this.nodes.length;
+    return [...this.nodes.slice(start), ...this.nodes.slice(0, start)];
+  }
+
+  private once(node: string, method: string, path: string, body: Buffer | undefined):
+    Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+    const i = node.lastIndexOf(':');
+    return new Promise((resolve, reject) => {
+      const req = http.request({
+        host: node.slice(0, i), port: Number(node.slice(i + 1)), method, path, agent: this.agent,
+        headers: body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {},
+        timeout: this.timeoutMs,
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const buf = Buffer.concat(chunks);
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve({ status, headers: res.headers, body: buf });
+          let err: KvClientError;
+          try {
+            const e = (JSON.parse(buf.toString()) as { error: { code: ErrorCode; message: string; outcome?: Outcome } }).error;
+            err = new KvClientError(e.code, e.message, status, e.outcome);
+          } catch {
+            err = new KvClientError('KV_INTERNAL', `HTTP ${status}: ${buf.toString().slice(0, 200)}`, status);
+          }
+          reject(err);
+        });
+      });
+      req.on('timeout', () => req.destroy(new KvError('KV_TIMEOUT', `no answer from ${node} within ${this.timeoutMs} ms`, { outcome: 'unknown' })));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+}
+
+function kvPath(key: string, params: Record<string, string | number | boolean | undefined>): string {
+  const qs = Object.entries(params).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`).join('&');
+  return `/kv/${encodeURIComponent(key)}${qs ? `?${qs}` : ''}`;
+}

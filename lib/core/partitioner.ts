@@ -1,0 +1,66 @@
+/**
+ * Key → partition → preference list (DESIGN.md §5).
+ *
+ * partition(key) = xxh64(key) mod Q, Q a power of two. The partition table places the
+ * string `p<partition>` on a consistent-hash ring (the `hashring` package) over the
+ * member ids; the first N distinct nodes replicate the partition, the rest in ring
+ * order are fallbacks for hinted handoff. The table is a pure function of (members,
+ * Q, N, vnodes), so every node computes the same one for the same epoch.
+ */
+import HashRing from 'hashring';
+import xxhash from 'xxhash-wasm';
+import { assert } from '../errors.ts';
+
+const hasher = await xxhash();
+
+/** 64-bit xxHash of a UTF-8 string. */
+export function h64(s: string): bigint {
+  return hasher.h64(s);
+}
+
+export function partitionOf(key: string, q: number): number {
+  // Q is a power of two, so the low bits are the remainder; xxh64's low bits are well mixed.
+  return Number(hasher.h64(key) & BigInt(q - 1));
+}
+
+export interface RingSpec {
+  members: readonly string[];
+  partitions: number;
+  n: number;
+  vnodes: number;
+}
+
+export interface PartitionTable {
+  readonly partitions: number;
+  readonly n: number;
+  /** For each partition: all members in preference order; the first min(N, members) are replicas. */
+  readonly preference: readonly (readonly string[])[];
+  /** Short hex digest of the whole table: equal on every node for the same epoch. */
+  readonly checksum: string;
+}
+
+export function buildPartitionTable(spec: RingSpec): PartitionTable {
+  assert((spec.partitions & (spec.partitions - 1)) === 0, 'Q is a power of two');
+  const members = [...spec.members].sort();
+  const preference: string[][] = [];
+  if (members.length === 0) {
+    for (let p = 0; p < spec.partitions; p++) preference.push([]);
+  } else {
+    const servers: Record<string, { vnodes: number }> = {};
+    for (const m of members) servers[m] = { vnodes: spec.vnodes };
+    // 'max cache size' 0 would disable hashring's LRU; we compute each partition once anyway.
+    const ring = new HashRing(servers, 'md5', { 'max cache size': 1 });
+    for (let p = 0; p < spec.partitions; p++) preference.push(ring.range(`p${p}`, members.length, true));
+    ring.end();
+  }
+  let digest = hasher.h64(`${spec.partitions}/${spec.n}/${spec.vnodes}/${members.join(',')}`);
+  for (const list of preference) digest = hasher.h64(`${digest.toString(16)}|${list.join(',')}`);
+  return { partitions: spec.partitions, n: spec.n, preference, checksum: digest.toString(16).padStart(16, '0') };
+}
+
+/** The replicas of a partition: the first min(N, members) nodes of its preference list. */
+export function replicasOf(table: PartitionTable, partition: number): readonly string[] {
+  const list = table.preference[partition];
+  assert(list !== undefined, `partition ${partition} in range`);
+  return list.length <= table.n ? list : list.slice(0, table.n);
+}

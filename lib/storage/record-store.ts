@@ -1,0 +1,252 @@
+/**
+ * The record store: write-if-newer (LWW on HLC version) over a Backend.
+ *
+ * Writes are serialized per partition and group-committed: while one batch for a
+ * partition is being written, later writes to it queue and go out together in the
+ * next batch. That gives per-key serialization (a key lives in one partition), keeps
+ * the per-partition key count and Merkle leaves (updated in the SAME batch as the
+ * records) consistent without locks, and amortizes fsync when `sync` is on.
+ */
+import { KvError } from '../errors.ts';
+import { compareVersions, type Version } from '../core/hlc.ts';
+import { SUBLEVELS, type Backend, type BatchOp } from './backend.ts';
+import { decodeRecord, encodeRecord, type StoredRecord } from './record.ts';
+
+/** One applied change, as the partition index (Merkle trees) sees it. */
+export interface RecordChange {
+  readonly key: string;
+  readonly oldVersion: Version | null;
+  readonly newVersion: Version | null;
+}
+
+/**
+ * Hook for the anti-entropy index: called inside a partition's commit, before the
+ * batch is written, so it can add its own ops (new leaf values) to the same batch.
+ */
+export interface PartitionIndex {
+  load(partition: number, backend: Backend): Promise<void>;
+  onCommit(partition: number, changes: readonly RecordChange[], ops: BatchOp[]): void;
+}
+
+export interface RecordStoreOptions {
+  backend: Backend;
+  partitionOf: (key: string) => number;
+  /** Sync each batch to disk before acknowledging. */
+  sync: boolean;
+  index?: PartitionIndex;
+  /** Writes folded into one batch at most. Default 512: big enough to amortize a sync, small
+   *  enough that one batch stays well under LevelDB's 4 MiB write buffer with small values. */
+  maxBatchWrites?: number;
+  /** Writes queued on the whole store before new ones are refused with KV_TOO_MANY_REQUESTS.
+   *  Default 50,000 (≈ a few seconds of peak write rate); bounds memory under overload. */
+  maxQueuedWrites?: number;
+}
+
+export interface ApplyResult {
+  /** Whether this record replaced what was stored. */
+  readonly applied: boolean;
+  /** The version stored after the call (this record's or a newer one). */
+  readonly version: Version;
+}
+
+interface PendingWrite {
+  key: string;
+  rec: StoredRecord | null; // null = purge (remove entirely) if the stored version equals purgeVersion
+  purgeVersion?: Version;
+  resolve: (r: ApplyResult | undefined) => void;
+  reject: (e: unknown) => void;
+}
+
+interface PartitionQueue {
+  items: PendingWrite[];
+  running: boolean;
+  loaded: boolean;
+  count: number;
+}
+
+const PARTITION_HEX = 4;
+
+export function dataKey(partition: number, key: string): string {
+  return partition.toString(16).padStart(PARTITION_HEX, '0') + key;
+}
+
+export function partitionRange(partition: number): { gte: string; lt: string } {
+  return { gte: partition.toString(16).padStart(PARTITION_HEX, '0'), lt: (partition + 1).toString(16).padStart(PARTITION_HEX, '0') };
+}
+
+const COUNT_PREFIX = 'c';
+
+export class RecordStore {
+  readonly backend: Backend;
+  private readonly partitionOf: (key: string) => number;
+  private readonly sync: boolean;
+  private readonly index: PartitionIndex | undefined;
+  private readonly maxBatchWrites: number;
+  private readonly maxQueuedWrites: number;
+  private readonly queues = new Map<number, PartitionQueue>();
+  private queued = 0;
+  private state: 'new' | 'open' | 'closing' | 'closed' = 'new';
+  private readonly drained = new Set<() => void>();
+
+  constructor(opts: RecordStoreOptions) {
+    this.backend = opts.backend;
+    this.partitionOf = opts.partitionOf;
+    this.sync = opts.sync;
+    this.index = opts.index;
+    this.maxBatchWrites = opts.maxBatchWrites ?? 512;
+    this.maxQueuedWrites = opts.maxQueuedWrites ?? 50_000;
+  }
+
+  async open(): Promise<void> {
+    if (this.state !== 'new') throw new KvError('KV_STORE_NOT_OPEN', `cannot open a store that is ${this.state}`);
+    await this.backend.open();
+    this.state = 'open';
+  }
+
+  /** Waits for queued writes, then closes the backend. */
+  async close(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'closing';
+    while (this.queued > 0) await new Promise<void>((resolve) => this.drained.add(resolve));
+    this.state = 'closed';
+    await this.backend.close();
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  private checkOpen(): void {
+    if (this.state !== 'open') throw new KvError('KV_STORE_NOT_OPEN', `store is ${this.state}`);
+  }
+
+  /** The stored record (tombstones included), or undefined. */
+  async get(key: string): Promise<StoredRecord | undefined> {
+    this.checkOpen();
+    const buf = await this.backend.get(SUBLEVELS.data, dataKey(this.partitionOf(key), key));
+    return buf === undefined ? undefined : decodeRecord(buf);
+  }
+
+  /** Write-if-newer: stores `rec` only if its version is above the stored one. */
+  apply(key: string, rec: StoredRecord): Promise<ApplyResult> {
+    return this.enqueue(key, rec, undefined) as Promise<ApplyResult>;
+  }
+
+  /**
+   * Remove a key entirely, but only while its stored version is still `version`
+   * (tombstone GC and hand-off cleanup must never drop a newer write).
+   */
+  async purge(key: string, version: Version): Promise<boolean> {
+    return (await this.enqueue(key, null, version)) !== undefined;
+  }
+
+  private enqueue(key: string, rec: StoredRecord | null, purgeVersion: Version | undefined): Promise<ApplyResult | undefined> {
+    this.checkOpen();
+    if (this.queued >= this.maxQueuedWrites) {
+      return Promise.reject(new KvError('KV_TOO_MANY_REQUESTS', `store write queue is full (${this.maxQueuedWrites})`));
+    }
+    const p = this.partitionOf(key);
+    let q = this.queues.get(p);
+    if (!q) {
+      q = { items: [], running: false, loaded: false, count: 0 };
+      this.queues.set(p, q);
+    }
+    this.queued++;
+    const promise = new Promise<ApplyResult | undefined>((resolve, reject) => {
+      (q as PartitionQueue).items.push(purgeVersion === undefined ? { key, rec, resolve, reject } : { key, rec, purgeVersion, resolve, reject });
+    });
+    if (!q.running) void this.run(p, q);
+    return promise;
+  }
+
+  private async run(p: number, q: PartitionQueue): Promise<void> {
+    q.running = true;
+    while (q.items.length > 0) {
+      const items = q.items.splice(0, this.maxBatchWrites);
+      try {
+        await this.commit(p, q, items);
+      } catch (err) {
+        for (const it of items) it.reject(err);
+      }
+      this.queued -= items.length;
+    }
+    q.running = false;
+    if (this.queued === 0) for (const d of this.drained) { this.drained.delete(d); d(); }
+  }
+
+  private async commit(p: number, q: PartitionQueue, items: PendingWrite[]): Promise<void> {
+    if (!q.loaded) {
+      const c = await this.backend.get(SUBLEVELS.merkle, COUNT_PREFIX + dataKey(p, ''));
+      q.count = c === undefined ? 0 : c.readUInt32BE(0);
+      await this.index?.load(p, this.backend);
+      q.loaded = true;
+    }
+    const keys = [...new Set(items.map((i) => i.key))];
+    const stored = await this.backend.getMany(SUBLEVELS.data, keys.map((k) => dataKey(p, k)));
+    const current = new Map<string, Version | null>();
+    keys.forEach((k, i) => {
+      const buf = stored[i];
+      current.set(k, buf === undefined ? null : decodeRecord(buf).version);
+    });
+    const ops: BatchOp[] = [];
+    const changes: RecordChange[] = [];
+    const results: (ApplyResult | undefined)[] = [];
+    const finalRec = new Map<string, StoredRecord | null>();
+    for (const it of items) {
+      const cur = current.get(it.key) ?? null;
+      if (it.rec === null) {
+        const ok = cur !== null && cur === it.purgeVersion;
+        if (ok) {
+          changes.push({ key: it.key, oldVersion: cur, newVersion: null });
+          current.set(it.key, null);
+          finalRec.set(it.key, null);
+        }
+        results.push(ok ? { applied: true, version: it.purgeVersion as Version } : undefined);
+        continue;
+      }
+      if (cur === null || compareVersions(it.rec.version, cur) > 0) {
+        changes.push({ key: it.key, oldVersion: cur, newVersion: it.rec.version });
+        current.set(it.key, it.rec.version);
+        finalRec.set(it.key, it.rec);
+        results.push({ applied: true, version: it.rec.version });
+      } else {
+        results.push({ applied: false, version: cur });
+      }
+    }
+    if (changes.length > 0) {
+      for (const [k, rec] of finalRec) {
+        ops.push(rec === null
+          ? { type: 'del', sub: SUBLEVELS.data, key: dataKey(p, k) }
+          : { type: 'put', sub: SUBLEVELS.data, key: dataKey(p, k), value: encodeRecord(rec) });
+      }
+      let count = q.count;
+      for (const ch of changes) count += (ch.oldVersion === null ? 1 : 0) - (ch.newVersion === null ? 1 : 0);
+      const cbuf = Buffer.allocUnsafe(4);
+      cbuf.writeUInt32BE(count, 0);
+      ops.push({ type: 'put', sub: SUBLEVELS.merkle, key: COUNT_PREFIX + dataKey(p, ''), value: cbuf });
+      this.index?.onCommit(p, changes, ops);
+      await this.backend.batch(ops, this.sync);
+      q.count = count;
+    }
+    items.forEach((it, i) => it.resolve(results[i]));
+  }
+
+  /** Stored records (tombstones included) of one partition in key order, from `after` on. */
+  async *scanPartition(partition: number, opts: { after?: string; limit?: number } = {}): AsyncIterable<[string, StoredRecord]> {
+    this.checkOpen();
+    const range = partitionRange(partition);
+    const from = opts.after === undefined ? { gte: range.gte } : { gt: dataKey(partition, opts.after) };
+    for await (const [k, v] of this.backend.range(SUBLEVELS.data, { ...from, lt: range.lt, limit: opts.limit ?? -1 })) {
+      yield [k.slice(PARTITION_HEX), decodeRecord(v)];
+    }
+  }
+
+  /** Records (tombstones included) held for a partition, from the persisted counter. */
+  async partitionKeyCount(partition: number): Promise<number> {
+    this.checkOpen();
+    const q = this.queues.get(partition);
+    if (q?.loaded) return q.count;
+    const c = await this.backend.get(SUBLEVELS.merkle, COUNT_PREFIX + dataKey(partition, ''));
+    return c === undefined ? 0 : c.readUInt32BE(0);
+  }
+}

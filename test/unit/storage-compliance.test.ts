@@ -1,0 +1,163 @@
+/**
+ * One compliance suite for the record store, run against the LevelDB backend and its
+ * in-memory twin (abstract-level's habit): both must behave the same.
+ */
+import { expect } from 'chai';
+import { join } from 'node:path';
+import type { Backend } from '../../lib/storage/backend.ts';
+import { LevelBackend } from '../../lib/storage/level-backend.ts';
+import { MemoryBackend } from '../../lib/storage/memory-backend.ts';
+import { RecordStore } from '../../lib/storage/record-store.ts';
+import { decodeRecord, encodeRecord, validateRecord } from '../../lib/storage/record.ts';
+import { makeVersion } from '../../lib/core/hlc.ts';
+import { partitionOf } from '../../lib/core/partitioner.ts';
+import { isKvError } from '../../lib/errors.ts';
+import { removeDir, tempDir } from '../helpers/proc.ts';
+
+const Q = 16;
+const v = (wall: number, node = 'n1'): string => makeVersion({ wall, logical: 0 }, node);
+
+const backends: Array<[string, () => { backend: Backend; dispose: () => void }]> = [
+  ['memory', () => ({ backend: new MemoryBackend(), dispose: () => undefined })],
+  ['level', () => {
+    const dir = tempDir('kv-store-');
+    return { backend: new LevelBackend(join(dir, 'db')), dispose: () => removeDir(dir) };
+  }],
+];
+
+for (const [name, make] of backends) {
+  describe(`record store compliance (${name})`, () => {
+    let store: RecordStore;
+    let dispose: () => void;
+
+    beforeEach(async () => {
+      const made = make();
+      dispose = made.dispose;
+      store = new RecordStore({ backend: made.backend, partitionOf: (k) => partitionOf(k, Q), sync: false });
+      await store.open();
+    });
+
+    afterEach(async () => {
+      await store.close();
+      dispose();
+    });
+
+    it('returns undefined for a missing key and the record for a stored one', async () => {
+      expect(await store.get('nope')).to.equal(undefined);
+      await store.apply('k', { version: v(1), value: Buffer.from([0, 1, 255]) });
+      const rec = await store.get('k');
+      expect(rec?.version).to.equal(v(1));
+      expect(rec?.value && [...rec.value]).to.deep.equal([0, 1, 255]);
+    });
+
+    it('applies only newer versions (last writer wins on version, not arrival)', async () => {
+      expect((await store.apply('k', { version: v(5), value: Buffer.from('five') })).applied).to.equal(true);
+      const older = await store.apply('k', { version: v(3), value: Buffer.from('three') });
+      expect(older).to.deep.equal({ applied: false, version: v(5) });
+      const same = await store.apply('k', { version: v(5), value: Buffer.from('other') });
+      expect(same.applied).to.equal(false);
+      expect((await store.get('k'))?.value?.toString()).to.equal('five');
+      expect((await store.apply('k', { version: v(5, 'n2'), value: Buffer.from('tie') })).applied, 'node id breaks ties').to.equal(true);
+    });
+
+    it('serializes concurrent writes to one key: the highest version wins whatever the order', async () => {
+      const versions = Array.from({ length: 200 }, (_, i) => v(1000 + ((i * 7919) % 200)));
+      const results = await Promise.all(versions.map((ver) => store.apply('hot', { version: ver, value: Buffer.from(ver) })));
+      const max = [...versions].sort().at(-1);
+      expect((await store.get('hot'))?.version).to.equal(max);
+      expect(results.filter((r) => r.applied).length).to.be.greaterThan(0);
+      for (const r of results) expect(r.version <= (max as string)).to.equal(true);
+      expect(await store.partitionKeyCount(partitionOf('hot', Q))).to.equal(1);
+    });
+
+    it('keeps tombstones as records and counts them until purged', async () => {
+      const p = partitionOf('gone', Q);
+      await store.apply('gone', { version: v(1), value: Buffer.from('x') });
+      await store.apply('gone', { version: v(2), value: null });
+      expect((await store.get('gone'))?.value).to.equal(null);
+      expect(await store.partitionKeyCount(p)).to.equal(1);
+      expect(await store.apply('gone', { version: v(1), value: Buffer.from('late') }).then((r) => r.applied), 'an older write cannot resurrect').to.equal(false);
+      expect(await store.purge('gone', v(1)), 'purge needs the exact stored version').to.equal(false);
+      expect(await store.purge('gone', v(2))).to.equal(true);
+      expect(await store.get('gone')).to.equal(undefined);
+      expect(await store.partitionKeyCount(p)).to.equal(0);
+    });
+
+    it('scans one partition in key order and only that partition', async () => {
+      const keys = Array.from({ length: 300 }, (_, i) => `key-${i}`);
+      await Promise.all(keys.map((k, i) => store.apply(k, { version: v(i + 1), value: Buffer.from(k) })));
+      let total = 0;
+      for (let p = 0; p < Q; p++) {
+        const seen: string[] = [];
+        for await (const [k] of store.scanPartition(p)) seen.push(k);
+        expect(seen).to.deep.equal([...seen].sort());
+        for (const k of seen) expect(partitionOf(k, Q)).to.equal(p);
+        expect(seen.length).to.equal(await store.partitionKeyCount(p));
+        total += seen.length;
+        if (seen.length > 2) {
+          const rest: string[] = [];
+          for await (const [k] of store.scanPartition(p, { after: seen[0] as string, limit: 2 })) rest.push(k);
+          expect(rest).to.deep.equal(seen.slice(1, 3));
+        }
+      }
+      expect(total).to.equal(keys.length);
+    });
+
+    it('refuses use before open and after close with KV_STORE_NOT_OPEN', async () => {
+      const fresh = new RecordStore({ backend: new MemoryBackend(), partitionOf: (k) => partitionOf(k, Q), sync: false });
+      let caught: unknown;
+      try { await fresh.get('x'); } catch (err) { caught = err; }
+      expect(isKvError(caught, 'KV_STORE_NOT_OPEN')).to.equal(true);
+      await store.close();
+      caught = undefined;
+      try { await store.apply('x', { version: v(1), value: null }); } catch (err) { caught = err; }
+      expect(isKvError(caught, 'KV_STORE_NOT_OPEN')).to.equal(true);
+    });
+
+    it('waits for queued writes before closing', async () => {
+      const writes = Array.from({ length: 100 }, (_, i) => store.apply(`q${i}`, { version: v(i + 1), value: Buffer.from('x') }));
+      await store.close();
+      const results = await Promise.all(writes);
+      expect(results.every((r) => r.applied)).to.equal(true);
+    });
+
+    it('refuses writes beyond the queue limit instead of growing without bound', async () => {
+      const small = new RecordStore({ backend: new MemoryBackend(), partitionOf: (k) => partitionOf(k, Q), sync: false, maxQueuedWrites: 10 });
+      await small.open();
+      const outcomes = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => small.apply(`k${i}`, { version: v(1), value: null })));
+      const refused = outcomes.filter((o) => o.status === 'rejected');
+      expect(refused.length).to.be.greaterThan(0);
+      expect(isKvError((refused[0] as PromiseRejectedResult).reason, 'KV_TOO_MANY_REQUESTS')).to.equal(true);
+      await small.close();
+    });
+  });
+}
+
+describe('record codec', () => {
+  it('round-trips values, tombstones and expiry', () => {
+    for (const rec of [{ version: v(1), value: Buffer.from('abc') }, { version: v(2), value: null }, { version: v(3), value: Buffer.alloc(0), expiresAt: 123 }]) {
+      expect(decodeRecord(encodeRecord(rec))).to.deep.equal(rec);
+    }
+  });
+
+  it('rejects malformed records from peers', () => {
+    for (const bad of [null, 1, [], ['x', null], [v(1)], [v(1), 'string-not-bytes'], [v(1), null, 'soon'], [v(1), null, 1, 2]]) {
+      expect(validateRecord(bad), JSON.stringify(bad)).to.equal(undefined);
+    }
+  });
+});
+
+describe('LevelDB backend lifecycle', () => {
+  it('reports a clear error when the directory is locked by another open store', async () => {
+    const dir = tempDir('kv-lock-');
+    const a = new LevelBackend(join(dir, 'db'));
+    await a.open();
+    const b = new LevelBackend(join(dir, 'db'));
+    let caught: unknown;
+    try { await b.open(); } catch (err) { caught = err; }
+    expect(isKvError(caught, 'KV_STORE_NOT_OPEN')).to.equal(true);
+    expect((caught as Error).message).to.contain('cannot open LevelDB');
+    await a.close();
+    removeDir(dir);
+  });
+});
