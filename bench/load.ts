@@ -1,0 +1,102 @@
+/**
+ * A small closed-loop HTTP load generator shared by the benchmarks, so every system
+ * in one comparison is driven by the same code and settings: `concurrency` workers,
+ * each with its own keep-alive socket, send one request, wait for the answer, repeat,
+ * until `durationMs` has passed. Latency is measured per request with hrtime.
+ */
+import http from 'node:http';
+
+export interface LoadResult {
+  name: string;
+  requests: number;
+  errors: number;
+  seconds: number;
+  throughput: number;
+  p50ms: number;
+  p99ms: number;
+}
+
+export interface LoadOptions {
+  name: string;
+  targets: string[]; // HOST:PORT, spread round-robin over workers
+  concurrency: number;
+  durationMs: number;
+  /** Builds request i of worker w. */
+  request: (w: number, i: number) => { method: string; path: string; body?: Buffer; headers?: Record<string, string> };
+  /** Status codes that count as success. Default: 2xx. */
+  ok?: (status: number) => boolean;
+}
+
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
+}
+
+export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+  const ok = o.ok ?? ((s: number) => s >= 200 && s < 300);
+  const latencies: number[] = [];
+  let errors = 0;
+  const start = process.hrtime.bigint();
+  const end = start + BigInt(o.durationMs) * 1_000_000n;
+  const worker = async (w: number): Promise<void> => {
+    const target = o.targets[w % o.targets.length] as string;
+    const i = target.lastIndexOf(':');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    let n = 0;
+    try {
+      while (process.hrtime.bigint() < end) {
+        const r = o.request(w, n++);
+        const t0 = process.hrtime.bigint();
+        const status = await new Promise<number>((resolve) => {
+          const req = http.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
+            headers: { ...(r.body ? { 'content-length': String(r.body.length) } : {}), ...r.headers } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+            res.on('error', () => resolve(0));
+          });
+          req.on('error', () => resolve(0));
+          req.end(r.body);
+        });
+        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (!ok(status)) errors++;
+      }
+    } finally {
+      agent.destroy();
+    }
+  };
+  await Promise.all(Array.from({ length: o.concurrency }, (_, w) => worker(w)));
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const sorted = Float64Array.from(latencies).sort();
+  return { name: o.name, requests: latencies.length, errors, seconds, throughput: latencies.length / seconds,
+    p50ms: percentile(sorted, 0.5), p99ms: percentile(sorted, 0.99) };
+}
+
+export function formatResult(r: LoadResult): string {
+  return `${r.name.padEnd(28)} ${r.throughput.toFixed(0).padStart(8)} req/s   p50 ${r.p50ms.toFixed(2).padStart(7)} ms   p99 ${r.p99ms.toFixed(2).padStart(7)} ms   errors ${r.errors}/${r.requests}`;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/** Write keys key-0..key-(count-1) once each, 32 at a time. */
+export async function preload(target: string, count: number, value: Buffer): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  const i = target.lastIndexOf(':');
+  let next = 0;
+  const one = async (): Promise<void> => {
+    while (next < count) {
+      const k = next++;
+      await new Promise<void>((resolve, reject) => {
+        const req = http.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: 'PUT', path: `/kv/key-${k}`, agent,
+          headers: { 'content-length': String(value.length) } }, (res) => { res.resume(); res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`preload PUT ${res.statusCode}`)))); });
+        req.on('error', reject);
+        req.end(value);
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, one));
+  agent.destroy();
+}
