@@ -1,0 +1,164 @@
+/**
+ * The topology state machine that the Raft log drives (DESIGN.md §6). Pure and
+ * deterministic: every node applying the same committed commands holds the same
+ * state and therefore computes the same partition table for the same epoch.
+ *
+ * Member states: joining → normal → leaving → removed. Only normal and leaving members
+ * own partitions (`current` ring); `future` is the ring once pending changes finish
+ * (normal + joining). Data moves from current to future owners before a change
+ * completes; writes go to both in the meantime.
+ */
+import { KvError } from '../errors.ts';
+import { NODE_ID_RE } from './hlc.ts';
+import { buildPartitionTable, type PartitionTable } from './partitioner.ts';
+
+export type MemberState = 'joining' | 'normal' | 'leaving' | 'removed';
+
+export interface Member {
+  readonly id: string;
+  readonly addr: string;
+  readonly state: MemberState;
+}
+
+export type TopologyCommand =
+  | { op: 'create'; clusterId: string; partitions: number; n: number; vnodes: number; id: string; addr: string }
+  | { op: 'add'; id: string; addr: string }
+  | { op: 'normal'; id: string }
+  | { op: 'leave'; id: string }
+  | { op: 'remove'; id: string }
+  | { op: 'address'; id: string; addr: string };
+
+export interface TopologySnapshot {
+  clusterId: string;
+  partitions: number;
+  n: number;
+  vnodes: number;
+  epoch: number;
+  members: Member[];
+}
+
+const ADDR_RE = /^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
+
+/** Validate a command from the log or the network (it must never crash a node). */
+export function validateTopologyCommand(x: unknown): TopologyCommand {
+  const bad = (why: string): never => { throw new KvError('KV_INVALID_ARGUMENT', `invalid topology command: ${why}`); };
+  if (typeof x !== 'object' || x === null) return bad('not an object');
+  const c = x as Record<string, unknown>;
+  const id = (): string => (typeof c['id'] === 'string' && NODE_ID_RE.test(c['id']) ? c['id'] : bad('bad id'));
+  const addr = (): string => (typeof c['addr'] === 'string' && ADDR_RE.test(c['addr']) ? c['addr'] : bad('bad addr'));
+  const int = (k: string, min: number, max: number): number => {
+    const v = c[k];
+    return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : bad(`bad ${k}`);
+  };
+  switch (c['op']) {
+    case 'create': {
+      const partitions = int('partitions', 1, 65536);
+      if ((partitions & (partitions - 1)) !== 0) bad('partitions must be a power of two');
+      if (typeof c['clusterId'] !== 'string' || c['clusterId'].length === 0 || c['clusterId'].length > 64) bad('bad clusterId');
+      return { op: 'create', clusterId: c['clusterId'] as string, partitions, n: int('n', 1, 7), vnodes: int('vnodes', 1, 4096), id: id(), addr: addr() };
+    }
+    case 'add': return { op: 'add', id: id(), addr: addr() };
+    case 'address': return { op: 'address', id: id(), addr: addr() };
+    case 'normal': case 'leave': case 'remove': return { op: c['op'], id: id() };
+    default: return bad(`unknown op ${String(c['op']).slice(0, 20)}`);
+  }
+}
+
+export class Topology {
+  clusterId = '';
+  partitions = 0;
+  n = 0;
+  vnodes = 0;
+  /** Number of committed topology changes; 0 before the cluster is created. */
+  epoch = 0;
+  private readonly members = new Map<string, Member>();
+  private tables: { current: PartitionTable; future: PartitionTable } | undefined;
+
+  static fromSnapshot(s: TopologySnapshot): Topology {
+    const t = new Topology();
+    t.clusterId = s.clusterId;
+    t.partitions = s.partitions;
+    t.n = s.n;
+    t.vnodes = s.vnodes;
+    t.epoch = s.epoch;
+    for (const m of s.members) t.members.set(m.id, { id: m.id, addr: m.addr, state: m.state });
+    return t;
+  }
+
+  snapshot(): TopologySnapshot {
+    return { clusterId: this.clusterId, partitions: this.partitions, n: this.n, vnodes: this.vnodes, epoch: this.epoch, members: this.memberList() };
+  }
+
+  /** Why `cmd` cannot apply now, or undefined if it can. Leaders check before proposing. */
+  reject(cmd: TopologyCommand): string | undefined {
+    const m = 'id' in cmd ? this.members.get(cmd.id) : undefined;
+    if (cmd.op === 'create') return this.epoch === 0 ? undefined : 'cluster already created';
+    if (this.epoch === 0) return 'cluster not created yet';
+    switch (cmd.op) {
+      case 'add': return m && m.state !== 'removed' ? `${cmd.id} is already a member (${m.state})` : undefined;
+      case 'address': return m && m.state !== 'removed' ? undefined : `${cmd.id} is not a member`;
+      case 'normal': return m?.state === 'joining' ? undefined : `${cmd.id} is not joining`;
+      case 'leave': {
+        if (m?.state !== 'normal') return `${cmd.id} is not a normal member`;
+        const owners = this.memberList().filter((x) => x.state === 'normal').length;
+        return owners <= 1 ? 'the last normal member cannot leave' : undefined;
+      }
+      case 'remove': return m && m.state !== 'removed' ? undefined : `${cmd.id} is not a member`;
+    }
+  }
+
+  /** Apply a committed command. Returns false (and changes nothing) if it does not apply. */
+  apply(cmd: TopologyCommand): boolean {
+    if (this.reject(cmd) !== undefined) return false;
+    switch (cmd.op) {
+      case 'create':
+        this.clusterId = cmd.clusterId;
+        this.partitions = cmd.partitions;
+        this.n = cmd.n;
+        this.vnodes = cmd.vnodes;
+        this.members.set(cmd.id, { id: cmd.id, addr: cmd.addr, state: 'normal' });
+        break;
+      case 'add': this.members.set(cmd.id, { id: cmd.id, addr: cmd.addr, state: 'joining' }); break;
+      case 'address': this.set(cmd.id, { addr: cmd.addr }); break;
+      case 'normal': this.set(cmd.id, { state: 'normal' }); break;
+      case 'leave': this.set(cmd.id, { state: 'leaving' }); break;
+      case 'remove': this.set(cmd.id, { state: 'removed' }); break;
+    }
+    this.epoch++;
+    this.tables = undefined;
+    return true;
+  }
+
+  private set(id: string, patch: Partial<Member>): void {
+    const m = this.members.get(id);
+    if (m) this.members.set(id, { ...m, ...patch });
+  }
+
+  member(id: string): Member | undefined {
+    return this.members.get(id);
+  }
+
+  /** Every member ever added, removed ones included, sorted by id. */
+  memberList(): Member[] {
+    return [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Members that are part of the cluster now (not removed). */
+  activeMembers(): Member[] {
+    return this.memberList().filter((m) => m.state !== 'removed');
+  }
+
+  /** Partition tables for this epoch, computed once per epoch. */
+  table(which: 'current' | 'future' = 'current'): PartitionTable {
+    if (!this.tables) {
+      const spec = (states: MemberState[]) => ({
+        members: this.memberList().filter((m) => states.includes(m.state)).map((m) => m.id),
+        partitions: this.partitions, n: this.n, vnodes: this.vnodes,
+      });
+      const current = buildPartitionTable(spec(['normal', 'leaving']));
+      const hasPending = this.memberList().some((m) => m.state === 'joining' || m.state === 'leaving');
+      this.tables = { current, future: hasPending ? buildPartitionTable(spec(['normal', 'joining'])) : current };
+    }
+    return this.tables[which];
+  }
+}
