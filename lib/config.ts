@@ -81,6 +81,19 @@ export interface Config {
   tombstoneGraceMs: number;
   /** Pause between anti-entropy exchanges of one partition. Default 60 s per partition walk step. */
   antiEntropyIntervalMs: number;
+
+  /** SWIM protocol period: one member probed per period. Default 1 s (memberlist LAN). */
+  swimProbeIntervalMs: number;
+  /** Wait for a direct ack before indirect probes. Default 500 ms (memberlist LAN; ~100× a LAN round trip). */
+  swimProbeTimeoutMs: number;
+  /** Members asked to probe indirectly. Default 3 (memberlist LAN): tolerates one bad path without flooding. */
+  swimIndirectChecks: number;
+  /** Suspicion timeout = mult · max(1, log10 n) · probe interval before confirmations shrink it. Default 4. */
+  swimSuspicionMult: number;
+  /** Upper suspicion timeout as a multiple of the lower one (Lifeguard). Default 6. */
+  swimSuspicionMaxTimeoutMult: number;
+  /** Gossip retransmits per update = mult · ceil(log10(n+1)). Default 4 (memberlist LAN). */
+  swimRetransmitMult: number;
 }
 
 export const DEFAULTS: Config = {
@@ -90,7 +103,7 @@ export const DEFAULTS: Config = {
   data: '',
   bootstrap: false,
   join: [],
-  secret: 'kv-dev-secret',
+  secret: 'kv-development-secret',
   logLevel: 'info',
   fsync: false,
   n: 3,
@@ -113,6 +126,12 @@ export const DEFAULTS: Config = {
   hintsMaxAgeMs: 3 * 3600 * SECOND,
   tombstoneGraceMs: 3600 * SECOND,
   antiEntropyIntervalMs: 60 * SECOND,
+  swimProbeIntervalMs: 1 * SECOND,
+  swimProbeTimeoutMs: 500,
+  swimIndirectChecks: 3,
+  swimSuspicionMult: 4,
+  swimSuspicionMaxTimeoutMult: 6,
+  swimRetransmitMult: 4,
 };
 
 type Field = keyof Config;
@@ -212,7 +231,7 @@ export function validateConfig(cfg: Config): Config {
   if (!cfg.data) cfg.data = `./data/${cfg.id}`;
   for (const j of cfg.join) if (!HOSTPORT_RE.test(j)) bad('join', `expected HOST:PORT[,HOST:PORT...], got "${j}"`);
   if (cfg.bootstrap && cfg.join.length > 0) bad('bootstrap', '--bootstrap and --join exclude each other');
-  if (cfg.secret.length < 8) bad('secret', 'must be at least 8 characters');
+  if (Buffer.byteLength(cfg.secret) < 16) bad('secret', 'must be at least 16 bytes');
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel)) bad('logLevel', `unknown level "${cfg.logLevel}"`);
   int(cfg, 'n', 1, 7);
   int(cfg, 'w', 1, cfg.n);
@@ -233,5 +252,11 @@ export function validateConfig(cfg: Config): Config {
   int(cfg, 'hintsMaxAgeMs', 0, 30 * 24 * 3600 * SECOND);
   int(cfg, 'tombstoneGraceMs', 0, 365 * 24 * 3600 * SECOND);
   int(cfg, 'antiEntropyIntervalMs', 10, 24 * 3600 * SECOND);
+  int(cfg, 'swimProbeIntervalMs', 10, 60 * SECOND);
+  int(cfg, 'swimProbeTimeoutMs', 5, cfg.swimProbeIntervalMs);
+  int(cfg, 'swimIndirectChecks', 0, 16);
+  int(cfg, 'swimSuspicionMult', 1, 100);
+  int(cfg, 'swimSuspicionMaxTimeoutMult', 1, 100);
+  int(cfg, 'swimRetransmitMult', 1, 100);
   return cfg;
 }

@@ -254,6 +254,11 @@ export class ApiServer {
     const only = (m: string): void => {
       if (method !== m) throw new KvError('KV_METHOD_NOT_ALLOWED', `method ${method} is not allowed on ${path} (${m})`);
     };
+    if (path.startsWith('/cluster/records/')) {
+      only('GET');
+      sendJson(res, 200, await cluster.localRecord(decodeKey(path.slice('/cluster/records/'.length), this.deps.limits.maxKeyBytes)));
+      return;
+    }
     switch (path) {
       case '/health':
         only('GET');

@@ -36,6 +36,8 @@ export interface ClusterService {
   decommission(id: string): Promise<unknown>;
   /** Internal admin: add a member (forwarded to the Raft leader). */
   join(body: unknown): Promise<unknown>;
+  /** This node's own stored record of a key (no quorum): version, tombstone, size. */
+  localRecord(key: string): Promise<unknown>;
   /** Whether the node is ready to serve (for /health). */
   ready(): boolean;
 }

@@ -9,6 +9,10 @@ import { SUBLEVELS, type Backend } from '../storage/backend.ts';
 export interface NodeMeta {
   id: string;
   clusterId: string;
+  /** Q of the cluster (fixed at bootstrap; the store's key layout depends on it). */
+  partitions: number;
+  /** This node created the cluster (it proposes the create entry once it leads). */
+  bootstrapped: boolean;
   createdAt: number;
 }
 

@@ -1,97 +1,270 @@
 /**
- * The composition root of one node: config → storage → clock → services → HTTP.
- * start() and stop() run in a documented order; stop() undoes start() in reverse.
+ * The composition root of one node. start() runs in this order and stop() undoes it
+ * in reverse:
+ *   data dir → LevelDB → identity (bootstrap / join / resume) → record store →
+ *   peer transport → membership + Raft → liveness → replica, hints, coordinator →
+ *   HTTP (+ peer upgrade) listening → background work (create / finish joining).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { KvError } from '../errors.ts';
-import { Hlc } from '../core/hlc.ts';
-import { partitionOf } from '../core/partitioner.ts';
+import { Hlc, decodeTs, encodeTs } from '../core/hlc.ts';
+import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import { parseHostPort, type Config } from '../config.ts';
 import { ApiServer } from '../api/server.ts';
 import { Metrics } from '../api/metrics.ts';
 import type { ClusterService } from '../api/service.ts';
 import { LevelBackend } from '../storage/level-backend.ts';
 import { RecordStore } from '../storage/record-store.ts';
-import { LocalKv } from './local-kv.ts';
+import { RaftStore } from '../storage/raft-store.ts';
+import { WsTransport } from '../net/ws-transport.ts';
+import { Membership } from './membership.ts';
+import { RaftRuntime } from './raft-runtime.ts';
+import { registerReplica } from './replica.ts';
+import { HintStore } from './hints.ts';
+import { Coordinator } from './coordinator.ts';
+import { PartitionFence } from './fence.ts';
+import { requestJoin, verifyJoin } from './join.ts';
+import { Gossip } from './gossip.ts';
 import { readMeta, writeMeta, type NodeMeta } from './meta.ts';
 import type { Logger } from './log.ts';
+import type { Topology } from '../core/topology.ts';
+
+/** Liveness as the data path sees it; gossip provides it. */
+export interface Liveness {
+  isAlive(id: string): boolean;
+  view(id: string): { liveness: 'alive' | 'suspect' | 'dead'; incarnation: number; lastHeardMs: number | null };
+  setMembers(ids: string[]): void;
+  stop(): void;
+}
+
 
 export class KvNode {
   readonly metrics = new Metrics();
   readonly hlc: Hlc;
   private backend: LevelBackend | undefined;
-  private store: RecordStore | undefined;
+  store: RecordStore | undefined;
+  private transport: WsTransport | undefined;
+  membership: Membership | undefined;
+  private raft: RaftRuntime | undefined;
+  private liveness: Liveness | undefined;
+  private hints: HintStore | undefined;
   private api: ApiServer | undefined;
   private meta: NodeMeta | undefined;
+  private readonly fence = new PartitionFence();
   private serving = false;
+  private stopped = false;
+  private background: Promise<void> | undefined;
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.hlc = new Hlc({ maxClockSkewMs: config.maxClockSkewMs });
   }
 
-  /** Order: data dir → LevelDB → identity → record store → HTTP listener. */
   async start(): Promise<void> {
     const cfg = this.config;
     mkdirSync(cfg.data, { recursive: true });
     this.backend = new LevelBackend(join(cfg.data, 'db'));
     await this.backend.open();
-    this.meta = await this.loadIdentity(this.backend);
-    const q = cfg.partitions;
+    const raftStore = new RaftStore(this.backend);
+    const fresh = await raftStore.isEmpty();
+    this.meta = await this.loadIdentity(this.backend, fresh);
+    const q = this.meta.partitions;
     this.store = new RecordStore({ backend: this.backend, partitionOf: (k) => partitionOf(k, q), sync: cfg.fsync });
     await this.store.open();
-    const kv = new LocalKv(cfg.id, cfg.n, this.store, this.hlc);
-    this.api = new ApiServer({ kv, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log });
+
+    const transport = new WsTransport({
+      selfId: cfg.id, clusterId: this.meta.clusterId, secret: cfg.secret, logger: this.log.child({ c: 'net' }),
+      getEpoch: () => this.membership?.epoch ?? 0,
+      hlcNow: () => encodeTs(this.hlc.now(Date.now())),
+      onEnvelope: (env) => {
+        try {
+          this.hlc.update(decodeTs(env.hlc), Date.now());
+        } catch (err) {
+          this.metrics.clockSkewRejected.inc();
+          throw err;
+        }
+      },
+    });
+    this.transport = transport;
+    const gossip = new Gossip(cfg.id, transport, {
+      probeIntervalMs: cfg.swimProbeIntervalMs, probeTimeoutMs: cfg.swimProbeTimeoutMs, indirectChecks: cfg.swimIndirectChecks,
+      suspicionMult: cfg.swimSuspicionMult, suspicionMaxTimeoutMult: cfg.swimSuspicionMaxTimeoutMult, retransmitMult: cfg.swimRetransmitMult,
+    }, this.metrics, this.log.child({ c: 'gossip' }), () => this.membership?.epoch ?? 0,
+    (epoch, from) => this.log.info({ epoch, from, local: this.membership?.epoch }, 'a peer knows a newer epoch; Raft replication will bring it'));
+    this.liveness = gossip;
+    const isAlive = (id: string): boolean => this.liveness?.isAlive(id) ?? false;
+    const membership = new Membership(cfg.id, transport, this.log.child({ c: 'membership' }), isAlive);
+    this.membership = membership;
+    membership.on('change', (t) => this.onTopology(t));
+    const raft = new RaftRuntime({
+      id: cfg.id, transport, store: raftStore, log: this.log.child({ c: 'raft' }),
+      apply: membership.applyEntry, restore: membership.restoreSnapshot, snapshotData: membership.snapshotData,
+    });
+    this.raft = raft;
+    membership.attach(raft);
+
+    registerReplica({ store: this.store, transport, fence: this.fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes });
+    if (cfg.hintedHandoff) {
+      this.hints = new HintStore(this.backend, transport, cfg, this.log.child({ c: 'hints' }), isAlive, () => membership.epoch);
+      await this.hints.open();
+    }
+    const coordinator = new Coordinator({
+      selfId: cfg.id, store: this.store, transport, hlc: this.hlc, hints: this.hints, fence: this.fence,
+      log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e) => this.catchUp(e), isAlive,
+      defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair,
+    });
+    this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log });
+    transport.attach(this.api.server);
+
+    const persisted = await raftStore.load();
+    await raft.start(persisted, fresh && this.meta.bootstrapped ? { voters: [cfg.id], learners: [] } : undefined);
     const { host, port } = parseHostPort(cfg.listen);
     await this.api.listen(host, port);
+    gossip.start();
     this.serving = true;
     this.log.info({ listen: cfg.listen, data: cfg.data, clusterId: this.meta.clusterId, fsync: cfg.fsync }, 'node serving');
+    this.background = this.finishStart().catch((err: unknown) => {
+      if (!this.stopped) this.log.error({ err }, 'could not finish joining the cluster');
+    });
   }
 
-  private async loadIdentity(backend: LevelBackend): Promise<NodeMeta> {
+  private async loadIdentity(backend: LevelBackend, raftFresh: boolean): Promise<NodeMeta> {
     const cfg = this.config;
     const existing = await readMeta(backend);
     if (existing) {
-      if (existing.id !== cfg.id) {
-        throw new KvError('KV_CONFIG', `data dir ${cfg.data} belongs to node "${existing.id}", not "${cfg.id}"`);
-      }
-      if (cfg.bootstrap || cfg.join.length > 0) this.log.warn('data dir is already initialized: --bootstrap/--join ignored, resuming');
+      if (existing.id !== cfg.id) throw new KvError('KV_CONFIG', `data dir ${cfg.data} belongs to node "${existing.id}", not "${cfg.id}"`);
+      if ((cfg.bootstrap || cfg.join.length > 0) && !raftFresh) this.log.warn('data dir is already initialized: --bootstrap/--join ignored, resuming');
       return existing;
     }
-    if (!cfg.bootstrap && cfg.join.length === 0) {
+    let meta: NodeMeta;
+    if (cfg.bootstrap) {
+      meta = { id: cfg.id, clusterId: randomUUID(), partitions: cfg.partitions, bootstrapped: true, createdAt: Date.now() };
+    } else if (cfg.join.length > 0) {
+      const answer = await requestJoin(cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log);
+      meta = { id: cfg.id, clusterId: answer.clusterId, partitions: answer.partitions, bootstrapped: false, createdAt: Date.now() };
+      this.initialPeers = answer.members.filter((m) => m.id !== cfg.id);
+    } else {
       throw new KvError('KV_CONFIG', `data dir ${cfg.data} is fresh: pass --bootstrap to create a cluster or --join HOST:PORT to join one`);
     }
-    const meta: NodeMeta = { id: cfg.id, clusterId: randomUUID(), createdAt: Date.now() };
     await writeMeta(backend, meta);
     return meta;
   }
 
+  private initialPeers: { id: string; addr: string }[] = [];
+
+  /** Background steps after serving: create the cluster (bootstrap) or become normal (join). */
+  private async finishStart(): Promise<void> {
+    const cfg = this.config;
+    const membership = this.membership as Membership;
+    const raft = this.raft as RaftRuntime;
+    if (this.initialPeers.length > 0) (this.transport as WsTransport).setPeers(new Map(this.initialPeers.map((m) => [m.id, m.addr])));
+    if (this.meta?.bootstrapped && membership.epoch === 0) {
+      await this.until(() => raft.status().role === 'leader', 'leadership of the new cluster');
+      if (membership.epoch === 0) {
+        await raft.propose({ op: 'create', clusterId: this.meta.clusterId, partitions: this.meta.partitions, n: cfg.n, vnodes: cfg.vnodes, id: cfg.id, addr: cfg.advertise });
+      }
+    }
+    await this.until(() => membership.topology.member(cfg.id) !== undefined, 'this node in the committed membership');
+    if (membership.topology.member(cfg.id)?.state === 'joining') {
+      // Data movement into the new owner happens here before it is marked normal.
+      await membership.admin({ kind: 'cmd', cmd: { op: 'normal', id: cfg.id } });
+      this.log.info({ epoch: membership.epoch }, 'joined the cluster as a normal member');
+    }
+  }
+
+  private async until(cond: () => boolean, what: string): Promise<void> {
+    while (!cond()) {
+      if (this.stopped) throw new KvError('KV_CLOSED', `stopped while waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private onTopology(t: Topology): void {
+    const peers = new Map(t.activeMembers().filter((m) => m.id !== this.config.id).map((m) => [m.id, m.addr]));
+    for (const p of this.initialPeers) if (!t.member(p.id)) peers.set(p.id, p.addr);
+    this.transport?.setPeers(peers);
+    this.liveness?.setMembers(t.activeMembers().map((m) => m.id));
+    this.fence.update(t);
+  }
+
+  /** Wait (bounded) until the local topology reaches `epoch`: Raft delivers it. */
+  private async catchUp(epoch: number): Promise<void> {
+    const deadline = Date.now() + 2000;
+    while ((this.membership?.epoch ?? 0) < epoch && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
   private clusterService(): ClusterService {
-    const notYet = async (): Promise<never> => {
-      throw new KvError('KV_UNAVAILABLE', 'membership changes need a multi-node cluster');
-    };
     return {
-      ready: () => this.serving,
-      cluster: async () => ({
-        id: this.config.id,
-        clusterId: this.meta?.clusterId,
-        epoch: 1,
-        ringChecksum: '',
-        raft: { role: 'leader', term: 1, leader: this.config.id },
-        members: [{ id: this.config.id, addr: this.config.advertise, state: 'normal', liveness: 'alive', incarnation: 0 }],
-      }),
-      ring: async () => ({ epoch: 1, partitions: this.config.partitions, n: this.config.n, table: [] }),
-      partitions: async () => ({ id: this.config.id, partitions: [] }),
-      decommission: notYet,
-      join: notYet,
+      ready: () => this.serving && (this.membership?.topology.member(this.config.id) !== undefined),
+      cluster: async () => this.clusterView(),
+      ring: async () => {
+        const t = this.m.topology;
+        const table = t.epoch === 0 ? undefined : t.table('current');
+        return {
+          epoch: t.epoch, checksum: table?.checksum ?? '', partitions: t.partitions, n: t.n,
+          table: table ? table.preference.map((pref, p) => ({ partition: p, replicas: replicasOf(table, p), fallbacks: pref.slice(t.n) })) : [],
+        };
+      },
+      partitions: async () => {
+        const t = this.m.topology;
+        const out: { partition: number; replicas: readonly string[]; keys: number }[] = [];
+        if (t.epoch > 0) {
+          const table = t.table('current');
+          for (let p = 0; p < t.partitions; p++) {
+            const replicas = replicasOf(table, p);
+            const keys = await (this.store as RecordStore).partitionKeyCount(p);
+            if (replicas.includes(this.config.id) || keys > 0) out.push({ partition: p, replicas, keys });
+          }
+        }
+        return { id: this.config.id, epoch: t.epoch, partitions: out };
+      },
+      decommission: async (id) => this.m.admin({ kind: 'decommission', id }),
+      localRecord: async (key) => {
+        const rec = await (this.store as RecordStore).get(key);
+        if (!rec) throw new KvError('KV_NOT_FOUND', 'this node holds no record of the key');
+        return { id: this.config.id, key, version: rec.version, tombstone: rec.value === null, bytes: rec.value?.length ?? 0 };
+      },
+      join: async (body) => {
+        const { id, addr } = verifyJoin(this.config.secret, body);
+        return this.m.admin({ kind: 'join', id, addr });
+      },
     };
   }
 
-  /** Order: stop accepting HTTP → drain writes and close the store → LevelDB. */
+  private get m(): Membership {
+    if (!this.membership) throw new KvError('KV_UNAVAILABLE', 'node is starting');
+    return this.membership;
+  }
+
+  clusterView(): unknown {
+    const t = this.m.topology;
+    const st = (this.raft as RaftRuntime).status();
+    return {
+      id: this.config.id,
+      clusterId: this.meta?.clusterId,
+      epoch: t.epoch,
+      ringChecksum: t.epoch === 0 ? '' : t.table('current').checksum,
+      partitions: t.partitions,
+      n: t.n,
+      raft: { role: st.role, term: st.term, leader: st.leader, commit: st.commit, voters: st.voters, learners: st.learners },
+      members: t.activeMembers().map((m) => {
+        const v = m.id === this.config.id ? { liveness: 'alive' as const, incarnation: 0, lastHeardMs: 0 } : (this.liveness as Liveness).view(m.id);
+        return { id: m.id, addr: m.addr, state: m.state, liveness: v.liveness, incarnation: v.incarnation, lastHeardMs: v.lastHeardMs };
+      }),
+    };
+  }
+
   async stop(): Promise<void> {
+    this.stopped = true;
     this.serving = false;
     await this.api?.close();
+    this.membership?.stop();
+    this.raft?.stop();
+    this.liveness?.stop();
+    this.hints?.stop();
+    await this.transport?.close();
+    await this.background;
     await this.store?.close();
     this.log.info('node stopped');
   }

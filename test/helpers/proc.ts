@@ -64,7 +64,7 @@ export interface SpawnOptions {
 export function spawnNode(o: SpawnOptions): NodeProc {
   const addr = `127.0.0.1:${o.port}`;
   const child = spawn(process.execPath, [KV_BIN, 'node', '--id', o.id, '--listen', addr, '--data', o.dataDir, ...(o.args ?? [])], {
-    env: { ...process.env, KV_LOG_LEVEL: process.env['KV_TEST_LOG_LEVEL'] ?? 'warn', KV_SECRET: 'test-secret-123', ...o.env },
+    env: { ...process.env, KV_LOG_LEVEL: process.env['KV_TEST_LOG_LEVEL'] ?? 'warn', KV_SECRET: 'test-secret-0123456789', ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);

@@ -1,0 +1,106 @@
+/**
+ * SWIM + Lifeguard configuration. Defaults follow hashicorp/memberlist's
+ * DefaultLANConfig (a LAN round trip is well under 10 ms, so every figure below has
+ * a wide margin); each says why it has its value.
+ */
+import { KvError } from '../../errors.ts';
+
+/** Hard wire limit on updates in one message (see messages.ts); config must fit under it. */
+export const MAX_UPDATES_PER_MESSAGE = 64;
+
+export interface SwimConfig {
+  /** Time between probes of one member each. */
+  probeIntervalMs: number;
+  /** Wait for a direct ack before asking others to probe indirectly; < probeIntervalMs. */
+  probeTimeoutMs: number;
+  /** Members asked to probe indirectly (ping-req) when the direct ping goes unanswered. */
+  indirectChecks: number;
+  /** Scales the minimum suspicion timeout: suspicionMult · max(1, log10 n) · probeIntervalMs. */
+  suspicionMult: number;
+  /** Maximum suspicion timeout as a multiple of the minimum. */
+  suspicionMaxTimeoutMult: number;
+  /** Retransmits per update: retransmitMult · ceil(log10(n + 1)). */
+  retransmitMult: number;
+  /** Local health score range is 0..awarenessMax-1; timeouts scale by (score + 1). */
+  awarenessMax: number;
+  /** Gossip updates piggybacked on one message, besides the sender's own record and the notice to the recipient. */
+  maxPiggyback: number;
+  /** Reported event-loop lag at or above this raises the local health score. */
+  lagThresholdMs: number;
+  /** A gap between two ticks longer than this means our own event loop stalled. */
+  tickGapMaxMs: number;
+  /** Indirect probes (ping-req) we relay at once for others; more are ignored. */
+  maxPendingRelays: number;
+}
+
+export const DEFAULT_SWIM_CONFIG: Readonly<SwimConfig> = Object.freeze({
+  // memberlist LAN: one probe a second finds a crashed node within a few seconds at
+  // a cost of one ping + ack per node per second, whatever the cluster size.
+  probeIntervalMs: 1000,
+  // memberlist LAN: far above a LAN round trip, yet leaves half the period for the
+  // indirect probes to answer before the period ends.
+  probeTimeoutMs: 500,
+  // memberlist LAN: three independent paths make a single lossy link (ours or the
+  // target's) unlikely to cause a suspicion.
+  indirectChecks: 3,
+  // memberlist LAN: 4 periods at n <= 10 gives a suspected node several chances to
+  // hear the rumour and refute it before it is declared dead.
+  suspicionMult: 4,
+  // memberlist LAN (Lifeguard): a lone accuser must wait 6x the minimum; independent
+  // confirmations bring it down to the minimum.
+  suspicionMaxTimeoutMult: 6,
+  // memberlist LAN: 4 · ceil(log10(n + 1)) transmits reach every node with high
+  // probability in an infection-style spread.
+  retransmitMult: 4,
+  // memberlist LAN (Lifeguard): a node that is itself slow may stretch its timeouts
+  // up to 8x instead of accusing healthy peers.
+  awarenessMax: 8,
+  // Sixteen compact updates keep one gossip message near 1 KiB (memberlist packs its
+  // piggyback into a 1400-byte UDP packet) and still drain a partition's backlog fast.
+  maxPiggyback: 16,
+  // Half the probe timeout: lag beyond it can push an ack past the timeout, so it is
+  // our own slowness, not the peer's, that a failed probe would then measure.
+  lagThresholdMs: 250,
+  // The runtime ticks every 50-100 ms; five missed ticks is a stall, after which
+  // buffered messages must be read before any timeout is judged.
+  tickGapMaxMs: 500,
+  // A ping-req costs one entry until its nack timer fires (< one period); 64 covers
+  // every member of a large cluster probing through us at once and caps a flood.
+  maxPendingRelays: 64,
+});
+
+function intIn(c: SwimConfig, field: keyof SwimConfig, min: number, max: number): void {
+  const v = c[field];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new KvError('KV_CONFIG', `swim.${field} must be an integer in [${min}, ${max}], got ${String(v)}`, {
+      details: { field: `swim.${field}` },
+    });
+  }
+}
+
+/** Checks every field and the combinations; throws KvError('KV_CONFIG') naming the bad field. */
+export function validateSwimConfig(c: SwimConfig): SwimConfig {
+  if (typeof c !== 'object' || c === null) throw new KvError('KV_CONFIG', 'swim config must be an object');
+  intIn(c, 'probeIntervalMs', 10, 60_000);
+  intIn(c, 'probeTimeoutMs', 1, 60_000);
+  if (c.probeTimeoutMs >= c.probeIntervalMs) {
+    throw new KvError('KV_CONFIG', 'swim.probeTimeoutMs must be less than swim.probeIntervalMs (indirect probes need the rest of the period)', {
+      details: { field: 'swim.probeTimeoutMs' },
+    });
+  }
+  intIn(c, 'indirectChecks', 0, 16);
+  intIn(c, 'suspicionMult', 1, 100);
+  intIn(c, 'suspicionMaxTimeoutMult', 1, 100);
+  intIn(c, 'retransmitMult', 1, 100);
+  intIn(c, 'awarenessMax', 1, 100);
+  intIn(c, 'maxPiggyback', 0, MAX_UPDATES_PER_MESSAGE - 2);
+  intIn(c, 'lagThresholdMs', 1, 600_000);
+  intIn(c, 'tickGapMaxMs', 1, 600_000);
+  intIn(c, 'maxPendingRelays', 0, 100_000);
+  return c;
+}
+
+/** Defaults with overrides applied, validated. */
+export function swimConfig(overrides: Partial<SwimConfig> = {}): SwimConfig {
+  return validateSwimConfig({ ...DEFAULT_SWIM_CONFIG, ...overrides });
+}

@@ -1,0 +1,481 @@
+/**
+ * SWIM failure detection with Lifeguard, as a pure state machine (etcd raft's
+ * Step/Tick/Ready shape): the runtime feeds ticks, received messages, the clock
+ * reading and measured event-loop lag; each call returns the messages to send and
+ * the liveness changes seen. No timers, no I/O, randomness from the injected rng.
+ *
+ * Membership (who is in the ring) comes from the Raft log through setMembers; SWIM
+ * only decides liveness of those members and never adds or removes one.
+ *
+ * Protocol, per period of probeIntervalMs · (score + 1):
+ *  - ping one member, picked by shuffled round-robin over all other members (dead
+ *    ones included: that is how a restarted or healed member is found again);
+ *  - no ack within probeTimeoutMs · (score + 1): ping-req through indirectChecks
+ *    alive members, which ping the target, relay its ack, or nack when it is late;
+ *  - no ack by the end of the period: suspect the target. Missing nacks mean the
+ *    relays could not reach US in time, so our health score rises instead.
+ *  - a suspicion becomes dead after the Lifeguard timeout (suspicion.ts).
+ * Every message carries the sender's own alive record, a notice to the recipient if
+ * we think it suspect or dead (so it refutes at once, Lifeguard's "tell the suspect
+ * first", and so a restarted node that forgot its incarnation learns what it must
+ * beat), up to maxPiggyback gossip updates, and the sender's Raft epoch.
+ */
+import { assert } from '../../errors.ts';
+import { NODE_ID_RE } from '../hlc.ts';
+import { shuffle, type Rng } from '../rng.ts';
+import { Awareness } from './awareness.ts';
+import { BroadcastQueue, retransmitLimit } from './broadcast.ts';
+import { validateSwimConfig, type SwimConfig } from './config.ts';
+import { MAX_INCARNATION, MAX_SEQ, type SwimMessage, type SwimUpdate } from './messages.ts';
+import { overrides, type Liveness } from './state.ts';
+import { Suspicion, confirmationsWanted, suspicionBoundsMs } from './suspicion.ts';
+
+export interface Outbound {
+  readonly to: string;
+  readonly msg: SwimMessage;
+}
+
+export interface LivenessEvent {
+  readonly type: Liveness;
+  readonly id: string;
+  readonly incarnation: number;
+}
+
+export interface SwimOutput {
+  messages: Outbound[];
+  /** Liveness changes of other members, in the order they happened. */
+  events: LivenessEvent[];
+  /** A peer holds a newer Raft epoch than ours: catch up from the Raft log. */
+  epochBehind?: { epoch: number; from: string };
+}
+
+export interface MemberInfo {
+  readonly id: string;
+  readonly liveness: Liveness;
+  readonly incarnation: number;
+  /** When we last received any message from this member (our clock). */
+  readonly lastHeardMs?: number;
+}
+
+interface Member {
+  readonly id: string;
+  liveness: Liveness;
+  incarnation: number;
+  /** Set while suspect: the accuser gossiped with the rumour, and the timer. */
+  accuser?: string;
+  suspicion?: Suspicion;
+  lastHeardMs?: number;
+  /** Last unprompted ping to it: a notice that it is accused, or our refutation. */
+  noticeAtMs?: number;
+}
+
+interface Probe {
+  readonly target: string;
+  readonly seq: number;
+  readonly timeoutAtMs: number;
+  readonly deadlineMs: number;
+  /** Relays asked by ping-req; null until the direct ping timed out. */
+  indirect: string[] | null;
+  readonly nacks: Set<string>;
+}
+
+interface Relay {
+  readonly origin: string;
+  readonly originSeq: number;
+  readonly target: string;
+  readonly nackAtMs: number;
+  readonly expireAtMs: number;
+  nacked: boolean;
+}
+
+export class Swim {
+  readonly selfId: string;
+  readonly #config: SwimConfig;
+  readonly #rng: Rng;
+  readonly #members = new Map<string, Member>();
+  readonly #broadcasts = new BroadcastQueue();
+  readonly #awareness: Awareness;
+  /** Bounded by config.maxPendingRelays. */
+  readonly #relays = new Map<number, Relay>();
+  #incarnation = 0;
+  #epoch = 0;
+  #seq: number;
+  #probe: Probe | null = null;
+  #nextProbeAtMs: number | undefined;
+  #round: string[] = [];
+  #roundPos = 0;
+  #lastTickMs: number | undefined;
+  #lastNowMs = -Infinity;
+  #out: SwimOutput = { messages: [], events: [] };
+
+  constructor(config: SwimConfig, selfId: string, rng: Rng) {
+    this.#config = validateSwimConfig({ ...config });
+    assert(NODE_ID_RE.test(selfId), 'swim self id must be a node id');
+    this.selfId = selfId;
+    this.#rng = rng;
+    this.#awareness = new Awareness(this.#config.awarenessMax);
+    // A random start keeps a restarted node's sequence numbers apart from its
+    // previous life's, so a late ack addressed to that life cannot match.
+    this.#seq = rng.int(2 ** 31);
+  }
+
+  get incarnation(): number {
+    return this.#incarnation;
+  }
+
+  get healthScore(): number {
+    return this.#awareness.score;
+  }
+
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /** All members, self included, in no particular order. */
+  members(): MemberInfo[] {
+    const out: MemberInfo[] = [{ id: this.selfId, liveness: 'alive', incarnation: this.#incarnation }];
+    for (const m of this.#members.values()) {
+      const info: { id: string; liveness: Liveness; incarnation: number; lastHeardMs?: number } = {
+        id: m.id,
+        liveness: m.liveness,
+        incarnation: m.incarnation,
+      };
+      if (m.lastHeardMs !== undefined) info.lastHeardMs = m.lastHeardMs;
+      out.push(info);
+    }
+    return out;
+  }
+
+  /** One member's view, cheaper than members() for per-event checks. */
+  member(id: string): { liveness: Liveness; incarnation: number; lastHeardMs?: number } | undefined {
+    if (id === this.selfId) return { liveness: 'alive', incarnation: this.#incarnation };
+    const m = this.#members.get(id);
+    if (m === undefined) return undefined;
+    return m.lastHeardMs === undefined ? { liveness: m.liveness, incarnation: m.incarnation }
+      : { liveness: m.liveness, incarnation: m.incarnation, lastHeardMs: m.lastHeardMs };
+  }
+
+  /** The member list committed in the Raft log; new members start alive at incarnation 0. */
+  setMembers(ids: readonly string[], nowMs: number): void {
+    this.#advance(nowMs);
+    const next = new Set(ids);
+    next.delete(this.selfId);
+    for (const id of next) assert(NODE_ID_RE.test(id), `swim member id is not a node id: ${id}`);
+    for (const id of [...this.#members.keys()]) {
+      if (next.has(id)) continue;
+      this.#members.delete(id);
+      this.#broadcasts.remove(id);
+      if (this.#probe?.target === id) this.#probe = null;
+    }
+    for (const id of next) {
+      if (!this.#members.has(id)) this.#members.set(id, { id, liveness: 'alive', incarnation: 0 });
+    }
+  }
+
+  /** Our committed Raft epoch, carried on every message. */
+  setLocalEpoch(epoch: number): void {
+    assert(Number.isSafeInteger(epoch) && epoch >= 0, 'epoch must be a non-negative integer');
+    if (epoch > this.#epoch) this.#epoch = epoch;
+  }
+
+  /** Event-loop lag measured by the runtime: lag is our slowness, so back off. */
+  reportLag(lagMs: number): void {
+    if (!(lagMs >= this.#config.lagThresholdMs)) return;
+    // One step for being late at all, one more per probe period lost to the stall.
+    this.#awareness.applyDelta(1 + Math.floor(lagMs / this.#config.probeIntervalMs));
+  }
+
+  tick(nowMs: number): SwimOutput {
+    this.#advance(nowMs);
+    this.#begin();
+    const stalled = this.#lastTickMs !== undefined && nowMs - this.#lastTickMs > this.#config.tickGapMaxMs;
+    this.#lastTickMs = nowMs;
+    if (stalled) {
+      // Our event loop stalled: acks, nacks and refutations may sit unread in the
+      // socket buffers, so judging any timeout now would blame others for our own
+      // pause. Void the probe and let one tick's worth of messages in first.
+      this.#probe = null;
+      this.#nextProbeAtMs = nowMs;
+      return this.#finish();
+    }
+    if (this.#nextProbeAtMs === undefined) {
+      // Random phase: nodes started together must not probe in lockstep.
+      this.#nextProbeAtMs = nowMs + this.#rng.int(this.#config.probeIntervalMs);
+    }
+    this.#tickRelays(nowMs);
+    this.#tickSuspicions(nowMs);
+    this.#tickProbe(nowMs);
+    if (this.#probe === null && nowMs >= this.#nextProbeAtMs) this.#startProbe(nowMs);
+    return this.#finish();
+  }
+
+  receive(from: string, msg: SwimMessage, nowMs: number): SwimOutput {
+    this.#advance(nowMs);
+    this.#begin();
+    if (msg.epoch > this.#epoch) this.#out.epochBehind = { epoch: msg.epoch, from };
+    const sender = this.#members.get(from);
+    // Raft decides membership: a stranger (not committed yet, or removed) is not
+    // ours to judge or to answer.
+    if (sender === undefined) return this.#finish();
+    sender.lastHeardMs = nowMs;
+    const incarnationBefore = this.#incarnation;
+    for (const u of msg.updates) this.#apply(u, nowMs);
+    switch (msg.type) {
+      case 'ping':
+        this.#send(from, { type: 'ack', seq: msg.seq });
+        break;
+      case 'ping-req':
+        this.#relay(from, msg.seq, msg.target, msg.timeoutMs, nowMs);
+        break;
+      case 'ack': {
+        const probe = this.#probe;
+        if (probe !== null && msg.seq === probe.seq && (from === probe.target || probe.indirect?.includes(from))) {
+          this.#probe = null;
+          this.#awareness.applyDelta(-1);
+          break;
+        }
+        const relay = this.#relays.get(msg.seq);
+        if (relay !== undefined && from === relay.target) {
+          this.#relays.delete(msg.seq);
+          this.#send(relay.origin, { type: 'ack', seq: relay.originSeq });
+        }
+        break;
+      }
+      case 'nack': {
+        const probe = this.#probe;
+        if (probe !== null && msg.seq === probe.seq && probe.indirect?.includes(from)) probe.nacks.add(from);
+        break;
+      }
+    }
+    if (this.#incarnation > incarnationBefore) this.#answerAccuser(sender, nowMs);
+    this.#noticeIfAccused(sender, nowMs);
+    return this.#finish();
+  }
+
+  /**
+   * The sender told us we are suspect or dead and we just refuted. If nothing we
+   * send now goes back to it (it told us in an ack or nack), its next contact with
+   * us may be rounds away while its timer runs, so answer with a ping carrying the
+   * refutation. Rate-limited like notices.
+   */
+  #answerAccuser(m: Member, nowMs: number): void {
+    if (this.#out.messages.some((o) => o.to === m.id)) return;
+    if (m.noticeAtMs !== undefined && nowMs - m.noticeAtMs < this.#config.probeIntervalMs) return;
+    m.noticeAtMs = nowMs;
+    this.#send(m.id, { type: 'ping', seq: this.#nextSeq() });
+  }
+
+  /**
+   * A member we hold suspect or dead just spoke to us, so it is running and can
+   * refute as soon as it knows. Its ack or nack gets no reply, and our own next
+   * probe of it may be rounds away, so tell it now with a ping (Lifeguard's "tell
+   * the suspect first", applied whenever it shows signs of life). At most one per
+   * probe interval per member, so a chatty suspect cannot turn it into a flood.
+   */
+  #noticeIfAccused(m: Member, nowMs: number): void {
+    if (m.liveness === 'alive' || !this.#members.has(m.id)) return;
+    if (m.noticeAtMs !== undefined && nowMs - m.noticeAtMs < this.#config.probeIntervalMs) return;
+    if (this.#out.messages.some((o) => o.to === m.id)) return;
+    m.noticeAtMs = nowMs;
+    this.#send(m.id, { type: 'ping', seq: this.#nextSeq() });
+  }
+
+  #advance(nowMs: number): void {
+    assert(Number.isFinite(nowMs) && nowMs >= this.#lastNowMs, 'swim clock must not go backwards');
+    this.#lastNowMs = nowMs;
+  }
+
+  #begin(): void {
+    this.#out = { messages: [], events: [] };
+  }
+
+  #finish(): SwimOutput {
+    const out = this.#out;
+    this.#out = { messages: [], events: [] };
+    return out;
+  }
+
+  #nextSeq(): number {
+    this.#seq = this.#seq >= MAX_SEQ ? 0 : this.#seq + 1;
+    return this.#seq;
+  }
+
+  #n(): number {
+    return this.#members.size + 1;
+  }
+
+  #send(
+    to: string,
+    body: { type: 'ping' | 'ack' | 'nack'; seq: number } | { type: 'ping-req'; seq: number; target: string; timeoutMs: number },
+  ): void {
+    const updates: SwimUpdate[] = [{ id: this.selfId, liveness: 'alive', incarnation: this.#incarnation }];
+    const peer = this.#members.get(to);
+    let notice = false;
+    if (peer !== undefined && peer.liveness !== 'alive') {
+      notice = true;
+      updates.push(
+        peer.liveness === 'suspect'
+          ? { id: to, liveness: 'suspect', incarnation: peer.incarnation, from: peer.accuser ?? this.selfId }
+          : { id: to, liveness: 'dead', incarnation: peer.incarnation },
+      );
+    }
+    const limit = retransmitLimit(this.#config.retransmitMult, this.#n());
+    updates.push(...this.#broadcasts.take(this.#config.maxPiggyback, limit, (u) => notice && u.id === to));
+    this.#out.messages.push({ to, msg: { ...body, epoch: this.#epoch, updates } });
+  }
+
+  #event(m: Member): void {
+    this.#out.events.push({ type: m.liveness, id: m.id, incarnation: m.incarnation });
+  }
+
+  #apply(u: SwimUpdate, nowMs: number): void {
+    if (u.id === this.selfId) {
+      this.#applyAboutSelf(u);
+      return;
+    }
+    const m = this.#members.get(u.id);
+    if (m === undefined) return;
+    if (!overrides(u, m)) {
+      // Same suspicion heard from another accuser: an independent confirmation.
+      if (u.liveness === 'suspect' && m.liveness === 'suspect' && u.incarnation === m.incarnation && u.from !== undefined) {
+        if (m.suspicion?.confirm(u.from) === true) this.#broadcasts.enqueue(u);
+      }
+      return;
+    }
+    this.#transition(m, u.liveness, u.incarnation, u.from ?? this.selfId, nowMs);
+  }
+
+  #applyAboutSelf(u: SwimUpdate): void {
+    if (u.liveness === 'alive') {
+      // A record of ours from before a restart: adopt it so that our next
+      // refutation beats everything the cluster has seen from us.
+      if (u.incarnation > this.#incarnation) this.#incarnation = u.incarnation;
+      return;
+    }
+    if (u.incarnation < this.#incarnation) return;
+    // Refute: outbid the rumour. Every message we send carries the new record, and
+    // the first peer to apply it gossips it on. Being suspected is also a sign that
+    // we may be the slow one (Lifeguard), hence the health step.
+    assert(u.incarnation < MAX_INCARNATION, 'incarnation exhausted');
+    this.#incarnation = u.incarnation + 1;
+    this.#awareness.applyDelta(1);
+  }
+
+  #transition(m: Member, liveness: Liveness, incarnation: number, accuser: string, nowMs: number): void {
+    const before = m.liveness;
+    m.liveness = liveness;
+    m.incarnation = incarnation;
+    if (liveness === 'suspect') {
+      const n = this.#n();
+      const { minMs, maxMs } = suspicionBoundsMs(this.#config, n);
+      m.accuser = accuser;
+      m.suspicion = new Suspicion(accuser, confirmationsWanted(this.#config, n), minMs, maxMs, nowMs);
+      this.#broadcasts.enqueue({ id: m.id, liveness, incarnation, from: accuser });
+    } else {
+      delete m.accuser;
+      delete m.suspicion;
+      this.#broadcasts.enqueue({ id: m.id, liveness, incarnation });
+    }
+    if (before !== liveness) this.#event(m);
+  }
+
+  /** Our own failed probe of target: a new suspicion, or a confirmation of one. */
+  #suspect(target: Member, nowMs: number): void {
+    if (target.liveness === 'alive') {
+      this.#transition(target, 'suspect', target.incarnation, this.selfId, nowMs);
+    } else if (target.liveness === 'suspect' && target.suspicion?.confirm(this.selfId) === true) {
+      this.#broadcasts.enqueue({ id: target.id, liveness: 'suspect', incarnation: target.incarnation, from: this.selfId });
+    }
+  }
+
+  #tickSuspicions(nowMs: number): void {
+    for (const m of this.#members.values()) {
+      if (m.suspicion !== undefined && nowMs >= m.suspicion.deadlineMs) this.#transition(m, 'dead', m.incarnation, this.selfId, nowMs);
+    }
+  }
+
+  #nextTarget(): string | undefined {
+    for (let tries = 0; tries <= this.#members.size; tries++) {
+      if (this.#roundPos >= this.#round.length) {
+        this.#round = shuffle([...this.#members.keys()], this.#rng);
+        this.#roundPos = 0;
+        if (this.#round.length === 0) return undefined;
+      }
+      const id = this.#round[this.#roundPos++];
+      if (id !== undefined && this.#members.has(id)) return id;
+    }
+    return undefined;
+  }
+
+  #startProbe(nowMs: number): void {
+    const intervalMs = this.#awareness.scale(this.#config.probeIntervalMs);
+    this.#nextProbeAtMs = nowMs + intervalMs;
+    const target = this.#nextTarget();
+    if (target === undefined) return;
+    const seq = this.#nextSeq();
+    this.#probe = {
+      target,
+      seq,
+      timeoutAtMs: nowMs + this.#awareness.scale(this.#config.probeTimeoutMs),
+      deadlineMs: nowMs + intervalMs,
+      indirect: null,
+      nacks: new Set(),
+    };
+    this.#send(target, { type: 'ping', seq });
+  }
+
+  #tickProbe(nowMs: number): void {
+    const probe = this.#probe;
+    if (probe === null) return;
+    const target = this.#members.get(probe.target);
+    if (target === undefined) {
+      this.#probe = null;
+      return;
+    }
+    if (nowMs >= probe.deadlineMs) {
+      this.#probe = null;
+      // A dead member not answering is no news, and says nothing about our health.
+      if (target.liveness === 'dead') return;
+      const asked = probe.indirect?.length ?? 0;
+      // Lifeguard: relays that could not even nack in time point at our own
+      // slowness; with nobody to cross-check, every failed probe counts.
+      this.#awareness.applyDelta(asked > 0 ? asked - probe.nacks.size : 1);
+      this.#suspect(target, nowMs);
+      return;
+    }
+    if (probe.indirect === null && nowMs >= probe.timeoutAtMs && target.liveness !== 'dead') {
+      const relays = shuffle(
+        [...this.#members.values()].filter((m) => m.liveness === 'alive' && m.id !== probe.target).map((m) => m.id),
+        this.#rng,
+      ).slice(0, this.#config.indirectChecks);
+      probe.indirect = relays;
+      // Relays nack after half the time left, so the nack can still reach us (tick
+      // granularity and a network hop included) before the period ends.
+      const timeoutMs = Math.max(1, Math.floor((probe.deadlineMs - nowMs) / 2));
+      for (const r of relays) this.#send(r, { type: 'ping-req', seq: probe.seq, target: probe.target, timeoutMs });
+    }
+  }
+
+  #relay(origin: string, originSeq: number, target: string, timeoutMs: number, nowMs: number): void {
+    if (target === this.selfId) {
+      this.#send(origin, { type: 'ack', seq: originSeq });
+      return;
+    }
+    if (!this.#members.has(target) || this.#relays.size >= this.#config.maxPendingRelays) return;
+    const seq = this.#nextSeq();
+    // The entry outlives the nack so that a late ack is still relayed: the prober
+    // accepts it until its period ends.
+    this.#relays.set(seq, { origin, originSeq, target, nackAtMs: nowMs + timeoutMs, expireAtMs: nowMs + 2 * timeoutMs, nacked: false });
+    this.#send(target, { type: 'ping', seq });
+  }
+
+  #tickRelays(nowMs: number): void {
+    for (const [seq, r] of this.#relays) {
+      if (!r.nacked && nowMs >= r.nackAtMs) {
+        r.nacked = true;
+        if (this.#members.has(r.origin)) this.#send(r.origin, { type: 'nack', seq: r.originSeq });
+      }
+      if (nowMs >= r.expireAtMs) this.#relays.delete(seq);
+    }
+  }
+}

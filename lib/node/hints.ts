@@ -1,0 +1,156 @@
+/**
+ * Hinted handoff (DESIGN.md §8). A write meant for a down replica is kept as a hint
+ * in the `hints` sublevel of a fallback node and replayed, with its original version
+ * (so replay is idempotent under LWW), once gossip says the target is alive again.
+ *
+ * Bounds (config): hintsMaxCount, hintsMaxBytes per node, hintsMaxAgeMs per hint; a
+ * hint over a bound is dropped and counted: anti-entropy repairs what hints miss.
+ */
+import { Packr } from 'msgpackr';
+import { KvError } from '../errors.ts';
+import { SUBLEVELS, type Backend, type BatchOp } from '../storage/backend.ts';
+import { recordToWire, validateRecord, type StoredRecord } from '../storage/record.ts';
+import type { Transport } from '../net/transport.ts';
+import { validateKey, validateWireRecord } from './replica.ts';
+import type { Logger } from './log.ts';
+
+const packr = new Packr({ useRecords: false });
+
+export interface HintLimits {
+  hintsMaxCount: number;
+  hintsMaxBytes: number;
+  hintsMaxAgeMs: number;
+  maxKeyBytes: number;
+  maxValueBytes: number;
+}
+
+/** Delivery round period. 1 s: hints reach a recovered node within a second or two of it being seen alive. */
+const DELIVERY_INTERVAL_MS = 1000;
+/** Hints replayed per target per round (at most ~1 MiB/s of 1 KiB records, near Cassandra's 1024 KiB/s throttle). */
+const DELIVERY_BATCH = 1024;
+/** Replays in flight at once per target. */
+const DELIVERY_CONCURRENCY = 32;
+
+interface Hint { dbKey: string; target: string; key: string; rec: StoredRecord; createdAt: number; bytes: number }
+
+export class HintStore {
+  private seq = 0;
+  private count = 0;
+  private bytes = 0;
+  private readonly perTarget = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private delivering = false;
+  readonly stats = { stored: 0, dropped: 0, delivered: 0, expired: 0 };
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly transport: Transport,
+    private readonly limits: HintLimits,
+    private readonly log: Logger,
+    private readonly isAlive: (id: string) => boolean,
+    private readonly epoch: () => number,
+    private readonly now: () => number = Date.now,
+  ) {
+    transport.handle('hint.put', async (_from, payload) => {
+      if (!Array.isArray(payload) || payload.length !== 3) throw new KvError('KV_INVALID_ARGUMENT', 'hint.put takes [target, key, record]');
+      const [target, key, rec] = payload as [unknown, unknown, unknown];
+      if (typeof target !== 'string' || target.length === 0 || target.length > 64) throw new KvError('KV_INVALID_ARGUMENT', 'bad hint target');
+      return this.add(target, validateKey(key, limits.maxKeyBytes), validateWireRecord(rec, limits.maxValueBytes));
+    });
+  }
+
+  /** Rebuild the counters from disk (bounded by hintsMaxCount). */
+  async open(): Promise<void> {
+    for await (const [k, v] of this.backend.range(SUBLEVELS.hints, {})) {
+      const target = k.slice(0, k.indexOf('\u0000'));
+      this.count++;
+      this.bytes += v.length;
+      this.perTarget.set(target, (this.perTarget.get(target) ?? 0) + 1);
+      this.seq = Math.max(this.seq, parseInt(k.slice(k.indexOf('\u0000') + 1), 16) + 1);
+    }
+    this.timer = setInterval(() => void this.deliverAll(), DELIVERY_INTERVAL_MS);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  pending(target?: string): number {
+    return target === undefined ? this.count : this.perTarget.get(target) ?? 0;
+  }
+
+  /** Store a hint; false when a bound refused it. */
+  async add(target: string, key: string, rec: StoredRecord): Promise<boolean> {
+    const value = packr.pack([key, recordToWire(rec), this.now()]);
+    if (this.count + 1 > this.limits.hintsMaxCount || this.bytes + value.length > this.limits.hintsMaxBytes) {
+      this.stats.dropped++;
+      return false;
+    }
+    const dbKey = `${target}\u0000${(this.seq++).toString(16).padStart(12, '0')}`;
+    this.count++;
+    this.bytes += value.length;
+    this.perTarget.set(target, (this.perTarget.get(target) ?? 0) + 1);
+    try {
+      await this.backend.batch([{ type: 'put', sub: SUBLEVELS.hints, key: dbKey, value }], false);
+    } catch (err) {
+      this.forget(target, value.length);
+      throw err;
+    }
+    this.stats.stored++;
+    return true;
+  }
+
+  private forget(target: string, bytes: number): void {
+    this.count--;
+    this.bytes -= bytes;
+    const left = (this.perTarget.get(target) ?? 1) - 1;
+    if (left <= 0) this.perTarget.delete(target);
+    else this.perTarget.set(target, left);
+  }
+
+  private async deliverAll(): Promise<void> {
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      for (const target of [...this.perTarget.keys()]) {
+        if (this.isAlive(target) && this.transport.isConnected(target)) await this.deliver(target);
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'hint delivery round failed');
+    } finally {
+      this.delivering = false;
+    }
+  }
+
+  private async deliver(target: string): Promise<void> {
+    const hints: Hint[] = [];
+    for await (const [k, v] of this.backend.range(SUBLEVELS.hints, { gt: `${target}\u0000`, lt: `${target}\u0001`, limit: DELIVERY_BATCH })) {
+      const [key, wire, createdAt] = packr.unpack(v) as [string, unknown, number];
+      const rec = validateRecord(wire);
+      if (rec) hints.push({ dbKey: k, target, key, rec, createdAt, bytes: v.length });
+    }
+    const done: BatchOp[] = [];
+    const now = this.now();
+    let i = 0;
+    const worker = async (): Promise<void> => {
+      while (i < hints.length) {
+        const h = hints[i++] as Hint;
+        if (now - h.createdAt > this.limits.hintsMaxAgeMs) {
+          this.stats.expired++;
+        } else {
+          try {
+            await this.transport.request(target, 'rep.put', [h.key, recordToWire(h.rec), this.epoch()], { timeoutMs: 5000 });
+            this.stats.delivered++;
+          } catch {
+            return; // target went away again; keep the rest for the next round
+          }
+        }
+        done.push({ type: 'del', sub: SUBLEVELS.hints, key: h.dbKey });
+        this.forget(target, h.bytes);
+      }
+    };
+    await Promise.all(Array.from({ length: DELIVERY_CONCURRENCY }, worker));
+    if (done.length > 0) await this.backend.batch(done, false);
+    if (done.length > 0) this.log.info({ target, delivered: done.length, left: this.pending(target) }, 'hints replayed');
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * Membership: the topology state machine behind Raft, admin requests forwarded to the
+ * leader, the joiner's side of a join, and the leader's voter policy (3 voters, 5 once
+ * the cluster has ≥ 5 members; the rest learners; a removed or long-dead voter's seat
+ * is refilled from caught-up, live learners).
+ */
+import { EventEmitter } from 'node:events';
+import { KvError, isKvError } from '../errors.ts';
+import { Topology, validateTopologyCommand, type TopologyCommand, type TopologySnapshot } from '../core/topology.ts';
+import type { Transport } from '../net/transport.ts';
+import type { RaftRuntime } from './raft-runtime.ts';
+import type { Logger } from './log.ts';
+
+export type AdminRequest =
+  | { kind: 'cmd'; cmd: TopologyCommand }
+  | { kind: 'join'; id: string; addr: string }
+  | { kind: 'decommission'; id: string };
+
+export interface JoinAnswer {
+  clusterId: string;
+  partitions: number;
+  members: { id: string; addr: string; state: string }[];
+  epoch: number;
+}
+
+/** How often the leader re-checks voters and learners. Default 1 s: seats refill within seconds. */
+const POLICY_INTERVAL_MS = 1000;
+/** A voter dead (per gossip) this long loses its seat to a live learner. 30 s outlasts restarts and GC pauses. */
+const DEAD_VOTER_MS = 30_000;
+/** A learner within this many entries of the leader's log counts as caught up for promotion. */
+const CAUGHT_UP_SLACK = 5;
+/** Forwarded admin requests are retried (leader changes) until this deadline. */
+const ADMIN_DEADLINE_MS = 20_000;
+
+function validateAdmin(x: unknown): AdminRequest {
+  const o = x as Record<string, unknown> | null;
+  if (typeof o !== 'object' || o === null) throw new KvError('KV_INVALID_ARGUMENT', 'admin request must be an object');
+  switch (o['kind']) {
+    case 'cmd': return { kind: 'cmd', cmd: validateTopologyCommand(o['cmd']) };
+    case 'join': {
+      const c = validateTopologyCommand({ op: 'add', id: o['id'], addr: o['addr'] }) as { id: string; addr: string };
+      return { kind: 'join', id: c.id, addr: c.addr };
+    }
+    case 'decommission': {
+      const c = validateTopologyCommand({ op: 'remove', id: o['id'] }) as { id: string };
+      return { kind: 'decommission', id: c.id };
+    }
+    default: throw new KvError('KV_INVALID_ARGUMENT', 'unknown admin request kind');
+  }
+}
+
+export class Membership extends EventEmitter<{ change: [Topology] }> {
+  topology = new Topology();
+  private raft: RaftRuntime | undefined;
+  private policyTimer: NodeJS.Timeout | undefined;
+  private policyBusy = false;
+  private readonly deadSince = new Map<string, number>();
+
+  constructor(
+    readonly selfId: string,
+    private readonly transport: Transport,
+    private readonly log: Logger,
+    private readonly isAlive: (id: string) => boolean,
+  ) {
+    super();
+    transport.handle('admin', (_from, payload) => this.handleAdmin(validateAdmin(payload)));
+  }
+
+  /** Raft hooks: apply, restore and snapshot the topology. */
+  applyEntry = (data: unknown): void => {
+    const cmd = validateTopologyCommand(data);
+    if (this.topology.apply(cmd)) {
+      this.log.info({ epoch: this.topology.epoch, cmd }, 'topology change');
+      this.emit('change', this.topology);
+    }
+  };
+
+  restoreSnapshot = (data: unknown): void => {
+    this.topology = Topology.fromSnapshot(data as TopologySnapshot);
+    this.emit('change', this.topology);
+  };
+
+  snapshotData = (): unknown => this.topology.snapshot();
+
+  attach(raft: RaftRuntime): void {
+    this.raft = raft;
+    this.policyTimer = setInterval(() => void this.runPolicy(), POLICY_INTERVAL_MS);
+  }
+
+  stop(): void {
+    if (this.policyTimer) clearInterval(this.policyTimer);
+  }
+
+  get epoch(): number {
+    return this.topology.epoch;
+  }
+
+  private get r(): RaftRuntime {
+    if (!this.raft) throw new KvError('KV_UNAVAILABLE', 'raft not started');
+    return this.raft;
+  }
+
+  /**
+   * Run an admin request on the leader: here if we lead, else forwarded, retrying
+   * through leader changes until the deadline.
+   */
+  async admin(req: AdminRequest): Promise<unknown> {
+    const deadline = Date.now() + ADMIN_DEADLINE_MS;
+    let lastErr: unknown;
+    while (Date.now() < deadline) {
+      const st = this.r.status();
+      try {
+        if (st.role === 'leader') return await this.handleAdmin(req);
+        if (st.leader) return await this.transport.request(st.leader, 'admin', req, { timeoutMs: Math.max(1000, deadline - Date.now()) });
+      } catch (err) {
+        lastErr = err;
+        // Retry only what a leader change explains; a refused request stays refused.
+        if (!isKvError(err) || !['KV_NOT_LEADER', 'KV_UNAVAILABLE', 'KV_TIMEOUT'].includes(err.code)) throw err;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new KvError('KV_UNAVAILABLE', `no Raft leader could take the request: ${(lastErr as Error)?.message ?? 'no leader elected'}`, { cause: lastErr });
+  }
+
+  private async handleAdmin(req: AdminRequest): Promise<unknown> {
+    const st = this.r.status();
+    if (st.role !== 'leader') throw new KvError('KV_NOT_LEADER', 'not the Raft leader', { details: { leader: st.leader } });
+    const t = this.topology;
+    switch (req.kind) {
+      case 'cmd': {
+        const why = t.reject(req.cmd);
+        if (why) throw new KvError('KV_INVALID_ARGUMENT', why);
+        await this.r.propose(req.cmd);
+        return { epoch: this.topology.epoch };
+      }
+      case 'join': {
+        const m = t.member(req.id);
+        if (!m || m.state === 'removed') await this.r.propose({ op: 'add', id: req.id, addr: req.addr });
+        else if (m.addr !== req.addr) await this.r.propose({ op: 'address', id: req.id, addr: req.addr });
+        const answer: JoinAnswer = {
+          clusterId: this.topology.clusterId,
+          partitions: this.topology.partitions,
+          members: this.topology.activeMembers().map((x) => ({ id: x.id, addr: x.addr, state: x.state })),
+          epoch: this.topology.epoch,
+        };
+        void this.runPolicy();
+        return answer;
+      }
+      case 'decommission': {
+        const m = t.member(req.id);
+        if (!m || m.state === 'removed') throw new KvError('KV_NOT_FOUND', `no member ${req.id}`);
+        if (m.state === 'leaving') return { epoch: t.epoch, state: 'leaving' };
+        const why = t.reject({ op: 'leave', id: req.id });
+        if (why) throw new KvError('KV_INVALID_ARGUMENT', why);
+        await this.r.propose({ op: 'leave', id: req.id });
+        return { epoch: this.topology.epoch, state: 'leaving' };
+      }
+    }
+  }
+
+  /** Leader only: keep the Raft configuration in line with the topology. One change per round. */
+  private async runPolicy(): Promise<void> {
+    if (this.policyBusy || !this.raft || this.raft.status().role !== 'leader' || this.topology.epoch === 0) return;
+    this.policyBusy = true;
+    try {
+      const st = this.raft.status();
+      const active = new Set(this.topology.activeMembers().map((m) => m.id));
+      const now = Date.now();
+      for (const id of active) {
+        if (this.isAlive(id) || id === this.selfId) this.deadSince.delete(id);
+        else if (!this.deadSince.has(id)) this.deadSince.set(id, now);
+      }
+      const longDead = (id: string): boolean => now - (this.deadSince.get(id) ?? now) >= DEAD_VOTER_MS;
+      const inConfig = new Set([...st.voters, ...st.learners]);
+      const stale = [...inConfig].find((id) => !active.has(id) && id !== this.selfId);
+      if (stale) return await this.change({ type: 'remove', id: stale });
+      const missing = [...active].find((id) => !inConfig.has(id));
+      if (missing) return await this.change({ type: 'addLearner', id: missing });
+      const desired = Math.min(active.size >= 5 ? 5 : 3, active.size);
+      const progress = new Map(this.raft.core.progress().map((p) => [p.id, p]));
+      const last = this.raft.core.lastIndex;
+      const promotable = st.learners.filter((id) => active.has(id) && this.isAlive(id) &&
+        (progress.get(id)?.match ?? 0) >= last - CAUGHT_UP_SLACK).sort();
+      const deadVoter = st.voters.find((id) => id !== this.selfId && longDead(id));
+      if (st.voters.length < desired && promotable[0]) return await this.change({ type: 'addVoter', id: promotable[0] });
+      if (deadVoter && promotable[0]) return await this.change({ type: 'remove', id: deadVoter });
+    } catch (err) {
+      this.log.debug({ err }, 'voter policy round failed; retrying next round');
+    } finally {
+      this.policyBusy = false;
+    }
+  }
+
+  private async change(c: { type: 'addVoter' | 'addLearner' | 'remove'; id: string }): Promise<void> {
+    this.log.info({ change: c }, 'raft configuration change');
+    await this.r.proposeConfChange(c);
+  }
+}
