@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { KvError } from '../errors.ts';
 import { Hlc, decodeTs, encodeTs } from '../core/hlc.ts';
-import { partitionOf, replicasOf } from '../core/partitioner.ts';
+import { replicasOf } from '../core/partitioner.ts';
+import { DEFAULT_MERKLE_SHAPE } from '../core/merkle.ts';
 import { parseHostPort, type Config } from '../config.ts';
 import { ApiServer } from '../api/server.ts';
 import { Metrics } from '../api/metrics.ts';
@@ -70,7 +71,7 @@ export class KvNode {
     const fresh = await raftStore.isEmpty();
     this.meta = await this.loadIdentity(this.backend, fresh);
     const q = this.meta.partitions;
-    this.store = new RecordStore({ backend: this.backend, partitionOf: (k) => partitionOf(k, q), sync: cfg.fsync });
+    this.store = new RecordStore({ backend: this.backend, partitions: q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: cfg.fsync });
     await this.store.open();
 
     const transport = new WsTransport({

@@ -9,6 +9,7 @@
  */
 import { KvError } from '../errors.ts';
 import { compareVersions, type Version } from '../core/hlc.ts';
+import { h64 } from '../core/partitioner.ts';
 import { SUBLEVELS, type Backend, type BatchOp } from './backend.ts';
 import { decodeRecord, encodeRecord, type StoredRecord } from './record.ts';
 
@@ -26,11 +27,17 @@ export interface RecordChange {
 export interface PartitionIndex {
   load(partition: number, backend: Backend): Promise<void>;
   onCommit(partition: number, changes: readonly RecordChange[], ops: BatchOp[]): void;
+  /** The batch of `onCommit` failed: undo its in-memory effect. */
+  onAbort(partition: number, changes: readonly RecordChange[]): void;
 }
 
 export interface RecordStoreOptions {
   backend: Backend;
-  partitionOf: (key: string) => number;
+  /** Q: keys live in partition xxh64(key) mod Q (the low bits). */
+  partitions: number;
+  /** Merkle segments per partition (the top bits of the same hash); records are stored in
+   *  (partition, segment, key) order so one segment is one range read. */
+  segments: number;
   /** Sync each batch to disk before acknowledging. */
   sync: boolean;
   index?: PartitionIndex;
@@ -50,7 +57,10 @@ export interface ApplyResult {
 }
 
 interface PendingWrite {
+  /** Set on a marker that runs alone, with no commit of the partition in flight. */
+  exclusive?: () => Promise<void>;
   key: string;
+  segment: number;
   rec: StoredRecord | null; // null = purge (remove entirely) if the stored version equals purgeVersion
   purgeVersion?: Version;
   resolve: (r: ApplyResult | undefined) => void;
@@ -65,20 +75,38 @@ interface PartitionQueue {
 }
 
 const PARTITION_HEX = 4;
+const SEGMENT_HEX = 5;
+const PREFIX = PARTITION_HEX + SEGMENT_HEX;
 
-export function dataKey(partition: number, key: string): string {
-  return partition.toString(16).padStart(PARTITION_HEX, '0') + key;
+function hex(n: number, width: number): string {
+  return n.toString(16).padStart(width, '0');
+}
+
+/** `<partition 4 hex><segment 5 hex><key>`: partitions and segments are contiguous ranges. */
+export function dataKey(partition: number, segment: number, key: string): string {
+  return hex(partition, PARTITION_HEX) + hex(segment, SEGMENT_HEX) + key;
 }
 
 export function partitionRange(partition: number): { gte: string; lt: string } {
-  return { gte: partition.toString(16).padStart(PARTITION_HEX, '0'), lt: (partition + 1).toString(16).padStart(PARTITION_HEX, '0') };
+  return { gte: hex(partition, PARTITION_HEX), lt: hex(partition + 1, PARTITION_HEX) };
+}
+
+function segmentRange(partition: number, segment: number): { gte: string; lt: string } {
+  return { gte: hex(partition, PARTITION_HEX) + hex(segment, SEGMENT_HEX), lt: hex(partition, PARTITION_HEX) + hex(segment + 1, SEGMENT_HEX) };
+}
+
+function countKey(partition: number): string {
+  return COUNT_PREFIX + hex(partition, PARTITION_HEX);
 }
 
 const COUNT_PREFIX = 'c';
 
 export class RecordStore {
   readonly backend: Backend;
-  private readonly partitionOf: (key: string) => number;
+  readonly partitions: number;
+  readonly segments: number;
+  private readonly partitionMask: bigint;
+  private readonly segmentShift: bigint;
   private readonly sync: boolean;
   private readonly index: PartitionIndex | undefined;
   private readonly maxBatchWrites: number;
@@ -90,7 +118,10 @@ export class RecordStore {
 
   constructor(opts: RecordStoreOptions) {
     this.backend = opts.backend;
-    this.partitionOf = opts.partitionOf;
+    this.partitions = opts.partitions;
+    this.segments = opts.segments;
+    this.partitionMask = BigInt(opts.partitions - 1);
+    this.segmentShift = BigInt(64 - Math.log2(opts.segments));
     this.sync = opts.sync;
     this.index = opts.index;
     this.maxBatchWrites = opts.maxBatchWrites ?? 512;
@@ -120,10 +151,17 @@ export class RecordStore {
     if (this.state !== 'open') throw new KvError('KV_STORE_NOT_OPEN', `store is ${this.state}`);
   }
 
+  /** Partition and Merkle segment of a key, from one hash (must match MerkleTree.segmentOf). */
+  locate(key: string): { partition: number; segment: number } {
+    const h = h64(key);
+    return { partition: Number(h & this.partitionMask), segment: this.segments === 1 ? 0 : Number(BigInt.asUintN(64, h) >> this.segmentShift) };
+  }
+
   /** The stored record (tombstones included), or undefined. */
   async get(key: string): Promise<StoredRecord | undefined> {
     this.checkOpen();
-    const buf = await this.backend.get(SUBLEVELS.data, dataKey(this.partitionOf(key), key));
+    const { partition, segment } = this.locate(key);
+    const buf = await this.backend.get(SUBLEVELS.data, dataKey(partition, segment, key));
     return buf === undefined ? undefined : decodeRecord(buf);
   }
 
@@ -145,7 +183,7 @@ export class RecordStore {
     if (this.queued >= this.maxQueuedWrites) {
       return Promise.reject(new KvError('KV_TOO_MANY_REQUESTS', `store write queue is full (${this.maxQueuedWrites})`));
     }
-    const p = this.partitionOf(key);
+    const { partition: p, segment } = this.locate(key);
     let q = this.queues.get(p);
     if (!q) {
       q = { items: [], running: false, loaded: false, count: 0 };
@@ -153,16 +191,46 @@ export class RecordStore {
     }
     this.queued++;
     const promise = new Promise<ApplyResult | undefined>((resolve, reject) => {
-      (q as PartitionQueue).items.push(purgeVersion === undefined ? { key, rec, resolve, reject } : { key, rec, purgeVersion, resolve, reject });
+      (q as PartitionQueue).items.push(purgeVersion === undefined ? { key, segment, rec, resolve, reject } : { key, segment, rec, purgeVersion, resolve, reject });
     });
     if (!q.running) void this.run(p, q);
     return promise;
   }
 
+  /** Run `fn` with the partition's commits held back (scrub, bulk checks). */
+  exclusive(partition: number, fn: () => Promise<void>): Promise<void> {
+    this.checkOpen();
+    let q = this.queues.get(partition);
+    if (!q) {
+      q = { items: [], running: false, loaded: false, count: 0 };
+      this.queues.set(partition, q);
+    }
+    this.queued++;
+    const done = new Promise<void>((resolve, reject) => {
+      (q as PartitionQueue).items.push({ exclusive: fn, key: '', segment: 0, rec: null, resolve: () => resolve(), reject });
+    });
+    if (!q.running) void this.run(partition, q);
+    return done;
+  }
+
   private async run(p: number, q: PartitionQueue): Promise<void> {
     q.running = true;
     while (q.items.length > 0) {
-      const items = q.items.splice(0, this.maxBatchWrites);
+      const first = q.items[0] as PendingWrite;
+      if (first.exclusive) {
+        q.items.shift();
+        try {
+          await first.exclusive();
+          first.resolve(undefined);
+        } catch (err) {
+          first.reject(err);
+        }
+        this.queued--;
+        continue;
+      }
+      let n = 0;
+      while (n < q.items.length && n < this.maxBatchWrites && !(q.items[n] as PendingWrite).exclusive) n++;
+      const items = q.items.splice(0, n);
       try {
         await this.commit(p, q, items);
       } catch (err) {
@@ -176,13 +244,15 @@ export class RecordStore {
 
   private async commit(p: number, q: PartitionQueue, items: PendingWrite[]): Promise<void> {
     if (!q.loaded) {
-      const c = await this.backend.get(SUBLEVELS.merkle, COUNT_PREFIX + dataKey(p, ''));
+      const c = await this.backend.get(SUBLEVELS.merkle, countKey(p));
       q.count = c === undefined ? 0 : c.readUInt32BE(0);
       await this.index?.load(p, this.backend);
       q.loaded = true;
     }
-    const keys = [...new Set(items.map((i) => i.key))];
-    const stored = await this.backend.getMany(SUBLEVELS.data, keys.map((k) => dataKey(p, k)));
+    const segmentOf = new Map(items.map((i) => [i.key, i.segment]));
+    const keys = [...segmentOf.keys()];
+    const dk = (k: string): string => dataKey(p, segmentOf.get(k) as number, k);
+    const stored = await this.backend.getMany(SUBLEVELS.data, keys.map(dk));
     const current = new Map<string, Version | null>();
     keys.forEach((k, i) => {
       const buf = stored[i];
@@ -216,16 +286,21 @@ export class RecordStore {
     if (changes.length > 0) {
       for (const [k, rec] of finalRec) {
         ops.push(rec === null
-          ? { type: 'del', sub: SUBLEVELS.data, key: dataKey(p, k) }
-          : { type: 'put', sub: SUBLEVELS.data, key: dataKey(p, k), value: encodeRecord(rec) });
+          ? { type: 'del', sub: SUBLEVELS.data, key: dk(k) }
+          : { type: 'put', sub: SUBLEVELS.data, key: dk(k), value: encodeRecord(rec) });
       }
       let count = q.count;
       for (const ch of changes) count += (ch.oldVersion === null ? 1 : 0) - (ch.newVersion === null ? 1 : 0);
       const cbuf = Buffer.allocUnsafe(4);
       cbuf.writeUInt32BE(count, 0);
-      ops.push({ type: 'put', sub: SUBLEVELS.merkle, key: COUNT_PREFIX + dataKey(p, ''), value: cbuf });
+      ops.push({ type: 'put', sub: SUBLEVELS.merkle, key: countKey(p), value: cbuf });
       this.index?.onCommit(p, changes, ops);
-      await this.backend.batch(ops, this.sync);
+      try {
+        await this.backend.batch(ops, this.sync);
+      } catch (err) {
+        this.index?.onAbort(p, changes);
+        throw err;
+      }
       q.count = count;
     }
     items.forEach((it, i) => it.resolve(results[i]));
@@ -235,9 +310,17 @@ export class RecordStore {
   async *scanPartition(partition: number, opts: { after?: string; limit?: number } = {}): AsyncIterable<[string, StoredRecord]> {
     this.checkOpen();
     const range = partitionRange(partition);
-    const from = opts.after === undefined ? { gte: range.gte } : { gt: dataKey(partition, opts.after) };
+    const from = opts.after === undefined ? { gte: range.gte } : { gt: dataKey(partition, this.locate(opts.after).segment, opts.after) };
     for await (const [k, v] of this.backend.range(SUBLEVELS.data, { ...from, lt: range.lt, limit: opts.limit ?? -1 })) {
-      yield [k.slice(PARTITION_HEX), decodeRecord(v)];
+      yield [k.slice(PREFIX), decodeRecord(v)];
+    }
+  }
+
+  /** Stored records (tombstones included) of one Merkle segment of a partition. */
+  async *scanSegment(partition: number, segment: number): AsyncIterable<[string, StoredRecord]> {
+    this.checkOpen();
+    for await (const [k, v] of this.backend.range(SUBLEVELS.data, segmentRange(partition, segment))) {
+      yield [k.slice(PREFIX), decodeRecord(v)];
     }
   }
 
@@ -246,7 +329,7 @@ export class RecordStore {
     this.checkOpen();
     const q = this.queues.get(partition);
     if (q?.loaded) return q.count;
-    const c = await this.backend.get(SUBLEVELS.merkle, COUNT_PREFIX + dataKey(partition, ''));
+    const c = await this.backend.get(SUBLEVELS.merkle, countKey(partition));
     return c === undefined ? 0 : c.readUInt32BE(0);
   }
 }

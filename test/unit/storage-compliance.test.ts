@@ -33,7 +33,7 @@ for (const [name, make] of backends) {
     beforeEach(async () => {
       const made = make();
       dispose = made.dispose;
-      store = new RecordStore({ backend: made.backend, partitionOf: (k) => partitionOf(k, Q), sync: false });
+      store = new RecordStore({ backend: made.backend, partitions: Q, segments: 64, sync: false });
       await store.open();
     });
 
@@ -104,7 +104,7 @@ for (const [name, make] of backends) {
     });
 
     it('refuses use before open and after close with KV_STORE_NOT_OPEN', async () => {
-      const fresh = new RecordStore({ backend: new MemoryBackend(), partitionOf: (k) => partitionOf(k, Q), sync: false });
+      const fresh = new RecordStore({ backend: new MemoryBackend(), partitions: Q, segments: 64, sync: false });
       let caught: unknown;
       try { await fresh.get('x'); } catch (err) { caught = err; }
       expect(isKvError(caught, 'KV_STORE_NOT_OPEN')).to.equal(true);
@@ -122,7 +122,7 @@ for (const [name, make] of backends) {
     });
 
     it('refuses writes beyond the queue limit instead of growing without bound', async () => {
-      const small = new RecordStore({ backend: new MemoryBackend(), partitionOf: (k) => partitionOf(k, Q), sync: false, maxQueuedWrites: 10 });
+      const small = new RecordStore({ backend: new MemoryBackend(), partitions: Q, segments: 64, sync: false, maxQueuedWrites: 10 });
       await small.open();
       const outcomes = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => small.apply(`k${i}`, { version: v(1), value: null })));
       const refused = outcomes.filter((o) => o.status === 'rejected');
