@@ -83,15 +83,17 @@ for (const [name, make] of backends) {
       expect(await store.partitionKeyCount(p)).to.equal(0);
     });
 
-    it('scans one partition in key order and only that partition', async () => {
+    it('scans one partition in (segment, key) order and only that partition', async () => {
       const keys = Array.from({ length: 300 }, (_, i) => `key-${i}`);
       await Promise.all(keys.map((k, i) => store.apply(k, { version: v(i + 1), value: Buffer.from(k) })));
       let total = 0;
       for (let p = 0; p < Q; p++) {
         const seen: string[] = [];
         for await (const [k] of store.scanPartition(p)) seen.push(k);
-        expect(seen).to.deep.equal([...seen].sort());
+        const order = (k: string): string => `${String(store.locate(k).segment).padStart(8, '0')}/${k}`;
+        expect(seen.map(order)).to.deep.equal(seen.map(order).sort());
         for (const k of seen) expect(partitionOf(k, Q)).to.equal(p);
+        for (const k of seen) expect(store.locate(k).partition).to.equal(p);
         expect(seen.length).to.equal(await store.partitionKeyCount(p));
         total += seen.length;
         if (seen.length > 2) {
@@ -101,6 +103,17 @@ for (const [name, make] of backends) {
         }
       }
       expect(total).to.equal(keys.length);
+    });
+
+    it('lists exactly one Merkle segment of a partition with scanSegment', async () => {
+      const keys = Array.from({ length: 400 }, (_, i) => `seg-${i}`);
+      await Promise.all(keys.map((k, i) => store.apply(k, { version: v(i + 1), value: Buffer.from(k) })));
+      const { partition, segment } = store.locate('seg-7');
+      const expected = keys.filter((k) => { const l = store.locate(k); return l.partition === partition && l.segment === segment; }).sort();
+      const got: string[] = [];
+      for await (const [k] of store.scanSegment(partition, segment)) got.push(k);
+      expect(got).to.deep.equal(expected);
+      expect(got).to.include('seg-7');
     });
 
     it('refuses use before open and after close with KV_STORE_NOT_OPEN', async () => {
