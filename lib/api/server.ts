@@ -292,6 +292,10 @@ export class ApiServer {
         sendJson(res, 200, await cluster.decommission(id));
         return;
       }
+      case '/cluster/scrub':
+        only('POST');
+        sendJson(res, 200, await cluster.scrub());
+        return;
       case '/cluster/join': {
         only('POST');
         sendJson(res, 200, await cluster.join(await readJson(req)));

@@ -38,6 +38,8 @@ export interface ClusterService {
   join(body: unknown): Promise<unknown>;
   /** This node's own stored record of a key (no quorum): version, tombstone, size. */
   localRecord(key: string): Promise<unknown>;
+  /** Rebuild this node's Merkle trees from its records (throttled); reports trees that were wrong. */
+  scrub(): Promise<unknown>;
   /** Whether the node is ready to serve (for /health). */
   ready(): boolean;
 }

@@ -7,7 +7,7 @@ import type { ParsedArgs } from './args.ts';
 export async function nodeCommand(args: ParsedArgs): Promise<number> {
   const config = loadConfig({ flags: args.flags, env: process.env });
   const log = createLogger(config.id, config.logLevel);
-  if (config.secret === 'kv-dev-secret') log.warn('using the built-in development secret; set --secret or KV_SECRET for anything real');
+  if (config.secret === 'kv-development-secret') log.warn('using the built-in development secret; set --secret or KV_SECRET for anything real');
   const node = new KvNode(config, log);
   let stopping: Promise<void> | undefined;
   const stop = (signal: string): void => {

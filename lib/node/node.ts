@@ -28,6 +28,9 @@ import { Coordinator } from './coordinator.ts';
 import { PartitionFence } from './fence.ts';
 import { requestJoin, verifyJoin } from './join.ts';
 import { Gossip } from './gossip.ts';
+import { AntiEntropy } from './anti-entropy.ts';
+import { MerkleIndex } from '../storage/merkle-index.ts';
+import { h64 } from '../core/partitioner.ts';
 import { readMeta, writeMeta, type NodeMeta } from './meta.ts';
 import type { Logger } from './log.ts';
 import type { Topology } from '../core/topology.ts';
@@ -51,6 +54,8 @@ export class KvNode {
   private raft: RaftRuntime | undefined;
   private liveness: Liveness | undefined;
   private hints: HintStore | undefined;
+  private index: MerkleIndex | undefined;
+  antiEntropy: AntiEntropy | undefined;
   private api: ApiServer | undefined;
   private meta: NodeMeta | undefined;
   private readonly fence = new PartitionFence();
@@ -71,7 +76,8 @@ export class KvNode {
     const fresh = await raftStore.isEmpty();
     this.meta = await this.loadIdentity(this.backend, fresh);
     const q = this.meta.partitions;
-    this.store = new RecordStore({ backend: this.backend, partitions: q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: cfg.fsync });
+    this.index = new MerkleIndex(this.backend, h64, DEFAULT_MERKLE_SHAPE);
+    this.store = new RecordStore({ backend: this.backend, partitions: q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: cfg.fsync, index: this.index });
     await this.store.open();
 
     const transport = new WsTransport({
@@ -107,9 +113,16 @@ export class KvNode {
 
     registerReplica({ store: this.store, transport, fence: this.fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes });
     if (cfg.hintedHandoff) {
-      this.hints = new HintStore(this.backend, transport, cfg, this.log.child({ c: 'hints' }), isAlive, () => membership.epoch);
+      // A hint must never outlive tombstone GC: replaying an old value after its tombstone was purged would resurrect it.
+      const hintLimits = { ...cfg, hintsMaxAgeMs: Math.min(cfg.hintsMaxAgeMs, cfg.tombstoneGraceMs) };
+      this.hints = new HintStore(this.backend, transport, hintLimits, this.log.child({ c: 'hints' }), isAlive, () => membership.epoch);
       await this.hints.open();
     }
+    this.antiEntropy = new AntiEntropy({
+      selfId: cfg.id, store: this.store, index: this.index, transport, metrics: this.metrics, log: this.log.child({ c: 'ae' }),
+      topology: () => membership.topology, isAlive, intervalMs: cfg.antiEntropyIntervalMs, tombstoneGraceMs: cfg.tombstoneGraceMs,
+      maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes,
+    });
     const coordinator = new Coordinator({
       selfId: cfg.id, store: this.store, transport, hlc: this.hlc, hints: this.hints, fence: this.fence,
       log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e) => this.catchUp(e), isAlive,
@@ -123,6 +136,7 @@ export class KvNode {
     const { host, port } = parseHostPort(cfg.listen);
     await this.api.listen(host, port);
     gossip.start();
+    this.antiEntropy.start();
     this.serving = true;
     this.log.info({ listen: cfg.listen, data: cfg.data, clusterId: this.meta.clusterId, fsync: cfg.fsync }, 'node serving');
     this.background = this.finishStart().catch((err: unknown) => {
@@ -168,9 +182,30 @@ export class KvNode {
     }
     await this.until(() => membership.topology.member(cfg.id) !== undefined, 'this node in the committed membership');
     if (membership.topology.member(cfg.id)?.state === 'joining') {
-      // Data movement into the new owner happens here before it is marked normal.
+      // Pull our future partitions from their current owners before reads may come here.
+      const started = Date.now();
+      const r = await (this.antiEntropy as AntiEntropy).stream('join', () => this.stopped);
+      this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'join streaming done');
       await membership.admin({ kind: 'cmd', cmd: { op: 'normal', id: cfg.id } });
       this.log.info({ epoch: membership.epoch }, 'joined the cluster as a normal member');
+    }
+  }
+
+  private leaving = false;
+
+  /** A leaving node streams its partitions to their future owners, then asks to be removed. */
+  private async leave(): Promise<void> {
+    if (this.leaving) return;
+    this.leaving = true;
+    try {
+      const started = Date.now();
+      const r = await (this.antiEntropy as AntiEntropy).stream('leave', () => this.stopped);
+      this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'leave streaming done');
+      await this.m.admin({ kind: 'cmd', cmd: { op: 'remove', id: this.config.id } });
+      this.log.info('decommissioned: removed from the cluster');
+    } catch (err) {
+      if (!this.stopped) this.log.error({ err }, 'leaving failed; will retry');
+      this.leaving = false;
     }
   }
 
@@ -187,6 +222,7 @@ export class KvNode {
     this.transport?.setPeers(peers);
     this.liveness?.setMembers(t.activeMembers().map((m) => m.id));
     this.fence.update(t);
+    if (t.member(this.config.id)?.state === 'leaving' && this.serving) void this.leave();
   }
 
   /** Wait (bounded) until the local topology reaches `epoch`: Raft delivers it. */
@@ -209,18 +245,23 @@ export class KvNode {
       },
       partitions: async () => {
         const t = this.m.topology;
-        const out: { partition: number; replicas: readonly string[]; keys: number }[] = [];
+        const out: { partition: number; replicas: readonly string[]; keys: number; merkleRoot: string }[] = [];
         if (t.epoch > 0) {
           const table = t.table('current');
           for (let p = 0; p < t.partitions; p++) {
             const replicas = replicasOf(table, p);
             const keys = await (this.store as RecordStore).partitionKeyCount(p);
-            if (replicas.includes(this.config.id) || keys > 0) out.push({ partition: p, replicas, keys });
+            if (replicas.includes(this.config.id) || keys > 0) {
+              out.push({ partition: p, replicas, keys, merkleRoot: await (this.index as MerkleIndex).root(p) });
+            }
           }
         }
-        return { id: this.config.id, epoch: t.epoch, partitions: out };
+        const ae = this.antiEntropy?.progress;
+        return { id: this.config.id, epoch: t.epoch, antiEntropy: ae, partitions: out };
       },
       decommission: async (id) => this.m.admin({ kind: 'decommission', id }),
+      // 10 ms between partitions: a full scrub of 1024 partitions yields the loop ~100 times a second.
+      scrub: async () => (this.antiEntropy as AntiEntropy).scrub(10),
       localRecord: async (key) => {
         const rec = await (this.store as RecordStore).get(key);
         if (!rec) throw new KvError('KV_NOT_FOUND', 'this node holds no record of the key');
@@ -264,6 +305,7 @@ export class KvNode {
     this.raft?.stop();
     this.liveness?.stop();
     this.hints?.stop();
+    this.antiEntropy?.stop();
     await this.transport?.close();
     await this.background;
     await this.store?.close();

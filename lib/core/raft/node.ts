@@ -571,7 +571,7 @@ export class RaftNode {
     let i = 0;
     while (i < m.entries.length) {
       const e = m.entries[i] as Entry;
-      break;
+      if (this.termAt(e.index) !== e.term) break;
       i++;
     }
     if (i < m.entries.length) {

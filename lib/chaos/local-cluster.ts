@@ -1,0 +1,168 @@
+/**
+ * The cluster a chaos run starts for itself: `kv node` child processes, each with its
+ * own data dir (and, with partitions, its own network namespace). n1 bootstraps, the
+ * others join through it; a restart resumes from the data dir with the same flags.
+ *
+ * Every process is a direct child (`ip netns exec` execs the node in place, so the
+ * pid is the node's), so SIGKILL, SIGSTOP and SIGCONT reach the node itself.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KvError } from '../errors.ts';
+import type { NetnsNetwork } from './netns.ts';
+
+const KV_BIN = fileURLToPath(new URL('../../bin/kv.js', import.meta.url));
+const SECOND = 1000;
+
+export interface NodeSpec {
+  id: string;
+  /** HOST:PORT the node listens on and advertises. */
+  addr: string;
+  dataDir: string;
+  /** Index into the netns network, when there is one. */
+  index: number;
+}
+
+export type NodeState = 'up' | 'down' | 'paused';
+
+interface Running {
+  child: ChildProcess;
+  exited: Promise<void>;
+}
+
+export interface LocalClusterOptions {
+  nodes: number;
+  /** Addresses to listen on, one per node. */
+  addrs: string[];
+  root: string;
+  secret: string;
+  /** Extra node flags (fast failure detection etc.). */
+  nodeArgs: string[];
+  net?: NetnsNetwork;
+}
+
+export class LocalCluster {
+  readonly specs: NodeSpec[] = [];
+  private readonly procs = new Map<string, Running>();
+  private readonly states = new Map<string, NodeState>();
+  private readonly logs = new Map<string, WriteStream>();
+
+  constructor(private readonly opts: LocalClusterOptions) {
+    for (let i = 0; i < opts.nodes; i++) {
+      const id = `n${i + 1}`;
+      this.specs.push({ id, addr: opts.addrs[i] as string, dataDir: join(opts.root, id), index: i });
+      this.states.set(id, 'down');
+    }
+  }
+
+  addrs(): string[] {
+    return this.specs.map((s) => s.addr);
+  }
+
+  spec(id: string): NodeSpec {
+    const s = this.specs.find((x) => x.id === id);
+    if (s === undefined) throw new KvError('KV_INVALID_ARGUMENT', `no node ${id}`);
+    return s;
+  }
+
+  state(id: string): NodeState {
+    return this.states.get(id) ?? 'down';
+  }
+
+  /** Start every node; resolves when each serves /health (joins are sequential). */
+  async start(): Promise<void> {
+    const seed = this.specs[0] as NodeSpec;
+    for (const s of this.specs) {
+      this.launch(s, s === seed ? ['--bootstrap'] : ['--join', seed.addr]);
+      await this.waitHealthy(s.id, 60 * SECOND);
+    }
+  }
+
+  private launch(s: NodeSpec, role: string[]): void {
+    mkdirSync(s.dataDir, { recursive: true });
+    const argv = [process.execPath, KV_BIN, 'node', '--id', s.id, '--listen', s.addr, '--data', s.dataDir, ...role, ...this.opts.nodeArgs];
+    const cmd = this.opts.net ? [...this.opts.net.execPrefix(s.index), ...argv] : argv;
+    const child = spawn(cmd[0] as string, cmd.slice(1), {
+      env: { ...process.env, KV_SECRET: this.opts.secret },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = this.logs.get(s.id);
+    if (log === undefined) this.logs.set(s.id, (log = createWriteStream(join(this.opts.root, `${s.id}.log`), { flags: 'a' })));
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => {
+      if (this.procs.get(s.id)?.child === child) {
+        this.procs.delete(s.id);
+        this.states.set(s.id, 'down');
+      }
+      resolve();
+    }));
+    child.once('error', () => undefined);
+    this.procs.set(s.id, { child, exited });
+    this.states.set(s.id, 'up');
+  }
+
+  async waitHealthy(id: string, timeoutMs: number): Promise<void> {
+    const s = this.spec(id);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (!this.procs.has(id)) throw new KvError('KV_UNAVAILABLE', `node ${id} exited while starting (see ${id}.log)`);
+      try {
+        const res = await fetch(`http://${s.addr}/health`, { signal: AbortSignal.timeout(2 * SECOND) });
+        if (res.ok) return;
+      } catch { /* not serving yet */ }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new KvError('KV_TIMEOUT', `node ${id} did not serve /health within ${timeoutMs} ms`);
+  }
+
+  async kill(id: string): Promise<void> {
+    const p = this.procs.get(id);
+    if (p === undefined) return;
+    p.child.kill('SIGKILL');
+    await p.exited;
+  }
+
+  /** Resume a killed node from its data dir. */
+  restart(id: string): void {
+    if (this.procs.has(id)) return;
+    this.launch(this.spec(id), []);
+  }
+
+  pause(id: string): boolean {
+    const p = this.procs.get(id);
+    if (p === undefined || this.states.get(id) !== 'up') return false;
+    p.child.kill('SIGSTOP');
+    this.states.set(id, 'paused');
+    return true;
+  }
+
+  resume(id: string): void {
+    const p = this.procs.get(id);
+    if (p === undefined) return;
+    p.child.kill('SIGCONT');
+    this.states.set(id, 'up');
+  }
+
+  /** Kill every node (continuing paused ones first, so none is left stopped). */
+  async stopAll(): Promise<void> {
+    const all = [...this.procs.values()];
+    for (const p of all) {
+      p.child.kill('SIGCONT');
+      p.child.kill('SIGKILL');
+    }
+    await Promise.all(all.map((p) => p.exited));
+    for (const log of this.logs.values()) log.end();
+    this.logs.clear();
+  }
+
+  /** For exit handlers: no awaiting possible. */
+  stopAllSync(): void {
+    for (const p of this.procs.values()) {
+      p.child.kill('SIGCONT');
+      p.child.kill('SIGKILL');
+    }
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * Merkle anti-entropy and data movement (DESIGN.md §9), the runtime around the pure
+ * exchange in lib/core/merkle-exchange.ts:
+ *
+ * - exchange(p, peer): one initiator-driven exchange of partition p; the initiator
+ *   moves every record both ways (push: ae.push, pull: ae.pull), the responder only
+ *   answers. Newer-version-wins at the receiver keeps moves safe under concurrent writes.
+ * - A scheduler walks this node's partitions (current or future owner) and exchanges
+ *   with each other replica, one exchange at a time, spread over antiEntropyIntervalMs,
+ *   slowing down while the event loop lags.
+ * - Join / leave: the same exchange pulls a joining node's partitions from the current
+ *   owners, and pushes a leaving node's partitions to their future owners.
+ * - Tombstone GC (guarantee 5): the first replica of a partition lists tombstones past
+ *   their grace period, exchanges with every other replica, and only if all of those
+ *   exchanges succeeded asks every replica to purge exactly those (key, version) pairs.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
+import { Counter } from 'prom-client';
+import { KvError } from '../errors.ts';
+import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
+import { parseVersion, type Version } from '../core/hlc.ts';
+import { replicasOf } from '../core/partitioner.ts';
+import type { Topology } from '../core/topology.ts';
+import { recordToWire, type StoredRecord } from '../storage/record.ts';
+import type { RecordStore } from '../storage/record-store.ts';
+import type { MerkleIndex } from '../storage/merkle-index.ts';
+import type { Transport } from '../net/transport.ts';
+import type { Metrics } from '../api/metrics.ts';
+import { validateKey, validateWireRecord } from './replica.ts';
+import type { Logger } from './log.ts';
+
+/** Responder sessions open at once; an exchange holds one per partition pair. 256 bounds memory. */
+const MAX_SESSIONS = 256;
+/** A responder session idle this long is dropped (its initiator died or gave up). */
+const SESSION_IDLE_MS = 30_000;
+/** Records per ae.push / ae.pull request: ~1 MiB at 4 KiB values, well under the frame limit for typical values. */
+const MOVE_BATCH = 256;
+/** Deadline of one anti-entropy request. */
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Event-loop lag (p99) above which the scheduler halves its pace. */
+const LAG_BACKOFF_MS = 100;
+/** Partitions moved in parallel during join/leave streaming. */
+const STREAM_CONCURRENCY = 4;
+/** Tombstones purged per partition per GC round (bounds one purge request). */
+const PURGE_BATCH = 1024;
+
+export interface AntiEntropyOptions {
+  selfId: string;
+  store: RecordStore;
+  index: MerkleIndex;
+  transport: Transport;
+  metrics: Metrics;
+  log: Logger;
+  topology: () => Topology;
+  isAlive: (id: string) => boolean;
+  intervalMs: number;
+  tombstoneGraceMs: number;
+  maxKeyBytes: number;
+  maxValueBytes: number;
+  now?: () => number;
+}
+
+interface Session { ex: MerkleExchange; touched: number }
+
+export interface ExchangeResult { outcome: string; pushed: number; pulled: number; bytes: number }
+
+export class AntiEntropy {
+  private readonly sessions = new Map<string, Session>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private walking = false;
+  private readonly lag = monitorEventLoopDelay({ resolution: 20 });
+  private readonly now: () => number;
+  private readonly exchanges: Counter<'outcome'>;
+  private readonly moved: Counter<'direction'>;
+  private readonly bytes: Counter;
+  private readonly purged: Counter;
+  private readonly walks: Counter;
+  /** Progress of the current walk, for /metrics and logs. */
+  progress = { walk: 0, partitionsDone: 0, partitionsTotal: 0 };
+
+  constructor(private readonly o: AntiEntropyOptions) {
+    this.now = o.now ?? Date.now;
+    const r = o.metrics.registry;
+    this.exchanges = new Counter({ name: 'kv_ae_exchanges_total', help: 'Anti-entropy exchanges started here, by outcome', labelNames: ['outcome'] as const, registers: [r] });
+    this.moved = new Counter({ name: 'kv_ae_keys_repaired_total', help: 'Records moved by anti-entropy, by direction', labelNames: ['direction'] as const, registers: [r] });
+    this.bytes = new Counter({ name: 'kv_ae_tree_bytes_total', help: 'Merkle exchange message bytes sent and received by initiated exchanges', registers: [r] });
+    this.purged = new Counter({ name: 'kv_ae_tombstones_purged_total', help: 'Tombstones purged after every replica held them', registers: [r] });
+    this.walks = new Counter({ name: 'kv_ae_walks_total', help: 'Completed walks over this node\'s partitions', registers: [r] });
+    const t = o.transport;
+    t.handle('ae.msg', (from, payload) => this.onMessage(from, payload));
+    t.handle('ae.pull', (_from, payload) => this.onPull(payload));
+    t.handle('ae.push', (_from, payload) => this.onPush(payload));
+    t.handle('ae.purge', (_from, payload) => this.onPurge(payload));
+  }
+
+  start(): void {
+    this.lag.enable();
+    const step = (): void => {
+      if (this.stopped) return;
+      void this.walk().finally(() => {
+        if (!this.stopped) this.timer = setTimeout(step, Math.min(1000, this.o.intervalMs));
+      });
+    };
+    this.timer = setTimeout(step, Math.min(1000, this.o.intervalMs));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.lag.disable();
+    this.sessions.clear();
+  }
+
+  /** Partitions this node replicates now or will after pending changes. */
+  private myPartitions(t: Topology): number[] {
+    if (t.epoch === 0) return [];
+    const cur = t.table('current');
+    const fut = t.table('future');
+    const out: number[] = [];
+    for (let p = 0; p < t.partitions; p++) {
+      if (replicasOf(cur, p).includes(this.o.selfId) || replicasOf(fut, p).includes(this.o.selfId)) out.push(p);
+    }
+    return out;
+  }
+
+  /** One walk over every partition, paced to take about intervalMs. */
+  private async walk(): Promise<void> {
+    if (this.walking) return;
+    this.walking = true;
+    try {
+      const t = this.o.topology();
+      const parts = this.myPartitions(t);
+      this.progress = { walk: this.progress.walk + 1, partitionsDone: 0, partitionsTotal: parts.length };
+      const pace = parts.length === 0 ? this.o.intervalMs : this.o.intervalMs / parts.length;
+      for (const p of parts) {
+        if (this.stopped) return;
+        const started = this.now();
+        await this.syncPartition(p).catch((err: unknown) => this.o.log.debug({ err, p }, 'anti-entropy of partition failed'));
+        this.progress.partitionsDone++;
+        const lagged = this.lag.percentile(99) / 1e6 > LAG_BACKOFF_MS;
+        this.lag.reset();
+        const wait = Math.max(0, (lagged ? 2 * pace : pace) - (this.now() - started));
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      this.walks.inc();
+    } finally {
+      this.walking = false;
+    }
+  }
+
+  /** Exchange p with every other live replica (current and future); GC its tombstones if we lead it. */
+  async syncPartition(p: number): Promise<void> {
+    const t = this.o.topology();
+    if (t.epoch === 0) return;
+    const cur = replicasOf(t.table('current'), p);
+    const peers = [...new Set([...cur, ...replicasOf(t.table('future'), p)])].filter((id) => id !== this.o.selfId);
+    const gcLeader = cur[0] === this.o.selfId && this.o.tombstoneGraceMs >= 0;
+    const candidates = gcLeader ? await this.tombstoneCandidates(p) : [];
+    let allOk = peers.length > 0 || cur.length === 1;
+    for (const peer of peers) {
+      if (!this.o.isAlive(peer)) { allOk = false; continue; }
+      try {
+        await this.exchange(p, peer);
+      } catch (err) {
+        allOk = false;
+        this.o.log.debug({ err, p, peer }, 'exchange failed');
+      }
+    }
+    // Every replica that must hold the tombstones was just made to match us: purge everywhere.
+    if (gcLeader && allOk && candidates.length > 0 && peers.every((id) => cur.includes(id))) {
+      const results = await Promise.allSettled(peers.map((id) => this.o.transport.request(id, 'ae.purge', candidates, { timeoutMs: REQUEST_TIMEOUT_MS })));
+      if (results.every((r) => r.status === 'fulfilled')) {
+        const n = await this.purgeLocal(candidates);
+        if (n > 0) this.o.log.debug({ p, purged: n }, 'tombstones purged');
+      }
+    }
+  }
+
+  private async tombstoneCandidates(p: number): Promise<MerkleEntry[]> {
+    const out: MerkleEntry[] = [];
+    const cutoff = this.now() - this.o.tombstoneGraceMs;
+    for await (const [key, rec] of this.o.store.scanPartition(p)) {
+      if (rec.value === null && parseVersion(rec.version).ts.wall < cutoff) {
+        out.push([key, rec.version]);
+        if (out.length >= PURGE_BATCH) break;
+      }
+    }
+    return out;
+  }
+
+  private async purgeLocal(entries: readonly MerkleEntry[]): Promise<number> {
+    let n = 0;
+    for (const [key, version] of entries) if (await this.o.store.purge(key, version)) n++;
+    this.purged.inc(n);
+    return n;
+  }
+
+  /** Run one exchange of partition p with `peer`, moving records both ways. */
+  async exchange(p: number, peer: string): Promise<ExchangeResult> {
+    const tree = await this.o.index.tree(p);
+    const sid = randomBytes(8).toString('hex');
+    const { session, send } = MerkleExchange.initiate(tree, p);
+    let msg: MerkleMessage | null = send;
+    let bytes = 0;
+    let pushed = 0;
+    let pulled = 0;
+    try {
+      while (msg) {
+        bytes += encodedSize(msg);
+        const reply = await this.o.transport.request<unknown>(peer, 'ae.msg', { sid, msg }, { timeoutMs: REQUEST_TIMEOUT_MS });
+        if (reply === null || reply === undefined) break;
+        const m = validateMerkleMessage(reply);
+        bytes += encodedSize(m);
+        const step = session.receive(m, await this.segments(p, session.segmentsToRead(m)));
+        pushed += await this.push(peer, step.push);
+        pulled += await this.pull(peer, step.pull);
+        msg = step.done && step.send?.t !== 'mt-end' ? null : step.send;
+        if (step.done && step.send) {
+          // Tell the responder we are done so it frees its session now.
+          await this.o.transport.request(peer, 'ae.msg', { sid, msg: step.send }, { timeoutMs: REQUEST_TIMEOUT_MS }).catch(() => undefined);
+          msg = null;
+        }
+      }
+    } catch (err) {
+      this.exchanges.labels({ outcome: 'error' }).inc();
+      throw err;
+    }
+    const outcome = session.outcome ?? 'incomplete';
+    this.exchanges.labels({ outcome }).inc();
+    this.bytes.inc(bytes);
+    if (pushed) this.moved.labels({ direction: 'pushed' }).inc(pushed);
+    if (pulled) this.moved.labels({ direction: 'pulled' }).inc(pulled);
+    return { outcome, pushed, pulled, bytes };
+  }
+
+  /** Load the named segments' (key, version) entries for a synchronous SegmentSource. */
+  private async segments(p: number, segs: readonly number[]): Promise<(s: number) => MerkleEntry[]> {
+    const map = new Map<number, MerkleEntry[]>();
+    for (const s of segs) {
+      const entries: MerkleEntry[] = [];
+      for await (const [key, rec] of this.o.store.scanSegment(p, s)) entries.push([key, rec.version]);
+      map.set(s, entries);
+    }
+    return (s) => map.get(s) ?? [];
+  }
+
+  private async push(peer: string, entries: readonly MerkleEntry[]): Promise<number> {
+    let n = 0;
+    for (let i = 0; i < entries.length; i += MOVE_BATCH) {
+      const batch: unknown[] = [];
+      for (const [key] of entries.slice(i, i + MOVE_BATCH)) {
+        const rec = await this.o.store.get(key);
+        if (rec) batch.push([key, recordToWire(rec)]);
+      }
+      if (batch.length === 0) continue;
+      await this.o.transport.request(peer, 'ae.push', batch, { timeoutMs: REQUEST_TIMEOUT_MS });
+      n += batch.length;
+    }
+    return n;
+  }
+
+  private async pull(peer: string, entries: readonly MerkleEntry[]): Promise<number> {
+    let n = 0;
+    for (let i = 0; i < entries.length; i += MOVE_BATCH) {
+      const keys = entries.slice(i, i + MOVE_BATCH).map(([k]) => k);
+      const got = await this.o.transport.request<unknown>(peer, 'ae.pull', keys, { timeoutMs: REQUEST_TIMEOUT_MS });
+      n += await this.applyRecords(got);
+    }
+    return n;
+  }
+
+  private async applyRecords(payload: unknown): Promise<number> {
+    if (!Array.isArray(payload) || payload.length > MOVE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `expected at most ${MOVE_BATCH} [key, record] pairs`);
+    const parsed = payload.map((x: unknown) => {
+      if (!Array.isArray(x) || x.length !== 2) throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, record]');
+      return [validateKey(x[0], this.o.maxKeyBytes), validateWireRecord(x[1], this.o.maxValueBytes)] as [string, StoredRecord];
+    });
+    const results = await Promise.all(parsed.map(([k, rec]) => this.o.store.apply(k, rec)));
+    return results.filter((r) => r.applied).length;
+  }
+
+  private onMessage(from: string, payload: unknown): unknown {
+    const o = payload as { sid?: unknown; msg?: unknown } | null;
+    if (typeof o !== 'object' || o === null || typeof o.sid !== 'string' || o.sid.length > 32) throw new KvError('KV_INVALID_ARGUMENT', 'ae.msg takes {sid, msg}');
+    const msg = validateMerkleMessage(o.msg);
+    const id = `${from}/${o.sid}`;
+    return this.respond(id, msg);
+  }
+
+  private async respond(id: string, msg: MerkleMessage): Promise<unknown> {
+    const now = this.now();
+    for (const [k, s] of this.sessions) if (now - s.touched > SESSION_IDLE_MS) this.sessions.delete(k);
+    let s = this.sessions.get(id);
+    if (!s) {
+      if (msg.t !== 'mt-root') return null; // a late message of a session we already closed
+      if (this.sessions.size >= MAX_SESSIONS) throw new KvError('KV_TOO_MANY_REQUESTS', 'too many anti-entropy sessions');
+      s = { ex: MerkleExchange.respond(await this.o.index.tree(msg.partition), msg.partition), touched: now };
+      this.sessions.set(id, s);
+    }
+    s.touched = now;
+    const step = s.ex.receive(msg, await this.segments(msg.partition, s.ex.segmentsToRead(msg)));
+    if (step.done) this.sessions.delete(id);
+    return step.send;
+  }
+
+  private async onPull(payload: unknown): Promise<unknown> {
+    if (!Array.isArray(payload) || payload.length > MOVE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `ae.pull takes at most ${MOVE_BATCH} keys`);
+    const out: unknown[] = [];
+    for (const k of payload) {
+      const rec = await this.o.store.get(validateKey(k, this.o.maxKeyBytes));
+      if (rec) out.push([k, recordToWire(rec)]);
+    }
+    return out;
+  }
+
+  private onPush(payload: unknown): Promise<number> {
+    return this.applyRecords(payload);
+  }
+
+  private async onPurge(payload: unknown): Promise<number> {
+    if (!Array.isArray(payload) || payload.length > PURGE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `ae.purge takes at most ${PURGE_BATCH} entries`);
+    const entries = payload.map((x: unknown) => {
+      if (!Array.isArray(x) || x.length !== 2 || typeof x[1] !== 'string') throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, version]');
+      parseVersion(x[1]);
+      return [validateKey(x[0], this.o.maxKeyBytes), x[1] as Version] as const;
+    });
+    // Only tombstones are ever purged: a record that is a value here is kept.
+    const tombstones: MerkleEntry[] = [];
+    for (const [k, v] of entries) {
+      const rec = await this.o.store.get(k);
+      if (rec && rec.value === null && rec.version === v) tombstones.push([k, v]);
+    }
+    return this.purgeLocal(tombstones);
+  }
+
+  /**
+   * Data movement for a topology change: exchange every partition where `self` is a
+   * future owner with every current owner (join), or every partition we hold now with
+   * its future owners (leave). Retries each partition until it succeeded with all peers.
+   */
+  async stream(kind: 'join' | 'leave', shouldStop: () => boolean): Promise<{ partitions: number; moved: number }> {
+    const t = this.o.topology();
+    const cur = t.table('current');
+    const fut = t.table('future');
+    const work: Array<{ p: number; peers: string[] }> = [];
+    for (let p = 0; p < t.partitions; p++) {
+      const c = replicasOf(cur, p);
+      const f = replicasOf(fut, p);
+      if (kind === 'join' && f.includes(this.o.selfId)) work.push({ p, peers: c.filter((id) => id !== this.o.selfId) });
+      if (kind === 'leave' && c.includes(this.o.selfId)) work.push({ p, peers: f.filter((id) => id !== this.o.selfId) });
+    }
+    let moved = 0;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < work.length) {
+        const { p, peers } = work[next++] as { p: number; peers: string[] };
+        for (const peer of peers) {
+          for (let attempt = 0; ; attempt++) {
+            if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
+            try {
+              const r = await this.exchange(p, peer);
+              moved += r.pushed + r.pulled;
+              break;
+            } catch (err) {
+              // A dead owner cannot give us anything; the other owners hold every acked write (W ≥ 1 of them).
+              if (!this.o.isAlive(peer) && attempt >= 2) break;
+              await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+            }
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: STREAM_CONCURRENCY }, worker));
+    return { partitions: work.length, moved };
+  }
+
+  /** Scrub: rebuild every held partition's tree from its records (throttled by `pauseMs` between partitions). */
+  async scrub(pauseMs: number): Promise<{ partitions: number; repaired: number }> {
+    let repaired = 0;
+    const parts = this.myPartitions(this.o.topology());
+    for (const p of parts) {
+      if (this.stopped) break;
+      await this.o.store.exclusive(p, async () => {
+        const store = this.o.store;
+        const entries = (async function* () {
+          for await (const [k, rec] of store.scanPartition(p)) yield [k, rec.version] as [string, string];
+        })();
+        if (await this.o.index.rebuild(p, entries)) repaired++;
+      });
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+    }
+    return { partitions: parts.length, repaired };
+  }
+}
