@@ -81,22 +81,29 @@ export function median(xs: number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
+/** How preload writes key k to a system other than kv (PUT /kv/key-k). */
+export type PreloadRequest = (k: number) => { method: string; path: string; body: Buffer; headers?: Record<string, string> };
+
 /** Write keys key-0..key-(count-1) once each, 32 at a time. */
-export async function preload(target: string, count: number, value: Buffer): Promise<void> {
+export async function preload(target: string, count: number, value: Buffer, build?: PreloadRequest): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   const i = target.lastIndexOf(':');
+  const requestFor: PreloadRequest = build ?? ((k) => ({ method: 'PUT', path: `/kv/key-${k}`, body: value }));
   let next = 0;
   const one = async (): Promise<void> => {
     while (next < count) {
-      const k = next++;
+      const r = requestFor(next++);
       await new Promise<void>((resolve, reject) => {
-        const req = http.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: 'PUT', path: `/kv/key-${k}`, agent,
-          headers: { 'content-length': String(value.length) } }, (res) => { res.resume(); res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`preload PUT ${res.statusCode}`)))); });
+        const req = http.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
+          headers: { 'content-length': String(r.body.length), ...r.headers } }, (res) => { res.resume(); res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`preload ${r.method} ${r.path}: ${res.statusCode}`)))); });
         req.on('error', reject);
-        req.end(value);
+        req.end(r.body);
       });
     }
   };
-  await Promise.all(Array.from({ length: 32 }, one));
-  agent.destroy();
+  try {
+    await Promise.all(Array.from({ length: 32 }, one));
+  } finally {
+    agent.destroy();
+  }
 }

@@ -253,7 +253,7 @@ export function validateConfig(cfg: Config): Config {
   int(cfg, 'tombstoneGraceMs', 0, 365 * 24 * 3600 * SECOND);
   int(cfg, 'antiEntropyIntervalMs', 10, 24 * 3600 * SECOND);
   int(cfg, 'swimProbeIntervalMs', 10, 60 * SECOND);
-  int(cfg, 'swimProbeTimeoutMs', 5, cfg.swimProbeIntervalMs);
+  int(cfg, 'swimProbeTimeoutMs', 5, cfg.swimProbeIntervalMs - 1);
   int(cfg, 'swimIndirectChecks', 0, 16);
   int(cfg, 'swimSuspicionMult', 1, 100);
   int(cfg, 'swimSuspicionMaxTimeoutMult', 1, 100);

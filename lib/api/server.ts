@@ -88,10 +88,27 @@ function parseBool(name: string, raw: string | undefined): boolean | undefined {
   throw new KvError('KV_INVALID_ARGUMENT', `${name} must be true or false`);
 }
 
+/**
+ * After refusing a body we keep reading (and dropping) the rest of it up to this many
+ * bytes, so the client receives our 413 instead of a TCP reset, and the connection stays
+ * usable. A larger upload is cut off. 8 MiB drains in milliseconds on a LAN.
+ */
+const DRAIN_MAX_BYTES = 8 * 1024 * 1024;
+
+function drain(req: http.IncomingMessage, already: number): void {
+  let drained = already;
+  req.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > DRAIN_MAX_BYTES) req.socket.destroy();
+  });
+  req.resume();
+}
+
 /** Read the body, refusing (413) as soon as it passes the cap: nothing past the cap is buffered. */
 function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > max) {
+    if (Number(declared) <= DRAIN_MAX_BYTES) drain(req, 0);
     return Promise.reject(new KvError('KV_VALUE_TOO_LARGE', `body is ${declared} bytes; the limit is ${max}`));
   }
   return new Promise((resolve, reject) => {
@@ -108,8 +125,9 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > max) {
-        req.pause();
+        chunks.length = 0;
         finish(new KvError('KV_VALUE_TOO_LARGE', `body exceeds the limit of ${max} bytes`));
+        drain(req, size);
         return;
       }
       chunks.push(chunk);
@@ -195,10 +213,10 @@ export class ApiServer {
       res.destroy();
       return;
     }
-    // A body we refused to read would otherwise be parsed as the next request.
-    const mustClose = !req.complete;
-    sendJson(res, kv.status, errorBody(kv), mustClose ? { connection: 'close' } : undefined);
-    if (mustClose) res.once('finish', () => req.socket.destroySoon?.() ?? req.socket.end());
+    // An unread body (refused before reading, e.g. a bad key) would otherwise be parsed as the
+    // next request: drain it (bounded) so the client reads our answer and the connection lives on.
+    if (!req.complete && req.listenerCount('data') === 0) drain(req, 0);
+    sendJson(res, kv.status, errorBody(kv));
   }
 
   private async handleKv(req: http.IncomingMessage, res: http.ServerResponse, rawKey: string, q: Map<string, string>): Promise<void> {

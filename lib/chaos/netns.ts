@@ -94,7 +94,7 @@ export class NetnsNetwork {
     await ip('link', 'set', this.bridge, 'up');
     for (let i = 0; i < this.size; i++) {
       const ns = this.nsName(i);
-      const host = `kvc${this.runId}h${i + 1}`;
+      const host = this.hostVeth(i);
       const peer = `kvc${this.runId}n${i + 1}`;
       await ip('netns', 'add', ns);
       this.created.push(ns);
@@ -106,6 +106,10 @@ export class NetnsNetwork {
       await ip('-n', ns, 'addr', 'add', `${this.nodeAddrs[i]}/24`, 'dev', peer);
       await ip('-n', ns, 'link', 'set', peer, 'up');
     }
+  }
+
+  private hostVeth(i: number): string {
+    return `kvc${this.runId}h${i + 1}`;
   }
 
   /** The command prefix that runs a program inside node i's namespace. */
@@ -150,6 +154,10 @@ export class NetnsNetwork {
     const names = this.created;
     this.created = [];
     for (const ns of names) await ip('netns', 'del', ns).catch(() => undefined);
+    // A deleted namespace lives on while anything references it (orphaned TCP sockets
+    // retrying towards a blackholed peer can, for minutes), and with it the veth pair:
+    // deleting the host end removes both now.
+    for (let i = 0; i < this.size; i++) await ip('link', 'del', this.hostVeth(i)).catch(() => undefined);
     if (this.bridgeCreated) {
       this.bridgeCreated = false;
       await ip('link', 'del', this.bridge).catch(() => undefined);
@@ -160,6 +168,9 @@ export class NetnsNetwork {
   destroySync(): void {
     for (const ns of this.created) {
       try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* already gone */ }
+    }
+    for (let i = 0; i < this.size; i++) {
+      try { execFileSync('ip', ['link', 'del', this.hostVeth(i)], { stdio: 'ignore' }); } catch { /* already gone */ }
     }
     this.created = [];
     if (this.bridgeCreated) {

@@ -7,7 +7,7 @@ import { parseArgs, type ParsedArgs } from './args.ts';
 
 const BOOLEAN_FLAGS = new Set([
   ...Object.entries(DEFAULTS).filter(([, v]) => typeof v === 'boolean').map(([k]) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)),
-  'sloppy', 'json', 'help',
+  'sloppy', 'json', 'help', 'keep', 'no-partitions',
 ]);
 
 const USAGE = `usage: kv <command> [options]

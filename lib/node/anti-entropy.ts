@@ -353,19 +353,29 @@ export class AntiEntropy {
     }
     let moved = 0;
     let next = 0;
+    // Owners that kept failing while unreachable are skipped for the rest of this stream: a down owner
+    // cannot give us anything, and with W ≥ 2 every acknowledged write is also on another owner.
+    const skipped = new Set<string>();
+    const failures = new Map<string, number>();
     const worker = async (): Promise<void> => {
       while (next < work.length) {
         const { p, peers } = work[next++] as { p: number; peers: string[] };
         for (const peer of peers) {
-          for (let attempt = 0; ; attempt++) {
+          for (let attempt = 0; !skipped.has(peer); attempt++) {
             if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
             try {
               const r = await this.exchange(p, peer);
               moved += r.pushed + r.pulled;
+              failures.delete(peer);
               break;
-            } catch (err) {
-              // A dead owner cannot give us anything; the other owners hold every acked write (W ≥ 1 of them).
-              if (!this.o.isAlive(peer) && attempt >= 2) break;
+            } catch {
+              const n = (failures.get(peer) ?? 0) + 1;
+              failures.set(peer, n);
+              if (n >= 3 && (!this.o.isAlive(peer) || !this.o.transport.isConnected(peer))) {
+                skipped.add(peer);
+                this.o.log.warn({ peer, kind }, 'owner unreachable: streaming continues without it');
+                break;
+              }
               await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
             }
           }

@@ -158,6 +158,8 @@ export class Coordinator implements KvService {
       const finish = (timedOut: boolean): void => {
         if (settled) return;
         settled = true;
+        // Requests still in flight at the deadline may yet be applied.
+        if (timedOut && outstanding > 0) maybeApplied = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         resolve({ acks, maybeApplied, timedOut, staleEpoch });
@@ -179,7 +181,8 @@ export class Coordinator implements KvService {
           outstanding--;
           if (acks >= need || outstanding === 0) {
             finish(false);
-            if (outstanding === 0) this.hintMissing(key, rec, plan, acked, sloppy);
+            // A write reported as failed must never surface later, so it leaves no hints.
+            if (outstanding === 0 && (acks >= need || maybeApplied)) this.hintMissing(key, rec, plan, acked, sloppy);
           }
         });
       };

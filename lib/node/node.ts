@@ -291,7 +291,7 @@ export class KvNode {
       n: t.n,
       raft: { role: st.role, term: st.term, leader: st.leader, commit: st.commit, voters: st.voters, learners: st.learners },
       members: t.activeMembers().map((m) => {
-        const v = m.id === this.config.id ? { liveness: 'alive' as const, incarnation: 0, lastHeardMs: 0 } : (this.liveness as Liveness).view(m.id);
+        const v = m.id === this.config.id ? { ...(this.liveness as Liveness).view(m.id), lastHeardMs: 0 } : (this.liveness as Liveness).view(m.id);
         return { id: m.id, addr: m.addr, state: m.state, liveness: v.liveness, incarnation: v.incarnation, lastHeardMs: v.lastHeardMs };
       }),
     };

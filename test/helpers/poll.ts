@@ -1,3 +1,6 @@
+/** Thrown by a check to stop polling at once (the awaited state can no longer come). */
+export class FatalPollError extends Error {}
+
 /** Poll `check` until it returns a truthy value or the deadline passes (never a bare sleep). */
 export async function pollUntil<T>(check: () => Promise<T> | T, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
@@ -8,6 +11,7 @@ export async function pollUntil<T>(check: () => Promise<T> | T, opts: { timeoutM
       if (v) return v as NonNullable<T>;
       last = v;
     } catch (err) {
+      if (err instanceof FatalPollError) throw err;
       last = err;
     }
     if (Date.now() > deadline) {

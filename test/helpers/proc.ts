@@ -9,7 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pollUntil } from './poll.ts';
+import { FatalPollError, pollUntil } from './poll.ts';
 
 export const KV_BIN = fileURLToPath(new URL('../../bin/kv.js', import.meta.url));
 
@@ -79,7 +79,7 @@ export function spawnNode(o: SpawnOptions): NodeProc {
 
 export async function waitHealthy(p: NodeProc, timeoutMs = 30_000): Promise<void> {
   await pollUntil(async () => {
-    if (p.child.exitCode !== null) throw new Error(`node ${p.id} exited with ${p.child.exitCode}:\n${p.output().slice(-3000)}`);
+    if (p.child.exitCode !== null) throw new FatalPollError(`node ${p.id} exited with ${p.child.exitCode}:\n${p.output().slice(-3000)}`);
     const res = await fetch(`http://${p.addr}/health`);
     return res.ok;
   }, { timeoutMs, what: `${p.id} healthy` });

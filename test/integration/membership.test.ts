@@ -72,7 +72,7 @@ describe('membership and epochs (real processes)', function () {
     const views = await pollUntil(async () => {
       const vs = await Promise.all(c.running().map((id) => c.view(id)));
       return vs.every((v) => v.members.some((m) => m.id === 'n6' && m.state === 'normal') && v.epoch === (vs[0] as ClusterView).epoch) ? vs : undefined;
-    }, { what: 'n6 normal everywhere' });
+    }, { what: 'n6 normal everywhere', timeoutMs: 90_000 });
     expect(new Set(views.map((v) => v.ringChecksum)).size).to.equal(1);
     await c.restart(old);
   });
