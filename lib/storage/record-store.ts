@@ -1,11 +1,11 @@
 /**
  * The record store: write-if-newer (LWW on HLC version) over a Backend.
  *
- * Writes are serialized per partition and group-committed: while one batch for a
- * partition is being written, later writes to it queue and go out together in the
- * next batch. That gives per-key serialization (a key lives in one partition), keeps
- * the per-partition key count and Merkle leaves (updated in the SAME batch as the
- * records) consistent without locks, and amortizes fsync when `sync` is on.
+ * Writes go through one group-commit pipeline: while one batch is being read and
+ * written, later writes queue and go out together in the next batch (one LevelDB
+ * getMany + one batch for all of them). That gives per-key serialization, keeps the
+ * per-partition key counts and Merkle leaves (updated in the SAME batch as the records)
+ * consistent without locks, and amortizes thread-pool hops and fsync.
  */
 import { KvError } from '../errors.ts';
 import { compareVersions, type Version } from '../core/hlc.ts';
@@ -57,9 +57,10 @@ export interface ApplyResult {
 }
 
 interface PendingWrite {
-  /** Set on a marker that runs alone, with no commit of the partition in flight. */
+  /** Set on a marker that runs alone, with no commit in flight. */
   exclusive?: () => Promise<void>;
   key: string;
+  partition: number;
   segment: number;
   rec: StoredRecord | null; // null = purge (remove entirely) if the stored version equals purgeVersion
   purgeVersion?: Version;
@@ -67,9 +68,7 @@ interface PendingWrite {
   reject: (e: unknown) => void;
 }
 
-interface PartitionQueue {
-  items: PendingWrite[];
-  running: boolean;
+interface PartitionState {
   loaded: boolean;
   count: number;
 }
@@ -111,8 +110,9 @@ export class RecordStore {
   private readonly index: PartitionIndex | undefined;
   private readonly maxBatchWrites: number;
   private readonly maxQueuedWrites: number;
-  private readonly queues = new Map<number, PartitionQueue>();
-  private queued = 0;
+  private readonly partitionStates = new Map<number, PartitionState>();
+  private readonly queue: PendingWrite[] = [];
+  private running = false;
   private state: 'new' | 'open' | 'closing' | 'closed' = 'new';
   private readonly drained = new Set<() => void>();
 
@@ -138,7 +138,7 @@ export class RecordStore {
   async close(): Promise<void> {
     if (this.state !== 'open') return;
     this.state = 'closing';
-    while (this.queued > 0) await new Promise<void>((resolve) => this.drained.add(resolve));
+    while (this.running || this.queue.length > 0) await new Promise<void>((resolve) => this.drained.add(resolve));
     this.state = 'closed';
     await this.backend.close();
   }
@@ -180,94 +180,110 @@ export class RecordStore {
 
   private enqueue(key: string, rec: StoredRecord | null, purgeVersion: Version | undefined): Promise<ApplyResult | undefined> {
     this.checkOpen();
-    if (this.queued >= this.maxQueuedWrites) {
+    if (this.queue.length >= this.maxQueuedWrites) {
       return Promise.reject(new KvError('KV_TOO_MANY_REQUESTS', `store write queue is full (${this.maxQueuedWrites})`));
     }
-    const { partition: p, segment } = this.locate(key);
-    let q = this.queues.get(p);
-    if (!q) {
-      q = { items: [], running: false, loaded: false, count: 0 };
-      this.queues.set(p, q);
-    }
-    this.queued++;
+    const { partition, segment } = this.locate(key);
     const promise = new Promise<ApplyResult | undefined>((resolve, reject) => {
-      (q as PartitionQueue).items.push(purgeVersion === undefined ? { key, segment, rec, resolve, reject } : { key, segment, rec, purgeVersion, resolve, reject });
+      this.queue.push(purgeVersion === undefined ? { key, partition, segment, rec, resolve, reject } : { key, partition, segment, rec, purgeVersion, resolve, reject });
     });
-    if (!q.running) void this.run(p, q);
+    if (!this.running) void this.run();
     return promise;
   }
 
-  /** Run `fn` with the partition's commits held back (scrub, bulk checks). */
-  exclusive(partition: number, fn: () => Promise<void>): Promise<void> {
+  /** Run `fn` with every commit held back (scrub of a partition's tree). */
+  exclusive(_partition: number, fn: () => Promise<void>): Promise<void> {
     this.checkOpen();
-    let q = this.queues.get(partition);
-    if (!q) {
-      q = { items: [], running: false, loaded: false, count: 0 };
-      this.queues.set(partition, q);
-    }
-    this.queued++;
     const done = new Promise<void>((resolve, reject) => {
-      (q as PartitionQueue).items.push({ exclusive: fn, key: '', segment: 0, rec: null, resolve: () => resolve(), reject });
+      this.queue.push({ exclusive: fn, key: '', partition: 0, segment: 0, rec: null, resolve: () => resolve(), reject });
     });
-    if (!q.running) void this.run(partition, q);
+    if (!this.running) void this.run();
     return done;
   }
 
-  private async run(p: number, q: PartitionQueue): Promise<void> {
-    q.running = true;
-    while (q.items.length > 0) {
-      const first = q.items[0] as PendingWrite;
+  /**
+   * The single writer: while one batch is being read and written, new writes queue up
+   * and go out together in the next (group commit). One writer gives per-key
+   * serialization, ordered Merkle-leaf updates and one LevelDB read + one batch for many
+   * writes, whatever partitions they fall in.
+   */
+  private async run(): Promise<void> {
+    this.running = true;
+    while (this.queue.length > 0) {
+      const first = this.queue[0] as PendingWrite;
       if (first.exclusive) {
-        q.items.shift();
+        this.queue.shift();
         try {
           await first.exclusive();
           first.resolve(undefined);
         } catch (err) {
           first.reject(err);
         }
-        this.queued--;
         continue;
       }
       let n = 0;
-      while (n < q.items.length && n < this.maxBatchWrites && !(q.items[n] as PendingWrite).exclusive) n++;
-      const items = q.items.splice(0, n);
+      while (n < this.queue.length && n < this.maxBatchWrites && !(this.queue[n] as PendingWrite).exclusive) n++;
+      const items = this.queue.splice(0, n);
       try {
-        await this.commit(p, q, items);
+        await this.commit(items);
       } catch (err) {
         for (const it of items) it.reject(err);
       }
-      this.queued -= items.length;
     }
-    q.running = false;
-    if (this.queued === 0) for (const d of this.drained) { this.drained.delete(d); d(); }
+    this.running = false;
+    for (const d of this.drained) { this.drained.delete(d); d(); }
   }
 
-  private async commit(p: number, q: PartitionQueue, items: PendingWrite[]): Promise<void> {
-    if (!q.loaded) {
-      const c = await this.backend.get(SUBLEVELS.merkle, countKey(p));
-      q.count = c === undefined ? 0 : c.readUInt32BE(0);
-      await this.index?.load(p, this.backend);
-      q.loaded = true;
+  private partitionState(p: number): PartitionState {
+    let st = this.partitionStates.get(p);
+    if (!st) {
+      st = { loaded: false, count: 0 };
+      this.partitionStates.set(p, st);
     }
-    const segmentOf = new Map(items.map((i) => [i.key, i.segment]));
-    const keys = [...segmentOf.keys()];
-    const dk = (k: string): string => dataKey(p, segmentOf.get(k) as number, k);
+    return st;
+  }
+
+  private async commit(items: PendingWrite[]): Promise<void> {
+    const touched = new Set<number>();
+    for (const it of items) touched.add(it.partition);
+    const loads: Promise<void>[] = [];
+    for (const p of touched) {
+      const st = this.partitionState(p);
+      if (!st.loaded) {
+        loads.push((async () => {
+          const c = await this.backend.get(SUBLEVELS.merkle, countKey(p));
+          st.count = c === undefined ? 0 : c.readUInt32BE(0);
+          await this.index?.load(p, this.backend);
+          st.loaded = true;
+        })());
+      }
+    }
+    if (loads.length > 0) await Promise.all(loads);
+
+    const where = new Map<string, PendingWrite>();
+    for (const it of items) if (!where.has(it.key)) where.set(it.key, it);
+    const keys = [...where.keys()];
+    const dk = (k: string): string => { const w = where.get(k) as PendingWrite; return dataKey(w.partition, w.segment, k); };
     const stored = await this.backend.getMany(SUBLEVELS.data, keys.map(dk));
     const current = new Map<string, Version | null>();
     keys.forEach((k, i) => {
       const buf = stored[i];
       current.set(k, buf === undefined ? null : decodeRecord(buf).version);
     });
-    const ops: BatchOp[] = [];
-    const changes: RecordChange[] = [];
+    const changes = new Map<number, RecordChange[]>();
     const results: (ApplyResult | undefined)[] = [];
     const finalRec = new Map<string, StoredRecord | null>();
+    const change = (it: PendingWrite, c: RecordChange): void => {
+      let list = changes.get(it.partition);
+      if (!list) changes.set(it.partition, (list = []));
+      list.push(c);
+    };
     for (const it of items) {
       const cur = current.get(it.key) ?? null;
       if (it.rec === null) {
         const ok = cur !== null && cur === it.purgeVersion;
         if (ok) {
-          changes.push({ key: it.key, oldVersion: cur, newVersion: null });
+          change(it, { key: it.key, oldVersion: cur, newVersion: null });
           current.set(it.key, null);
           finalRec.set(it.key, null);
         }
@@ -275,7 +291,7 @@ export class RecordStore {
         continue;
       }
       if (cur === null || compareVersions(it.rec.version, cur) > 0) {
-        changes.push({ key: it.key, oldVersion: cur, newVersion: it.rec.version });
+        change(it, { key: it.key, oldVersion: cur, newVersion: it.rec.version });
         current.set(it.key, it.rec.version);
         finalRec.set(it.key, it.rec);
         results.push({ applied: true, version: it.rec.version });
@@ -283,25 +299,30 @@ export class RecordStore {
         results.push({ applied: false, version: cur });
       }
     }
-    if (changes.length > 0) {
+    if (changes.size > 0) {
+      const ops: BatchOp[] = [];
       for (const [k, rec] of finalRec) {
         ops.push(rec === null
           ? { type: 'del', sub: SUBLEVELS.data, key: dk(k) }
           : { type: 'put', sub: SUBLEVELS.data, key: dk(k), value: encodeRecord(rec) });
       }
-      let count = q.count;
-      for (const ch of changes) count += (ch.oldVersion === null ? 1 : 0) - (ch.newVersion === null ? 1 : 0);
-      const cbuf = Buffer.allocUnsafe(4);
-      cbuf.writeUInt32BE(count, 0);
-      ops.push({ type: 'put', sub: SUBLEVELS.merkle, key: countKey(p), value: cbuf });
-      this.index?.onCommit(p, changes, ops);
+      const counts = new Map<number, number>();
+      for (const [p, list] of changes) {
+        let count = this.partitionState(p).count;
+        for (const ch of list) count += (ch.oldVersion === null ? 1 : 0) - (ch.newVersion === null ? 1 : 0);
+        counts.set(p, count);
+        const cbuf = Buffer.allocUnsafe(4);
+        cbuf.writeUInt32BE(count, 0);
+        ops.push({ type: 'put', sub: SUBLEVELS.merkle, key: countKey(p), value: cbuf });
+        this.index?.onCommit(p, list, ops);
+      }
       try {
         await this.backend.batch(ops, this.sync);
       } catch (err) {
-        this.index?.onAbort(p, changes);
+        for (const [p, list] of changes) this.index?.onAbort(p, list);
         throw err;
       }
-      q.count = count;
+      for (const [p, count] of counts) this.partitionState(p).count = count;
     }
     items.forEach((it, i) => it.resolve(results[i]));
   }
@@ -327,8 +348,8 @@ export class RecordStore {
   /** Records (tombstones included) held for a partition, from the persisted counter. */
   async partitionKeyCount(partition: number): Promise<number> {
     this.checkOpen();
-    const q = this.queues.get(partition);
-    if (q?.loaded) return q.count;
+    const st = this.partitionStates.get(partition);
+    if (st?.loaded) return st.count;
     const c = await this.backend.get(SUBLEVELS.merkle, countKey(partition));
     return c === undefined ? 0 : c.readUInt32BE(0);
   }
