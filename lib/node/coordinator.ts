@@ -32,12 +32,18 @@ export interface CoordinatorDeps {
   /** Resolves once the local topology reaches `epoch` (or rejects after a bounded wait). */
   catchUp: (epoch: number) => Promise<void>;
   isAlive: (id: string) => boolean;
+  /** Suspected by gossip (still tried, but last). */
+  isSuspect?: (id: string) => boolean;
   defaults: { w: number; r: number };
   requestTimeoutMs: number;
   readRepair: boolean;
   onReadRepair?: (n: number) => void;
   now?: () => number;
 }
+
+/** A read still short of R replies after this long also asks the remaining replicas
+ *  (Cassandra's speculative retry). 50 ms is far above a healthy LAN read and far below the deadline. */
+const SPECULATIVE_READ_MS = 50;
 
 /** Stale-epoch retries inside one client request. 3: one catch-up normally suffices; more means churn. */
 const MAX_EPOCH_RETRIES = 3;
@@ -251,41 +257,61 @@ export class Coordinator implements KvService {
     }
   }
 
+  /**
+   * Asks the first `need` replicas (this node first, then live before suspect), adds the
+   * next one whenever one fails, and all the rest if the answer is slow (speculative
+   * retry), so a paused replica costs a short delay rather than the whole deadline.
+   */
   private gather(key: string, plan: Plan, live: readonly string[], need: number, deadline: number, signal: AbortSignal | undefined):
     Promise<{ replies: Map<string, StoredRecord | null>; best: StoredRecord | undefined; timedOut: boolean; staleEpoch: number | undefined }> {
+    const order = [...live].sort((a, b) => this.readRank(a) - this.readRank(b));
     return new Promise((resolve) => {
       const replies = new Map<string, StoredRecord | null>();
       let best: StoredRecord | undefined;
-      let outstanding = live.length;
+      let outstanding = 0;
+      let next = 0;
       let staleEpoch: number | undefined;
       let settled = false;
       const finish = (timedOut: boolean): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        clearTimeout(speculative);
         signal?.removeEventListener('abort', onAbort);
         resolve({ replies: new Map(replies), best, timedOut, staleEpoch });
       };
       const onAbort = (): void => finish(true);
       const timer = setTimeout(() => finish(true), Math.max(0, deadline - this.now()));
       signal?.addEventListener('abort', onAbort, { once: true });
-      const done = (): void => {
-        outstanding--;
-        if (replies.size >= need) finish(false);
-        if (outstanding === 0) {
-          finish(false);
-          this.repair(key, plan.epoch, replies, best);
-        }
-      };
-      for (const id of live) {
+      const ask = (): void => {
+        const id = order[next++] as string;
+        outstanding++;
         this.readOne(id, key, plan.epoch, deadline).then((rec) => {
           replies.set(id, rec);
           if (rec && (!best || compareVersions(rec.version, best.version) > 0)) best = rec;
         }, (err: unknown) => {
           if (isKvError(err, 'KV_STALE_EPOCH')) staleEpoch = Math.max(staleEpoch ?? 0, Number(err.details?.['epoch'] ?? 0));
-        }).finally(done);
-      }
+          else if (next < order.length && !settled) ask();
+        }).finally(() => {
+          outstanding--;
+          if (replies.size >= need) finish(false);
+          if (outstanding === 0) {
+            finish(false);
+            this.repair(key, plan.epoch, replies, best);
+          }
+        });
+      };
+      const speculative = setTimeout(() => {
+        while (!settled && next < order.length) ask();
+      }, SPECULATIVE_READ_MS);
+      while (next < Math.min(need, order.length)) ask();
     });
+  }
+
+  /** Read order: this node (no network hop), then live members, then suspects. */
+  private readRank(id: string): number {
+    if (id === this.d.selfId) return 0;
+    return this.d.isSuspect?.(id) ? 2 : 1;
   }
 
   private async readOne(id: string, key: string, epoch: number, deadline: number): Promise<StoredRecord | null> {

@@ -126,6 +126,7 @@ export class KvNode {
     const coordinator = new Coordinator({
       selfId: cfg.id, store: this.store, transport, hlc: this.hlc, hints: this.hints, fence: this.fence,
       log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e) => this.catchUp(e), isAlive,
+      isSuspect: (id) => gossip.view(id).liveness === 'suspect',
       defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair,
     });
     this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log });
@@ -189,6 +190,8 @@ export class KvNode {
       await membership.admin({ kind: 'cmd', cmd: { op: 'normal', id: cfg.id } });
       this.log.info({ epoch: membership.epoch }, 'joined the cluster as a normal member');
     }
+    // A restart in the middle of a decommission picks the streaming up again.
+    if (membership.topology.member(cfg.id)?.state === 'leaving') void this.leave();
   }
 
   private leaving = false;
