@@ -10,7 +10,7 @@
 import { KvError, isKvError } from '../errors.ts';
 import { compareVersions, makeVersion, type Hlc, type Version } from '../core/hlc.ts';
 import { partitionOf, replicasOf } from '../core/partitioner.ts';
-import { required, type QuorumSpec } from '../core/quorum.ts';
+import { ReadTracker, WriteTracker, required, type QuorumSpec, type WriteDecision } from '../core/quorum.ts';
 import type { Topology } from '../core/topology.ts';
 import type { KvService, ReadOptions, ReadResult, WriteOptions } from '../api/service.ts';
 import { recordToWire, validateRecord, type StoredRecord } from '../storage/record.ts';
@@ -128,81 +128,70 @@ export class Coordinator implements KvService {
         throw new KvError('KV_UNAVAILABLE', `w=${need} but only ${live.length} of ${plan.replicas.length} replicas are alive; nothing was written`,
           { outcome: sentSomewhere ? 'unknown' : 'failed' });
       }
-      const result = await this.replicate(key, rec, plan, live, down, need, !!opts.sloppy, deadline, opts.signal);
-      sentSomewhere ||= result.maybeApplied;
-      if (result.acks >= need) return { version: rec.version };
-      if (result.staleEpoch !== undefined && attempt < MAX_EPOCH_RETRIES && this.now() < deadline) {
-        await this.d.catchUp(result.staleEpoch);
+      const { decision, tracker } = await this.replicate(key, rec, plan, live, down, need, !!opts.sloppy, deadline, opts.signal);
+      sentSomewhere ||= tracker.maybeApplied;
+      if (decision.result === 'ok') return { version: rec.version };
+      if (decision.staleEpoch !== undefined && attempt < MAX_EPOCH_RETRIES && this.now() < deadline) {
+        await this.d.catchUp(decision.staleEpoch);
         continue;
       }
       if (!sentSomewhere) {
-        throw new KvError('KV_UNAVAILABLE', `could not reach enough replicas (${result.acks}/${need}); nothing was written`, { outcome: 'failed' });
+        throw new KvError('KV_UNAVAILABLE', `could not reach enough replicas (${tracker.ackCount}/${need}); nothing was written`, { outcome: 'failed' });
       }
-      if (result.timedOut) {
-        throw new KvError('KV_TIMEOUT', `only ${result.acks} of ${need} replicas acknowledged within ${this.d.requestTimeoutMs} ms; the write may still surface`, { outcome: 'unknown' });
+      if (decision.result === 'unknown' && decision.reason === 'timeout') {
+        throw new KvError('KV_TIMEOUT', `only ${tracker.ackCount} of ${need} replicas acknowledged within ${this.d.requestTimeoutMs} ms; the write may still surface`, { outcome: 'unknown' });
       }
-      throw new KvError('KV_QUORUM_NOT_MET', `only ${result.acks} of ${need} replicas acknowledged; the write may still surface`, { outcome: 'unknown' });
+      throw new KvError('KV_QUORUM_NOT_MET', `only ${tracker.ackCount} of ${need} replicas acknowledged; the write may still surface`, { outcome: 'unknown' });
     }
   }
 
   /**
-   * Sends the record to every live replica (and pending owners), hints for the down
-   * ones, and resolves as soon as `need` acks are in, or when nothing more can come.
-   * Replicas that did not ack by then get a hint in the background.
+   * Sends the record to every live replica (and pending owners, and sloppy hints for the
+   * down ones) and resolves with the tracker's decision as soon as it is known or at the
+   * deadline. Replicas that did not ack get a hint in the background once every answer
+   * is in, unless the write is reported failed.
    */
   private replicate(key: string, rec: StoredRecord, plan: Plan, live: readonly string[], down: readonly string[], need: number,
-    sloppy: boolean, deadline: number, signal: AbortSignal | undefined):
-    Promise<{ acks: number; maybeApplied: boolean; timedOut: boolean; staleEpoch: number | undefined }> {
+    sloppy: boolean, deadline: number, signal: AbortSignal | undefined): Promise<{ decision: WriteDecision; tracker: WriteTracker }> {
+    const tracker = new WriteTracker(need);
+    const wire = [key, recordToWire(rec), plan.epoch];
+    const targets: Array<[string, boolean, () => Promise<unknown>]> = [];
+    for (const id of live) targets.push([id, true, () => this.sendPut(id, key, rec, wire, deadline)]);
+    for (const id of plan.extra) if (this.alive(id)) targets.push([id, false, () => this.sendPut(id, key, rec, wire, deadline)]);
+    if (sloppy && this.d.hints) {
+      down.forEach((target, i) => {
+        const fb = plan.fallbacks[i];
+        if (fb) targets.push([`hint:${target}`, true, () => this.storeHint(fb, target, key, rec, deadline).then((ok) => {
+          if (!ok) throw new KvError('KV_UNAVAILABLE', 'hint refused', { outcome: 'failed' });
+        })]);
+      });
+    }
     return new Promise((resolve) => {
-      let acks = 0;
-      let outstanding = 0;
-      let maybeApplied = false;
-      let staleEpoch: number | undefined;
       let settled = false;
-      const acked = new Set<string>();
-      const wire = [key, recordToWire(rec), plan.epoch];
-      const finish = (timedOut: boolean): void => {
+      const settle = (decision: WriteDecision): void => {
         if (settled) return;
         settled = true;
-        // Requests still in flight at the deadline may yet be applied.
-        if (timedOut && outstanding > 0) maybeApplied = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        resolve({ acks, maybeApplied, timedOut, staleEpoch });
+        resolve({ decision, tracker });
       };
-      const onAbort = (): void => finish(true);
-      const timer = setTimeout(() => finish(true), Math.max(0, deadline - this.now()));
+      const onAbort = (): void => settle(tracker.expire());
+      const timer = setTimeout(onAbort, Math.max(0, deadline - this.now()));
       signal?.addEventListener('abort', onAbort, { once: true });
-      const track = (id: string, counts: boolean, p: Promise<unknown>): void => {
-        outstanding++;
-        p.then(() => {
-          maybeApplied = true;
-          acked.add(id);
-          if (counts) acks++;
-        }, (err: unknown) => {
+      for (const [id, counts] of targets) tracker.send(id, counts);
+      for (const [id, , send] of targets) {
+        send().then(() => tracker.record(id, { kind: 'ack' }), (err: unknown) => {
           const kv = isKvError(err) ? err : new KvError('KV_INTERNAL', String(err));
-          if (mayHaveApplied(kv)) maybeApplied = true;
-          if (kv.code === 'KV_STALE_EPOCH') staleEpoch = Math.max(staleEpoch ?? 0, Number(kv.details?.['epoch'] ?? 0));
+          tracker.record(id, mayHaveApplied(kv) ? { kind: 'lost' }
+            : kv.code === 'KV_STALE_EPOCH' ? { kind: 'refused', staleEpoch: Number(kv.details?.['epoch'] ?? 0) } : { kind: 'refused' });
         }).finally(() => {
-          outstanding--;
-          if (acks >= need || outstanding === 0) {
-            finish(false);
-            // A write reported as failed must never surface later, so it leaves no hints.
-            if (outstanding === 0 && (acks >= need || maybeApplied)) this.hintMissing(key, rec, plan, acked, sloppy);
-          }
-        });
-      };
-      for (const id of live) track(id, true, this.sendPut(id, key, rec, wire, deadline));
-      for (const id of plan.extra) if (this.alive(id)) track(id, false, this.sendPut(id, key, rec, wire, deadline));
-      if (sloppy && this.d.hints) {
-        down.forEach((target, i) => {
-          const fb = plan.fallbacks[i];
-          if (fb) track(`hint:${target}`, true, this.storeHint(fb, target, key, rec, deadline).then((ok) => {
-            if (!ok) throw new KvError('KV_UNAVAILABLE', 'hint refused', { outcome: 'failed' });
-          }));
+          const d = tracker.decision();
+          if (d) settle(d);
+          if (tracker.pending === 0) this.hintMissing(key, rec, plan, tracker);
         });
       }
-      if (outstanding === 0) finish(false);
+      const d = tracker.decision();
+      if (d) settle(d);
     });
   }
 
@@ -223,9 +212,9 @@ export class Coordinator implements KvService {
   }
 
   /** Background: replicas (current owners) that did not ack get a hint, unless hints are off. */
-  private hintMissing(key: string, rec: StoredRecord, plan: Plan, acked: Set<string>, sloppy: boolean): void {
+  private hintMissing(key: string, rec: StoredRecord, plan: Plan, tracker: WriteTracker): void {
     if (!this.d.hints) return;
-    const missing = plan.replicas.filter((id) => !acked.has(id) && !(sloppy && acked.has(`hint:${id}`)));
+    const missing = tracker.hintTargets(plan.replicas);
     if (missing.length === 0) return;
     const fallback = plan.fallbacks[0] ?? this.d.selfId;
     for (const target of missing) {
@@ -242,18 +231,19 @@ export class Coordinator implements KvService {
       if (need > plan.replicas.length) throw new KvError('KV_UNAVAILABLE', `r=${need} but the key has only ${plan.replicas.length} replicas`);
       const live = plan.replicas.filter((id) => this.alive(id));
       if (live.length < need) throw new KvError('KV_UNAVAILABLE', `r=${need} but only ${live.length} of ${plan.replicas.length} replicas are alive`);
-      const res = await this.gather(key, plan, live, need, deadline, opts.signal);
-      if (res.replies.size >= need) {
-        const best = res.best;
+      const { tracker, records, timedOut } = await this.gather(key, plan, live, need, deadline, opts.signal);
+      if (tracker.decision() === 'ok') {
+        const from = tracker.best.from;
+        const best = from === undefined ? undefined : records.get(from) ?? undefined;
         if (!best || best.value === null || (best.expiresAt !== undefined && best.expiresAt <= this.now())) return undefined;
         return { value: best.value, version: best.version };
       }
-      if (res.staleEpoch !== undefined && attempt < MAX_EPOCH_RETRIES && this.now() < deadline) {
-        await this.d.catchUp(res.staleEpoch);
+      if (tracker.staleEpoch !== undefined && attempt < MAX_EPOCH_RETRIES && this.now() < deadline) {
+        await this.d.catchUp(tracker.staleEpoch);
         continue;
       }
-      if (res.timedOut) throw new KvError('KV_TIMEOUT', `only ${res.replies.size} of ${need} replicas answered within ${this.d.requestTimeoutMs} ms`);
-      throw new KvError('KV_UNAVAILABLE', `only ${res.replies.size} of ${need} replicas answered`);
+      if (timedOut) throw new KvError('KV_TIMEOUT', `only ${tracker.replies.size} of ${need} replicas answered within ${this.d.requestTimeoutMs} ms`);
+      throw new KvError('KV_UNAVAILABLE', `only ${tracker.replies.size} of ${need} replicas answered`);
     }
   }
 
@@ -263,48 +253,39 @@ export class Coordinator implements KvService {
    * retry), so a paused replica costs a short delay rather than the whole deadline.
    */
   private gather(key: string, plan: Plan, live: readonly string[], need: number, deadline: number, signal: AbortSignal | undefined):
-    Promise<{ replies: Map<string, StoredRecord | null>; best: StoredRecord | undefined; timedOut: boolean; staleEpoch: number | undefined }> {
-    const order = [...live].sort((a, b) => this.readRank(a) - this.readRank(b));
+    Promise<{ tracker: ReadTracker; records: Map<string, StoredRecord | null>; timedOut: boolean }> {
+    const tracker = new ReadTracker(need, [...live].sort((a, b) => this.readRank(a) - this.readRank(b)));
+    const records = new Map<string, StoredRecord | null>();
     return new Promise((resolve) => {
-      const replies = new Map<string, StoredRecord | null>();
-      let best: StoredRecord | undefined;
-      let outstanding = 0;
-      let next = 0;
-      let staleEpoch: number | undefined;
       let settled = false;
-      const finish = (timedOut: boolean): void => {
+      const settle = (timedOut: boolean): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         clearTimeout(speculative);
         signal?.removeEventListener('abort', onAbort);
-        resolve({ replies: new Map(replies), best, timedOut, staleEpoch });
+        resolve({ tracker, records: new Map(records), timedOut });
       };
-      const onAbort = (): void => finish(true);
-      const timer = setTimeout(() => finish(true), Math.max(0, deadline - this.now()));
+      const onAbort = (): void => settle(true);
+      const timer = setTimeout(onAbort, Math.max(0, deadline - this.now()));
       signal?.addEventListener('abort', onAbort, { once: true });
-      const ask = (): void => {
-        const id = order[next++] as string;
-        outstanding++;
-        this.readOne(id, key, plan.epoch, deadline).then((rec) => {
-          replies.set(id, rec);
-          if (rec && (!best || compareVersions(rec.version, best.version) > 0)) best = rec;
-        }, (err: unknown) => {
-          if (isKvError(err, 'KV_STALE_EPOCH')) staleEpoch = Math.max(staleEpoch ?? 0, Number(err.details?.['epoch'] ?? 0));
-          else if (next < order.length && !settled) ask();
-        }).finally(() => {
-          outstanding--;
-          if (replies.size >= need) finish(false);
-          if (outstanding === 0) {
-            finish(false);
-            this.repair(key, plan.epoch, replies, best);
-          }
-        });
+      const ask = (ids: string[]): void => {
+        for (const id of ids) {
+          this.readOne(id, key, plan.epoch, deadline).then((rec) => {
+            records.set(id, rec);
+            tracker.reply(id, rec ? rec.version : null);
+          }, (err: unknown) => {
+            const stale = isKvError(err, 'KV_STALE_EPOCH') ? Number(err.details?.['epoch'] ?? 0) : undefined;
+            if (!settled) ask(tracker.fail(id, stale));
+            else tracker.fail(id, stale);
+          }).finally(() => {
+            if (tracker.decision()) settle(false);
+            if (tracker.outstanding === 0) this.repair(key, plan.epoch, tracker, records);
+          });
+        }
       };
-      const speculative = setTimeout(() => {
-        while (!settled && next < order.length) ask();
-      }, SPECULATIVE_READ_MS);
-      while (next < Math.min(need, order.length)) ask();
+      const speculative = setTimeout(() => { if (!settled) ask(tracker.speculate()); }, SPECULATIVE_READ_MS);
+      ask(tracker.start());
     });
   }
 
@@ -326,10 +307,12 @@ export class Coordinator implements KvService {
     return rec;
   }
 
-  /** Read repair: push the winning record to every replica that answered with less. */
-  private repair(key: string, epoch: number, replies: Map<string, StoredRecord | null>, best: StoredRecord | undefined): void {
+  /** Read repair: push the winning record to every consulted replica that answered with less. */
+  private repair(key: string, epoch: number, tracker: ReadTracker, records: Map<string, StoredRecord | null>): void {
+    const from = tracker.best.from;
+    const best = from === undefined ? undefined : records.get(from);
     if (!this.d.readRepair || !best) return;
-    const stale = [...replies].filter(([, rec]) => !rec || compareVersions(rec.version, best.version) < 0).map(([id]) => id);
+    const stale = tracker.repairTargets();
     if (stale.length === 0) return;
     this.d.onReadRepair?.(stale.length);
     const wire = [key, recordToWire(best), epoch];

@@ -8,6 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { Gauge } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { Hlc, decodeTs, encodeTs } from '../core/hlc.ts';
 import { replicasOf } from '../core/partitioner.ts';
@@ -117,6 +118,13 @@ export class KvNode {
       const hintLimits = { ...cfg, hintsMaxAgeMs: Math.min(cfg.hintsMaxAgeMs, cfg.tombstoneGraceMs) };
       this.hints = new HintStore(this.backend, transport, hintLimits, this.log.child({ c: 'hints' }), isAlive, () => membership.epoch);
       await this.hints.open();
+      const hints = this.hints;
+      const r = this.metrics.registry;
+      new Gauge({ name: 'kv_hints_pending', help: 'Hints kept on this node for down replicas', registers: [r],
+        collect() { this.set(hints.pending()); } });
+      const counter = new Gauge({ name: 'kv_hints_by_fate', help: 'Hints by fate since start: stored, delivered, dropped (over a bound), expired',
+        labelNames: ['fate'] as const, registers: [r],
+        collect() { for (const [fate, n] of Object.entries(hints.stats)) counter.labels({ fate }).set(n); } });
     }
     this.antiEntropy = new AntiEntropy({
       selfId: cfg.id, store: this.store, index: this.index, transport, metrics: this.metrics, log: this.log.child({ c: 'ae' }),
@@ -294,7 +302,8 @@ export class KvNode {
       n: t.n,
       raft: { role: st.role, term: st.term, leader: st.leader, commit: st.commit, voters: st.voters, learners: st.learners },
       members: t.activeMembers().map((m) => {
-        const v = m.id === this.config.id ? { ...(this.liveness as Liveness).view(m.id), lastHeardMs: 0 } : (this.liveness as Liveness).view(m.id);
+        // lastHeardMs: wall-clock ms when this node last heard from the member (itself: now).
+        const v = m.id === this.config.id ? { ...(this.liveness as Liveness).view(m.id), lastHeardMs: Date.now() } : (this.liveness as Liveness).view(m.id);
         return { id: m.id, addr: m.addr, state: m.state, liveness: v.liveness, incarnation: v.incarnation, lastHeardMs: v.lastHeardMs };
       }),
     };
