@@ -70,6 +70,19 @@ for (const [name, make] of backends) {
       expect(await store.partitionKeyCount(partitionOf('hot', Q))).to.equal(1);
     });
 
+    it('keeps last-writer-wins exact when the version cache evicts (cache of 2 keys)', async () => {
+      const small = new RecordStore({ backend: new MemoryBackend(), partitions: Q, segments: 64, sync: false, versionCacheSize: 2 });
+      await small.open();
+      const keys = ['a', 'b', 'c', 'd', 'e'];
+      for (const k of keys) await small.apply(k, { version: v(10), value: Buffer.from(`${k}10`) });
+      for (const k of keys) expect((await small.apply(k, { version: v(5), value: Buffer.from('old') })).applied, `${k} older`).to.equal(false);
+      for (const k of keys) expect((await small.apply(k, { version: v(20), value: Buffer.from('new') })).applied, `${k} newer`).to.equal(true);
+      await small.purge('a', v(20));
+      expect((await small.apply('a', { version: v(1), value: Buffer.from('after purge') })).applied, 'absent after purge').to.equal(true);
+      for (const k of keys.slice(1)) expect((await small.get(k))?.version).to.equal(v(20));
+      await small.close();
+    });
+
     it('keeps tombstones as records and counts them until purged', async () => {
       const p = partitionOf('gone', Q);
       await store.apply('gone', { version: v(1), value: Buffer.from('x') });
