@@ -20,12 +20,12 @@
  * stopped and no namespace behind.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { seededRng } from '../core/rng.ts';
+import { freePort } from '../net/free-port.ts';
 import { partitionOf } from '../core/partitioner.ts';
 import { History } from './history.ts';
 import type { FinalState, NodeReading, Op } from './history.ts';
@@ -120,17 +120,6 @@ async function pollUntil<T>(what: string, timeoutMs: number, fn: () => Promise<T
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** Every node serves and sees `size` normal, alive members at one epoch. */
 async function waitAllAlive(addrs: string[], size: number, timeoutMs: number): Promise<ClusterView[]> {
   return pollUntil(`${size} normal, alive members in every node's view`, timeoutMs, async () => {
@@ -196,7 +185,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         addrs = Array.from({ length: o.nodes }, (_, i) => `127.0.0.1:${(o.basePort as number) + i}`);
       } else {
         addrs = [];
-        for (let i = 0; i < o.nodes; i++) addrs.push(`127.0.0.1:${await freeLoopbackPort()}`);
+        for (let i = 0; i < o.nodes; i++) addrs.push(`127.0.0.1:${await freePort()}`);
       }
       cluster = new LocalCluster({
         nodes: o.nodes, addrs, root, secret: randomBytes(24).toString('hex'), net: netw,

@@ -1,3 +1,5 @@
+import { KvError } from '../errors.ts';
+
 /** Minimal argv parsing: positionals, `--name value`, `--name=value`, bare boolean `--flag`. */
 export interface ParsedArgs {
   positionals: string[];
@@ -21,4 +23,13 @@ export function parseArgs(argv: readonly string[], booleans: ReadonlySet<string>
     i++;
   }
   return { positionals, flags };
+}
+
+/** An integer flag in [min, max], or the default; KV_INVALID_ARGUMENT otherwise. */
+export function intFlag(args: ParsedArgs, name: string, def: number, min: number, max: number): number {
+  const raw = args.flags[name];
+  if (raw === undefined) return def;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) throw new KvError('KV_INVALID_ARGUMENT', `--${name} must be an integer in ${min}..${max}`);
+  return v;
 }

@@ -6,15 +6,7 @@ import { randomInt } from 'node:crypto';
 import { KvError } from '../errors.ts';
 import { runChaos } from '../chaos/runner.ts';
 import { FAULT_KINDS, type FaultKind } from '../chaos/faults.ts';
-import type { ParsedArgs } from './args.ts';
-
-function intFlag(args: ParsedArgs, name: string, def: number, min: number, max: number): number {
-  const raw = args.flags[name];
-  if (raw === undefined) return def;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new KvError('KV_INVALID_ARGUMENT', `--${name} must be an integer in ${min}..${max}`);
-  return v;
-}
+import { intFlag, type ParsedArgs } from './args.ts';
 
 function strFlag(args: ParsedArgs, name: string): string | undefined {
   const raw = args.flags[name];

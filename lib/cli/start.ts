@@ -11,17 +11,9 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { KvError } from '../errors.ts';
-import type { ParsedArgs } from './args.ts';
+import { intFlag, type ParsedArgs } from './args.ts';
 
 const KV_BIN = fileURLToPath(new URL('../../bin/kv.js', import.meta.url));
-
-function intFlag(args: ParsedArgs, name: string, def: number, min: number, max: number): number {
-  const raw = args.flags[name];
-  if (raw === undefined) return def;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new KvError('KV_INVALID_ARGUMENT', `--${name} must be an integer in ${min}..${max}`);
-  return v;
-}
 
 function clusterSecret(dataDir: string): string {
   const file = join(dataDir, 'cluster.secret');
