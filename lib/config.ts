@@ -82,6 +82,10 @@ export interface Config {
   /** Pause between anti-entropy exchanges of one partition. Default 60 s per partition walk step. */
   antiEntropyIntervalMs: number;
 
+  /** A Raft voter that gossip has seen dead this long gives its seat to a live, caught-up learner.
+   *  Default 30 s: outlasts restarts and GC pauses, so a bounce does not churn the voter set. */
+  deadVoterMs: number;
+
   /** SWIM protocol period: one member probed per period. Default 1 s (memberlist LAN). */
   swimProbeIntervalMs: number;
   /** Wait for a direct ack before indirect probes. Default 500 ms (memberlist LAN; ~100× a LAN round trip). */
@@ -126,6 +130,7 @@ export const DEFAULTS: Config = {
   hintsMaxAgeMs: 3 * 3600 * SECOND,
   tombstoneGraceMs: 3600 * SECOND,
   antiEntropyIntervalMs: 60 * SECOND,
+  deadVoterMs: 30 * SECOND,
   swimProbeIntervalMs: 1 * SECOND,
   swimProbeTimeoutMs: 500,
   swimIndirectChecks: 3,
@@ -252,6 +257,7 @@ export function validateConfig(cfg: Config): Config {
   int(cfg, 'hintsMaxAgeMs', 0, 30 * 24 * 3600 * SECOND);
   int(cfg, 'tombstoneGraceMs', 0, 365 * 24 * 3600 * SECOND);
   int(cfg, 'antiEntropyIntervalMs', 10, 24 * 3600 * SECOND);
+  int(cfg, 'deadVoterMs', 100, 24 * 3600 * SECOND);
   int(cfg, 'swimProbeIntervalMs', 10, 60 * SECOND);
   int(cfg, 'swimProbeTimeoutMs', 5, cfg.swimProbeIntervalMs - 1);
   int(cfg, 'swimIndirectChecks', 0, 16);

@@ -25,8 +25,6 @@ export interface JoinAnswer {
 
 /** How often the leader re-checks voters and learners. Default 1 s: seats refill within seconds. */
 const POLICY_INTERVAL_MS = 1000;
-/** A voter dead (per gossip) this long loses its seat to a live learner. 30 s outlasts restarts and GC pauses. */
-const DEAD_VOTER_MS = 30_000;
 /** A learner within this many entries of the leader's log counts as caught up for promotion. */
 const CAUGHT_UP_SLACK = 5;
 /** Forwarded admin requests are retried (leader changes) until this deadline. */
@@ -61,6 +59,8 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
     private readonly transport: Transport,
     private readonly log: Logger,
     private readonly isAlive: (id: string) => boolean,
+    /** A voter dead (per gossip) this long loses its seat to a live learner (config `deadVoterMs`). */
+    private readonly deadVoterMs: number,
   ) {
     super();
     transport.handle('admin', (_from, payload) => this.handleAdmin(validateAdmin(payload)));
@@ -170,7 +170,7 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
         if (this.isAlive(id) || id === this.selfId) this.deadSince.delete(id);
         else if (!this.deadSince.has(id)) this.deadSince.set(id, now);
       }
-      const longDead = (id: string): boolean => now - (this.deadSince.get(id) ?? now) >= DEAD_VOTER_MS;
+      const longDead = (id: string): boolean => now - (this.deadSince.get(id) ?? now) >= this.deadVoterMs;
       const inConfig = new Set([...st.voters, ...st.learners]);
       const stale = [...inConfig].find((id) => !active.has(id) && id !== this.selfId);
       if (stale) return await this.change({ type: 'remove', id: stale });

@@ -102,7 +102,7 @@ export class KvNode {
     (epoch, from) => this.log.info({ epoch, from, local: this.membership?.epoch }, 'a peer knows a newer epoch; Raft replication will bring it'));
     this.liveness = gossip;
     const isAlive = (id: string): boolean => this.liveness?.isAlive(id) ?? false;
-    const membership = new Membership(cfg.id, transport, this.log.child({ c: 'membership' }), isAlive);
+    const membership = new Membership(cfg.id, transport, this.log.child({ c: 'membership' }), isAlive, cfg.deadVoterMs);
     this.membership = membership;
     membership.on('change', (t) => this.onTopology(t));
     const raft = new RaftRuntime({

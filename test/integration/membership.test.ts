@@ -117,4 +117,28 @@ describe('membership and epochs (real processes)', function () {
     await client.put('after-garbage', 'still-fine');
     expect((await client.get('after-garbage'))?.value.toString()).to.equal('still-fine');
   });
+
+  it('gives a long-dead voter\'s seat to a live learner', async () => {
+    const d = await TestCluster.start(4, { args: [...FAST, '--dead-voter-ms', '2000'] });
+    try {
+      const leader = await leaderOf(d);
+      const v = await pollUntil(async () => {
+        const x = await d.view(leader);
+        return x.raft.voters.length === 3 && x.raft.learners.length === 1 ? x : undefined;
+      }, { what: 'three voters and one learner' });
+      const victim = v.raft.voters.find((id) => id !== leader) as string;
+      const learner = v.raft.learners[0] as string;
+      await d.kill(victim);
+      const after = await pollUntil(async () => {
+        const x = await d.view(leader);
+        return x.raft.voters.length === 3 && !x.raft.voters.includes(victim) ? x : undefined;
+      }, { what: `${victim}'s seat refilled`, timeoutMs: 60_000 });
+      expect(after.raft.voters).to.include(learner);
+      const client = d.client(d.running());
+      await client.put('after-refill', 'ok');
+      expect((await client.get('after-refill'))?.value.toString()).to.equal('ok');
+    } finally {
+      await d.stop();
+    }
+  });
 });
