@@ -79,7 +79,8 @@ export interface Config {
    *  purging also needs anti-entropy confirmation from every replica; Cassandra's gc_grace is 10 days
    *  because its repair is manual). */
   tombstoneGraceMs: number;
-  /** Pause between anti-entropy exchanges of one partition. Default 60 s per partition walk step. */
+  /** Time for one anti-entropy walk over all of this node's partitions (each exchanged with its other
+   *  replicas, paced evenly). Default 60 s: ~17 small exchanges a second at Q=1024, negligible load. */
   antiEntropyIntervalMs: number;
 
   /** A Raft voter that gossip has seen dead this long gives its seat to a live, caught-up learner.

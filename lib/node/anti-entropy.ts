@@ -34,8 +34,11 @@ import type { Logger } from './log.ts';
 const MAX_SESSIONS = 256;
 /** A responder session idle this long is dropped (its initiator died or gave up). */
 const SESSION_IDLE_MS = 30_000;
-/** Records per ae.push / ae.pull request: ~1 MiB at 4 KiB values, well under the frame limit for typical values. */
+/** Keys per ae.pull request and records per ae.push/ae.pull batch at most. */
 const MOVE_BATCH = 256;
+/** Record bytes per ae.push / ae.pull answer at most (one record always goes, and a record
+ *  is ≤ maxValueBytes + key): half the 2 MiB frame limit leaves room for the envelope. */
+const MOVE_BATCH_BYTES = 1024 * 1024;
 /** Deadline of one anti-entropy request. */
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Event-loop lag (p99) above which the scheduler halves its pace. */
@@ -62,6 +65,9 @@ export interface AntiEntropyOptions {
 }
 
 interface Session { ex: MerkleExchange; touched: number }
+
+/** Outcomes after which both replicas are known to hold the same records. */
+const GOOD_OUTCOMES: ReadonlySet<string> = new Set(['in-sync', 'converged', 'repaired']);
 
 export interface ExchangeResult { outcome: string; pushed: number; pulled: number; bytes: number }
 
@@ -111,6 +117,43 @@ export class AntiEntropy {
     if (this.timer) clearTimeout(this.timer);
     this.lag.disable();
     this.sessions.clear();
+  }
+
+  private owned: Set<number> | undefined;
+  private dropping: Promise<void> = Promise.resolve();
+
+  /**
+   * Call on every topology change. Partitions this node no longer owns (in neither the
+   * current nor the future table) are dropped: by then their new owners hold the data
+   * (join and leave stream before the change completes), and a stale copy left behind
+   * would bring back deletes purged meanwhile if the partition ever came back here.
+   * The first call also drops partitions held from before a restart but not owned now.
+   */
+  onTopology(t: Topology): Promise<void> {
+    if (t.epoch === 0) return this.dropping;
+    const now = new Set(this.myPartitions(t));
+    const before = this.owned;
+    this.owned = now;
+    const lost = before === undefined
+      ? Array.from({ length: t.partitions }, (_, p) => p).filter((p) => !now.has(p))
+      : [...before].filter((p) => !now.has(p));
+    if (lost.length === 0) return this.dropping;
+    this.dropping = this.dropping.then(() => this.drop(lost, now)).catch((err: unknown) => {
+      this.o.log.warn({ err }, 'dropping partitions this node no longer owns failed; retried at the next change');
+    });
+    return this.dropping;
+  }
+
+  private async drop(partitions: number[], ownedAtCall: Set<number>): Promise<void> {
+    let records = 0;
+    for (const p of partitions) {
+      if (this.owned !== undefined && this.owned.has(p) && !ownedAtCall.has(p)) continue;
+      if ((await this.o.store.partitionKeyCount(p)) === 0) continue;
+      const held: MerkleEntry[] = [];
+      for await (const [key, rec] of this.o.store.scanPartition(p)) held.push([key, rec.version]);
+      for (const [key, version] of held) if (await this.o.store.purge(key, version)) records++;
+    }
+    if (records > 0) this.o.log.info({ partitions: partitions.length, records }, 'dropped partitions this node no longer owns');
   }
 
   /** Partitions this node replicates now or will after pending changes. */
@@ -210,7 +253,11 @@ export class AntiEntropy {
       while (msg) {
         bytes += encodedSize(msg);
         const reply = await this.o.transport.request<unknown>(peer, 'ae.msg', { sid, msg }, { timeoutMs: REQUEST_TIMEOUT_MS });
-        if (reply === null || reply === undefined) break;
+        if (reply === null || reply === undefined) {
+          if (session.done) break;
+          // The responder lost our session (it restarted, or we stalled past its idle timeout).
+          throw new KvError('KV_UNAVAILABLE', `partition ${p}: ${peer} dropped the exchange session`);
+        }
         const m = validateMerkleMessage(reply);
         bytes += encodedSize(m);
         const step = session.receive(m, await this.segments(p, session.segmentsToRead(m)));
@@ -229,6 +276,7 @@ export class AntiEntropy {
     }
     const outcome = session.outcome ?? 'incomplete';
     this.exchanges.labels({ outcome }).inc();
+    if (!GOOD_OUTCOMES.has(outcome)) throw new KvError('KV_UNAVAILABLE', `partition ${p}: exchange with ${peer} ended ${outcome}`);
     this.bytes.inc(bytes);
     if (pushed) this.moved.labels({ direction: 'pushed' }).inc(pushed);
     if (pulled) this.moved.labels({ direction: 'pulled' }).inc(pulled);
@@ -248,25 +296,40 @@ export class AntiEntropy {
 
   private async push(peer: string, entries: readonly MerkleEntry[]): Promise<number> {
     let n = 0;
-    for (let i = 0; i < entries.length; i += MOVE_BATCH) {
-      const batch: unknown[] = [];
-      for (const [key] of entries.slice(i, i + MOVE_BATCH)) {
-        const rec = await this.o.store.get(key);
-        if (rec) batch.push([key, recordToWire(rec)]);
-      }
-      if (batch.length === 0) continue;
+    let batch: unknown[] = [];
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
       await this.o.transport.request(peer, 'ae.push', batch, { timeoutMs: REQUEST_TIMEOUT_MS });
       n += batch.length;
+      batch = [];
+      bytes = 0;
+    };
+    for (const [key] of entries) {
+      const rec = await this.o.store.get(key);
+      if (!rec) continue;
+      const size = key.length + (rec.value?.length ?? 0) + 64;
+      if (batch.length > 0 && (bytes + size > MOVE_BATCH_BYTES || batch.length >= MOVE_BATCH)) await flush();
+      batch.push([key, recordToWire(rec)]);
+      bytes += size;
     }
+    await flush();
     return n;
   }
 
+  /** Fetch records from the peer; each answer covers a prefix of the asked keys (bounded in bytes). */
   private async pull(peer: string, entries: readonly MerkleEntry[]): Promise<number> {
     let n = 0;
-    for (let i = 0; i < entries.length; i += MOVE_BATCH) {
+    let i = 0;
+    while (i < entries.length) {
       const keys = entries.slice(i, i + MOVE_BATCH).map(([k]) => k);
       const got = await this.o.transport.request<unknown>(peer, 'ae.pull', keys, { timeoutMs: REQUEST_TIMEOUT_MS });
-      n += await this.applyRecords(got);
+      const o = got as { handled?: unknown; records?: unknown } | null;
+      if (typeof o !== 'object' || o === null || typeof o.handled !== 'number' || !Number.isInteger(o.handled) || o.handled < 1 || o.handled > keys.length) {
+        throw new KvError('KV_INVALID_ARGUMENT', 'ae.pull answer must be {handled, records}');
+      }
+      n += await this.applyRecords(o.records);
+      i += o.handled;
     }
     return n;
   }
@@ -306,13 +369,19 @@ export class AntiEntropy {
   }
 
   private async onPull(payload: unknown): Promise<unknown> {
-    if (!Array.isArray(payload) || payload.length > MOVE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `ae.pull takes at most ${MOVE_BATCH} keys`);
-    const out: unknown[] = [];
+    if (!Array.isArray(payload) || payload.length === 0 || payload.length > MOVE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `ae.pull takes 1..${MOVE_BATCH} keys`);
+    const records: unknown[] = [];
+    let bytes = 0;
+    let handled = 0;
     for (const k of payload) {
       const rec = await this.o.store.get(validateKey(k, this.o.maxKeyBytes));
-      if (rec) out.push([k, recordToWire(rec)]);
+      const size = rec ? (k as string).length + (rec.value?.length ?? 0) + 64 : 0;
+      if (handled > 0 && bytes + size > MOVE_BATCH_BYTES) break;
+      if (rec) records.push([k, recordToWire(rec)]);
+      bytes += size;
+      handled++;
     }
-    return out;
+    return { handled, records };
   }
 
   private onPush(payload: unknown): Promise<number> {

@@ -233,6 +233,7 @@ export class KvNode {
     this.transport?.setPeers(peers);
     this.liveness?.setMembers(t.activeMembers().map((m) => m.id));
     this.fence.update(t);
+    void this.antiEntropy?.onTopology(t);
     if (t.member(this.config.id)?.state === 'leaving' && this.serving) void this.leave();
   }
 

@@ -1,0 +1,208 @@
+/**
+ * The anti-entropy runtime (lib/node/anti-entropy.ts) wired in one process exactly as a
+ * node wires it: RecordStore + MerkleIndex per replica, AntiEntropy over a MemoryNetwork
+ * transport. Faults the real-process tests cannot aim at precisely:
+ * - records too big to move in one frame together (large values, one exchange);
+ * - a responder that loses its session in the middle of an exchange (restart, or the
+ *   initiator stalled past the responder's idle timeout) must not count as "replica
+ *   confirmed", or tombstone GC purges a tombstone that replica never received;
+ * - a former owner's copy of a partition (kept after a join moved it away) must not bring
+ *   back a delete that was purged meanwhile once the partition moves back to it.
+ *
+ * Wall time < 1 s.
+ */
+import { expect } from 'chai';
+import { makeVersion } from '../../lib/core/hlc.ts';
+import { DEFAULT_MERKLE_SHAPE } from '../../lib/core/merkle.ts';
+import { h64, partitionOf, replicasOf } from '../../lib/core/partitioner.ts';
+import { Topology } from '../../lib/core/topology.ts';
+import { Metrics } from '../../lib/api/metrics.ts';
+import { MemoryNetwork } from '../../lib/net/index.ts';
+import type { RequestOptions, Transport, TransportEvent, Handler } from '../../lib/net/index.ts';
+import { AntiEntropy } from '../../lib/node/anti-entropy.ts';
+import { createLogger } from '../../lib/node/log.ts';
+import { MemoryBackend } from '../../lib/storage/memory-backend.ts';
+import { MerkleIndex } from '../../lib/storage/merkle-index.ts';
+import { RecordStore } from '../../lib/storage/record-store.ts';
+import { pollUntil } from '../helpers/poll.ts';
+
+const Q = 16;
+const GRACE_MS = 1000;
+
+/** Delegates to a real transport and lets a test act just before each request goes out. */
+class TapTransport implements Transport {
+  constructor(private readonly inner: Transport, private readonly before: (type: string, payload: unknown) => void) {}
+  get selfId(): string { return this.inner.selfId; }
+  handle(type: string, handler: Handler): void { this.inner.handle(type, handler); }
+  send(to: string, type: string, payload: unknown): boolean { return this.inner.send(to, type, payload); }
+  request<T = unknown>(to: string, type: string, payload: unknown, opts?: RequestOptions): Promise<T> {
+    this.before(type, payload);
+    return this.inner.request<T>(to, type, payload, opts);
+  }
+  isConnected(peer: string): boolean { return this.inner.isConnected(peer); }
+  connectedPeers(): string[] { return this.inner.connectedPeers(); }
+  on(event: TransportEvent, listener: (peer: string) => void): () => void { return this.inner.on(event, listener); }
+  stats(): ReturnType<Transport['stats']> { return this.inner.stats(); }
+  close(): Promise<void> { return this.inner.close(); }
+}
+
+interface Replica { id: string; store: RecordStore; index: MerkleIndex; ae: AntiEntropy }
+
+interface Group { nodes: Map<string, Replica>; topology: Topology; close: () => Promise<void> }
+
+/**
+ * Replicas `ids` sharing one Topology (every node at the same epoch); the first id creates
+ * the cluster with replication factor `n`, the others (or only `members`) are added as
+ * normal members; the rest are on the network, ready to join.
+ * `tap` watches a's outgoing requests; `clockOffsetMs` shifts b's injected clock.
+ */
+async function group(ids: string[], n: number,
+  opts: { tap?: (type: string, payload: unknown) => void; clockOffsetMs?: () => number; members?: string[] } = {}): Promise<Group> {
+  const topology = new Topology();
+  topology.apply({ op: 'create', clusterId: 'test', partitions: Q, n, vnodes: 160, id: ids[0] as string, addr: '127.0.0.1:1' });
+  for (const id of (opts.members ?? ids).slice(1)) {
+    topology.apply({ op: 'add', id, addr: '127.0.0.1:2' });
+    topology.apply({ op: 'normal', id });
+  }
+  const net = new MemoryNetwork();
+  const log = createLogger('test', 'silent');
+  const transports: Transport[] = [];
+  const nodes = new Map<string, Replica>();
+  for (const id of ids) nodes.set(id, await replica(net, id, topology, transports, log, opts));
+  // MemoryNetwork links transports asynchronously.
+  await pollUntil(() => transports.every((t) => ids.every((peer) => peer === t.selfId || t.isConnected(peer))), { what: 'memory links' });
+  const close = async (): Promise<void> => {
+    for (const t of transports) await t.close();
+    for (const r of nodes.values()) await r.store.close();
+  };
+  return { nodes, topology, close };
+}
+
+async function replica(net: MemoryNetwork, id: string, topology: Topology, transports: Transport[], log: ReturnType<typeof createLogger>,
+  opts: { tap?: (type: string, payload: unknown) => void; clockOffsetMs?: () => number }): Promise<Replica> {
+  const backend = new MemoryBackend();
+  const index = new MerkleIndex(backend, h64, DEFAULT_MERKLE_SHAPE);
+  const store = new RecordStore({ backend, partitions: Q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: false, index });
+  await store.open();
+  const real = net.transport({ selfId: id });
+  transports.push(real);
+  const transport = id === 'a' && opts.tap ? new TapTransport(real, opts.tap) : real;
+  const offset = id === 'b' ? opts.clockOffsetMs : undefined;
+  const ae = new AntiEntropy({
+    selfId: id, store, index, transport, metrics: new Metrics({ defaultMetrics: false }), log,
+    topology: () => topology, isAlive: () => true, intervalMs: 60_000, tombstoneGraceMs: GRACE_MS,
+    maxKeyBytes: 1024, maxValueBytes: 1024 * 1024, ...(offset ? { now: () => Date.now() + offset() } : {}),
+  });
+  return { id, store, index, ae };
+}
+
+/** A record's state on one replica, for assertion messages. */
+async function state(r: Replica, key: string): Promise<string> {
+  const rec = await r.store.get(key);
+  return rec === undefined ? 'none' : rec.value === null ? 'tombstone' : `value ${rec.value.toString()}`;
+}
+
+describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + MemoryNetwork)', function () {
+  this.timeout(30_000);
+
+  it('moves records whose batch is bigger than one frame (64 values of 64 KiB missing on the peer)', async () => {
+    const g = await group(['a', 'b'], 2);
+    const a = g.nodes.get('a') as Replica;
+    const b = g.nodes.get('b') as Replica;
+    try {
+      // All in one partition, so one exchange must move 4 MiB.
+      const keys: string[] = [];
+      for (let i = 0; keys.length < 64; i++) if (partitionOf(`big-${i}`, Q) === 3) keys.push(`big-${i}`);
+      const value = Buffer.alloc(64 * 1024, 0x61);
+      await Promise.all(keys.map((k, i) => a.store.apply(k, { version: makeVersion({ wall: Date.now(), logical: i }, 'a'), value })));
+      const result = await a.ae.exchange(3, 'b').catch((err: Error) => err);
+      expect(result, `exchange failed: ${(result as Error).message}`).to.not.be.instanceOf(Error);
+      expect(await b.index.root(3)).to.equal(await a.index.root(3));
+      expect(await b.store.partitionKeyCount(3)).to.equal(64);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('does not purge a tombstone when the exchange with a replica was cut short by a lost responder session', async () => {
+    // b loses its session between two messages of a's exchange, as after b's restart or a
+    // stall of a past b's idle timeout: b's clock jumps past that timeout after the first message.
+    let jumped = 0;
+    let messages = 0;
+    const g = await group(['a', 'b'], 2, {
+      tap: (type) => { if (type === 'ae.msg' && ++messages === 2) jumped = 31_000; },
+      clockOffsetMs: () => jumped,
+    });
+    const a = g.nodes.get('a') as Replica;
+    const b = g.nodes.get('b') as Replica;
+    const topology = g.topology;
+    try {
+      const table = topology.table('current');
+      let key = '';
+      for (let i = 0; key === ''; i++) if (replicasOf(table, partitionOf(`gone-${i}`, Q))[0] === 'a') key = `gone-${i}`;
+      const p = partitionOf(key, Q);
+      const t = Date.now() - 10 * GRACE_MS;
+      const value = { version: makeVersion({ wall: t, logical: 0 }, 'a'), value: Buffer.from('old') };
+      await a.store.apply(key, value);
+      await b.store.apply(key, value);
+      // The delete reached a only (b was down); it is past its grace period.
+      const tombstone = { version: makeVersion({ wall: t + GRACE_MS, logical: 0 }, 'a'), value: null };
+      await a.store.apply(key, tombstone);
+
+      await a.ae.syncPartition(p);
+
+      const onA = await a.store.get(key);
+      const onB = await b.store.get(key);
+      // Either b got the tombstone, or a still holds it: never "a forgot the delete, b has the value".
+      const resurrected = onA === undefined && onB?.value !== null && onB !== undefined;
+      expect(resurrected, `a: ${JSON.stringify(onA)}, b: ${JSON.stringify(onB)}`).to.equal(false);
+    } finally {
+      await g.close();
+    }
+  });
+  it('does not bring a purged delete back from a former owner\'s stale copy when ownership returns', async () => {
+    // a and b own everything (N=2); c joins and takes some partitions; a key deleted and
+    // GC'd there; c leaves again, handing the partition back to its former owner.
+    const g = await group(['a', 'b', 'c'], 2, { members: ['a', 'b'] });
+    const t = g.topology;
+    const node = (id: string): Replica => g.nodes.get(id) as Replica;
+    // A real node calls onTopology on every committed change (Membership 'change' events).
+    const apply = async (cmd: Parameters<Topology['apply']>[0]): Promise<void> => {
+      t.apply(cmd);
+      await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
+    };
+    try {
+      await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
+      const before = t.table('current');
+      await apply({ op: 'add', id: 'c', addr: '127.0.0.1:3' });
+      const future = t.table('future');
+      let key = '';
+      for (let i = 0; key === ''; i++) if (replicasOf(future, partitionOf(`stale-${i}`, Q)).includes('c')) key = `stale-${i}`;
+      const p = partitionOf(key, Q);
+      const former = replicasOf(before, p).find((id) => !replicasOf(future, p).includes(id)) as string;
+      const wall = Date.now() - 10 * GRACE_MS;
+      const value = { version: makeVersion({ wall, logical: 0 }, 'a'), value: Buffer.from('old') };
+      await node('a').store.apply(key, value);
+      await node('b').store.apply(key, value);
+
+      await node('c').ae.stream('join', () => false);
+      await apply({ op: 'normal', id: 'c' });
+      expect(await state(node(former), key), `former owner ${former} dropped its copy`).to.equal('none');
+      const owners = replicasOf(t.table('current'), p);
+      const tombstone = { version: makeVersion({ wall: wall + GRACE_MS, logical: 0 }, 'a'), value: null };
+      for (const id of owners) await node(id).store.apply(key, tombstone);
+      await node(owners[0] as string).ae.syncPartition(p);
+      for (const id of owners) expect(await state(node(id), key), `${id} after GC`).to.equal('none');
+
+      await apply({ op: 'leave', id: 'c' });
+      await node('c').ae.stream('leave', () => false);
+      await apply({ op: 'remove', id: 'c' });
+      for (const id of ['a', 'b']) await node(id).ae.syncPartition(p);
+      const states = await Promise.all(['a', 'b'].map(async (id) => `${id}: ${await state(node(id), key)}`));
+      expect(states.filter((x) => x.includes('value')), states.join(', ')).to.deep.equal([]);
+      expect(await node('c').store.partitionKeyCount(p), 'the removed node dropped what it held').to.equal(0);
+    } finally {
+      await g.close();
+    }
+  });
+});
