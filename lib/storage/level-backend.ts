@@ -3,19 +3,20 @@ import { KvError } from '../errors.ts';
 import { SUBLEVELS, type Backend, type BatchOp, type RangeOptions, type Sublevel } from './backend.ts';
 
 type Db = Level<string, Buffer>;
-type Sub = ReturnType<Db['sublevel']>;
 
-/** LevelDB through `level` (classic-level on Node). */
+/**
+ * LevelDB through `level` (classic-level on Node). Sublevels are plain key prefixes
+ * (`<name>:`) on the root database rather than abstract-level sublevels: the write path
+ * batches several ops per record, and skipping the per-op sublevel translation made
+ * abstract-level's batch the largest single cost in the PUT profile (bench/profile.md).
+ */
 export class LevelBackend implements Backend {
   readonly kind = 'level' as const;
   private readonly db: Db;
-  private readonly subs = new Map<Sublevel, Sub>();
 
   constructor(readonly location: string) {
     this.db = new Level<string, Buffer>(location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-    for (const name of Object.values(SUBLEVELS)) {
-      this.subs.set(name, this.db.sublevel<string, Buffer>(name, { keyEncoding: 'utf8', valueEncoding: 'buffer' }) as unknown as Sub);
-    }
+    for (const name of Object.values(SUBLEVELS)) if (name.length !== 1) throw new Error('assertion failed: one-character sublevel names');
   }
 
   async open(): Promise<void> {
@@ -31,42 +32,41 @@ export class LevelBackend implements Backend {
     await this.db.close();
   }
 
-  private sub(name: Sublevel): Sub {
-    const s = this.subs.get(name);
-    if (!s) throw new Error(`assertion failed: unknown sublevel ${name}`);
-    return s;
-  }
-
   private checkOpen(): void {
     if (this.db.status !== 'open') throw new KvError('KV_STORE_NOT_OPEN', `store is ${this.db.status}`);
   }
 
   async get(sub: Sublevel, key: string): Promise<Buffer | undefined> {
     this.checkOpen();
-    return ((await this.sub(sub).get(key)) as Buffer | undefined) ?? undefined;
+    return (await this.db.get(`${sub}:${key}`)) ?? undefined;
   }
 
   async getMany(sub: Sublevel, keys: readonly string[]): Promise<(Buffer | undefined)[]> {
     this.checkOpen();
-    return (await this.sub(sub).getMany(keys as string[])).map((v) => (v as Buffer | undefined) ?? undefined);
+    return (await this.db.getMany(keys.map((k) => `${sub}:${k}`))).map((v) => v ?? undefined);
   }
 
   async batch(ops: readonly BatchOp[], sync: boolean): Promise<void> {
     this.checkOpen();
     if (ops.length === 0) return;
-    const mapped = ops.map((op) =>
-      op.type === 'put'
-        ? { type: 'put' as const, sublevel: this.sub(op.sub), key: op.key, value: op.value as Buffer }
-        : { type: 'del' as const, sublevel: this.sub(op.sub), key: op.key });
-    // The sublevel typing of `level` does not express cross-sublevel batches well.
-    await this.db.batch(mapped as never, { sync });
+    const mapped = ops.map((op) => (op.type === 'put'
+      ? { type: 'put' as const, key: `${op.sub}:${op.key}`, value: op.value as Buffer }
+      : { type: 'del' as const, key: `${op.sub}:${op.key}` }));
+    await this.db.batch(mapped, { sync });
   }
 
   async *range(sub: Sublevel, opts: RangeOptions): AsyncIterable<[string, Buffer]> {
     this.checkOpen();
-    const it = this.sub(sub).iterator({ ...opts, limit: opts.limit ?? -1 });
+    const prefix = `${sub}:`;
+    // ';' follows ':' in code-unit order: `<sub>;` bounds the whole prefix from above.
+    const bounds: { gte?: string; gt?: string; lt?: string; lte?: string } = {};
+    if (opts.gt !== undefined) bounds.gt = prefix + opts.gt;
+    else bounds.gte = prefix + (opts.gte ?? '');
+    if (opts.lte !== undefined) bounds.lte = prefix + opts.lte;
+    else bounds.lt = opts.lt !== undefined ? prefix + opts.lt : `${sub};`;
+    const it = this.db.iterator({ ...bounds, limit: opts.limit ?? -1, ...(opts.reverse ? { reverse: true } : {}) });
     try {
-      for await (const entry of it) yield entry as [string, Buffer];
+      for await (const [k, v] of it) yield [k.slice(prefix.length), v];
     } finally {
       await it.close();
     }
