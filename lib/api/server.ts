@@ -28,6 +28,10 @@ export interface ApiDeps {
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
+/** Metric labels for routes: a fixed set, so client-chosen paths cannot grow the registry. */
+const KNOWN_ROUTES = new Set(['/health', '/metrics', '/cluster', '/cluster/ring', '/cluster/partitions', '/cluster/decommission',
+  '/cluster/scrub', '/cluster/join']);
+
 /** Admin request bodies are tiny JSON documents. */
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
 
@@ -189,7 +193,7 @@ export class ApiServer {
         }
         await this.handleKv(req, res, path.slice(4), parseQuery(query));
       } else {
-        route = path;
+        route = KNOWN_ROUTES.has(path) ? path : path.startsWith('/cluster/records/') ? '/cluster/records/:key' : 'other';
         await this.handleOther(req, res, path);
       }
     } catch (err) {

@@ -57,6 +57,8 @@ export interface AntiEntropyOptions {
   log: Logger;
   topology: () => Topology;
   isAlive: (id: string) => boolean;
+  /** Refuses peers whose epoch predates a change of the partition's owners (KV_STALE_EPOCH). */
+  fence?: { checkPartition(partition: number, epoch: number): void; check(key: string, epoch: number): void };
   intervalMs: number;
   tombstoneGraceMs: number;
   maxKeyBytes: number;
@@ -95,9 +97,9 @@ export class AntiEntropy {
     this.purged = new Counter({ name: 'kv_ae_tombstones_purged_total', help: 'Tombstones purged after every replica held them', registers: [r] });
     this.walks = new Counter({ name: 'kv_ae_walks_total', help: 'Completed walks over this node\'s partitions', registers: [r] });
     const t = o.transport;
-    t.handle('ae.msg', (from, payload) => this.onMessage(from, payload));
-    t.handle('ae.pull', (_from, payload) => this.onPull(payload));
-    t.handle('ae.push', (_from, payload) => this.onPush(payload));
+    t.handle('ae.msg', (from, payload, env) => this.onMessage(from, payload, env.epoch));
+    t.handle('ae.pull', (_from, payload, env) => this.onPull(payload, env.epoch));
+    t.handle('ae.push', (_from, payload, env) => this.onPush(payload, env.epoch));
     t.handle('ae.purge', (_from, payload) => this.onPurge(payload));
   }
 
@@ -344,10 +346,13 @@ export class AntiEntropy {
     return results.filter((r) => r.applied).length;
   }
 
-  private onMessage(from: string, payload: unknown): unknown {
+  private onMessage(from: string, payload: unknown, epoch: number): unknown {
     const o = payload as { sid?: unknown; msg?: unknown } | null;
     if (typeof o !== 'object' || o === null || typeof o.sid !== 'string' || o.sid.length > 32) throw new KvError('KV_INVALID_ARGUMENT', 'ae.msg takes {sid, msg}');
     const msg = validateMerkleMessage(o.msg);
+    if (msg.partition >= this.o.store.partitions) throw new KvError('KV_INVALID_ARGUMENT', `partition ${msg.partition} out of range (Q=${this.o.store.partitions})`);
+    // A peer that has not seen the latest owners of this partition must not move its records.
+    this.o.fence?.checkPartition(msg.partition, epoch);
     const id = `${from}/${o.sid}`;
     return this.respond(id, msg);
   }
@@ -368,8 +373,9 @@ export class AntiEntropy {
     return step.send;
   }
 
-  private async onPull(payload: unknown): Promise<unknown> {
+  private async onPull(payload: unknown, epoch: number): Promise<unknown> {
     if (!Array.isArray(payload) || payload.length === 0 || payload.length > MOVE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `ae.pull takes 1..${MOVE_BATCH} keys`);
+    for (const k of payload) this.o.fence?.check(validateKey(k, this.o.maxKeyBytes), epoch);
     const records: unknown[] = [];
     let bytes = 0;
     let handled = 0;
@@ -384,7 +390,8 @@ export class AntiEntropy {
     return { handled, records };
   }
 
-  private onPush(payload: unknown): Promise<number> {
+  private onPush(payload: unknown, epoch: number): Promise<number> {
+    if (Array.isArray(payload)) for (const x of payload) if (Array.isArray(x)) this.o.fence?.check(validateKey(x[0], this.o.maxKeyBytes), epoch);
     return this.applyRecords(payload);
   }
 

@@ -30,7 +30,7 @@ export interface CoordinatorDeps {
   log: Logger;
   topology: () => Topology;
   /** Resolves once the local topology reaches `epoch` (or rejects after a bounded wait). */
-  catchUp: (epoch: number) => Promise<void>;
+  catchUp: (epoch: number, deadlineMs: number) => Promise<void>;
   isAlive: (id: string) => boolean;
   /** Suspected by gossip (still tried, but last). */
   isSuspect?: (id: string) => boolean;
@@ -132,7 +132,7 @@ export class Coordinator implements KvService {
       sentSomewhere ||= tracker.maybeApplied;
       if (decision.result === 'ok') return { version: rec.version };
       if (decision.staleEpoch !== undefined && attempt < MAX_EPOCH_RETRIES && this.now() < deadline) {
-        await this.d.catchUp(decision.staleEpoch);
+        await this.d.catchUp(decision.staleEpoch, deadline);
         continue;
       }
       if (!sentSomewhere) {
@@ -178,6 +178,7 @@ export class Coordinator implements KvService {
       const onAbort = (): void => settle(tracker.expire());
       const timer = setTimeout(onAbort, Math.max(0, deadline - this.now()));
       signal?.addEventListener('abort', onAbort, { once: true });
+      let hinted = false;
       for (const [id, counts] of targets) tracker.send(id, counts);
       for (const [id, , send] of targets) {
         send().then(() => tracker.record(id, { kind: 'ack' }), (err: unknown) => {
@@ -187,7 +188,10 @@ export class Coordinator implements KvService {
         }).finally(() => {
           const d = tracker.decision();
           if (d) settle(d);
-          if (tracker.pending === 0) this.hintMissing(key, rec, plan, tracker);
+          if (tracker.pending === 0 && !hinted) {
+            hinted = true;
+            this.hintMissing(key, rec, plan, tracker);
+          }
         });
       }
       const d = tracker.decision();
@@ -239,7 +243,7 @@ export class Coordinator implements KvService {
         return { value: best.value, version: best.version };
       }
       if (tracker.staleEpoch !== undefined && attempt < MAX_EPOCH_RETRIES && this.now() < deadline) {
-        await this.d.catchUp(tracker.staleEpoch);
+        await this.d.catchUp(tracker.staleEpoch, deadline);
         continue;
       }
       if (timedOut) throw new KvError('KV_TIMEOUT', `only ${tracker.replies.size} of ${need} replicas answered within ${this.d.requestTimeoutMs} ms`);
@@ -264,7 +268,7 @@ export class Coordinator implements KvService {
         clearTimeout(timer);
         clearTimeout(speculative);
         signal?.removeEventListener('abort', onAbort);
-        resolve({ tracker, records: new Map(records), timedOut });
+        resolve({ tracker, records, timedOut });
       };
       const onAbort = (): void => settle(true);
       const timer = setTimeout(onAbort, Math.max(0, deadline - this.now()));

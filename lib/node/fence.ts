@@ -38,7 +38,11 @@ export class PartitionFence implements Fence {
 
   check(key: string, epoch: number): void {
     if (epoch >= this.epoch) return;
-    const p = partitionOf(key, this.q);
+    this.checkPartition(partitionOf(key, this.q), epoch);
+  }
+
+  checkPartition(p: number, epoch: number): void {
+    if (epoch >= this.epoch) return;
     if (epoch < (this.changedAt[p] ?? 0)) {
       throw new KvError('KV_STALE_EPOCH', `partition ${p} changed owners at epoch ${this.changedAt[p]}; request was at epoch ${epoch}`,
         { details: { epoch: this.epoch } });

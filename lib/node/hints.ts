@@ -49,6 +49,10 @@ export class HintStore {
     private readonly log: Logger,
     private readonly isAlive: (id: string) => boolean,
     private readonly epoch: () => number,
+    /** Whether `target` still owns `key` (current or future replica): hints for anything else are dropped. */
+    private readonly isOwner: (target: string, key: string) => boolean,
+    /** Whether `target` is still a member of the cluster. */
+    private readonly isMember: (target: string) => boolean,
     private readonly now: () => number = Date.now,
   ) {
     transport.handle('hint.put', async (_from, payload) => {
@@ -114,12 +118,27 @@ export class HintStore {
     try {
       for (const target of [...this.perTarget.keys()]) {
         if (this.isAlive(target) && this.transport.isConnected(target)) await this.deliver(target);
+        else await this.expire(target);
       }
     } catch (err) {
       this.log.warn({ err }, 'hint delivery round failed');
     } finally {
       this.delivering = false;
     }
+  }
+
+  /** Hints for a target that stays away (or was removed) still age out, or they would fill the bounds for everyone. */
+  private async expire(target: string): Promise<void> {
+    const now = this.now();
+    const gone: BatchOp[] = [];
+    for await (const [k, v] of this.backend.range(SUBLEVELS.hints, { gt: `${target}\u0000`, lt: `${target}\u0001`, limit: DELIVERY_BATCH })) {
+      const createdAt = (packr.unpack(v) as [string, unknown, number])[2];
+      if (now - createdAt <= this.limits.hintsMaxAgeMs && this.isMember(target)) break; // oldest first: the rest are younger
+      gone.push({ type: 'del', sub: SUBLEVELS.hints, key: k });
+      this.forget(target, v.length);
+      this.stats.expired++;
+    }
+    if (gone.length > 0) await this.backend.batch(gone, false);
   }
 
   private async deliver(target: string): Promise<void> {
@@ -135,7 +154,8 @@ export class HintStore {
     const worker = async (): Promise<void> => {
       while (i < hints.length) {
         const h = hints[i++] as Hint;
-        if (now - h.createdAt > this.limits.hintsMaxAgeMs) {
+        if (now - h.createdAt > this.limits.hintsMaxAgeMs || !this.isOwner(target, h.key)) {
+          // Too old, or the target no longer owns the key (a copy there would outlive tombstone GC).
           this.stats.expired++;
         } else {
           try {

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { Gauge } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { Hlc, decodeTs, encodeTs } from '../core/hlc.ts';
-import { replicasOf } from '../core/partitioner.ts';
+import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import { DEFAULT_MERKLE_SHAPE } from '../core/merkle.ts';
 import { parseHostPort, type Config } from '../config.ts';
 import { ApiServer } from '../api/server.ts';
@@ -116,7 +116,14 @@ export class KvNode {
     if (cfg.hintedHandoff) {
       // A hint must never outlive tombstone GC: replaying an old value after its tombstone was purged would resurrect it.
       const hintLimits = { ...cfg, hintsMaxAgeMs: Math.min(cfg.hintsMaxAgeMs, cfg.tombstoneGraceMs) };
-      this.hints = new HintStore(this.backend, transport, hintLimits, this.log.child({ c: 'hints' }), isAlive, () => membership.epoch);
+      const owns = (target: string, key: string): boolean => {
+        const t = membership.topology;
+        if (t.epoch === 0) return true;
+        const p = partitionOf(key, t.partitions);
+        return replicasOf(t.table('current'), p).includes(target) || replicasOf(t.table('future'), p).includes(target);
+      };
+      const isMember = (id: string): boolean => { const m = membership.topology.member(id); return m !== undefined && m.state !== 'removed'; };
+      this.hints = new HintStore(this.backend, transport, hintLimits, this.log.child({ c: 'hints' }), isAlive, () => membership.epoch, owns, isMember);
       await this.hints.open();
       const hints = this.hints;
       const r = this.metrics.registry;
@@ -128,12 +135,12 @@ export class KvNode {
     }
     this.antiEntropy = new AntiEntropy({
       selfId: cfg.id, store: this.store, index: this.index, transport, metrics: this.metrics, log: this.log.child({ c: 'ae' }),
-      topology: () => membership.topology, isAlive, intervalMs: cfg.antiEntropyIntervalMs, tombstoneGraceMs: cfg.tombstoneGraceMs,
+      topology: () => membership.topology, isAlive, fence: this.fence, intervalMs: cfg.antiEntropyIntervalMs, tombstoneGraceMs: cfg.tombstoneGraceMs,
       maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes,
     });
     const coordinator = new Coordinator({
       selfId: cfg.id, store: this.store, transport, hlc: this.hlc, hints: this.hints, fence: this.fence,
-      log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e) => this.catchUp(e), isAlive,
+      log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline), isAlive,
       isSuspect: (id) => gossip.view(id).liveness === 'suspect',
       defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair,
     });
@@ -238,8 +245,8 @@ export class KvNode {
   }
 
   /** Wait (bounded) until the local topology reaches `epoch`: Raft delivers it. */
-  private async catchUp(epoch: number): Promise<void> {
-    const deadline = Date.now() + 2000;
+  private async catchUp(epoch: number, deadlineMs: number): Promise<void> {
+    const deadline = Math.min(Date.now() + 2000, deadlineMs);
     while ((this.membership?.epoch ?? 0) < epoch && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 

@@ -155,6 +155,13 @@ describe('single node (real process)', function () {
     expect(text).to.match(/kv_http_request_duration_seconds_bucket\{le="0.005",route="kv",method="GET",status="404"\} \d+/);
   });
 
+  it('keeps metric labels bounded whatever paths clients send', async () => {
+    for (let i = 0; i < 30; i++) await raw(node.addr, 'GET', `/random-path-${i}`);
+    const text = (await raw(node.addr, 'GET', '/metrics')).body.toString();
+    expect(text).to.not.contain('random-path-');
+    expect(text).to.match(/kv_http_requests_total\{route="other",method="GET",status="404"\} \d+/);
+  });
+
   it('serves /cluster in the documented shape', async () => {
     const r = await raw(node.addr, 'GET', '/cluster');
     const body = JSON.parse(r.body.toString()) as Record<string, unknown>;
