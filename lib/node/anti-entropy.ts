@@ -136,9 +136,10 @@ export class AntiEntropy {
     const now = new Set(this.myPartitions(t));
     const before = this.owned;
     this.owned = now;
-    const lost = before === undefined
-      ? Array.from({ length: t.partitions }, (_, p) => p).filter((p) => !now.has(p))
-      : [...before].filter((p) => !now.has(p));
+    // The first view may be a Raft snapshot whose log tail is still being applied: copies
+    // held from before a restart are dropped by the first walk instead (dropOrphans).
+    if (before === undefined) return this.dropping;
+    const lost = [...before].filter((p) => !now.has(p));
     if (lost.length === 0) return this.dropping;
     this.dropping = this.dropping.then(() => this.drop(lost, now)).catch((err: unknown) => {
       this.o.log.warn({ err }, 'dropping partitions this node no longer owns failed; retried at the next change');
@@ -170,12 +171,26 @@ export class AntiEntropy {
     return out;
   }
 
+  private orphansChecked = false;
+
+  /** Once, after start: drop partitions held from before a restart that this node does not own. */
+  private dropOrphans(t: Topology): Promise<void> {
+    this.orphansChecked = true;
+    const owned = new Set(this.myPartitions(t));
+    const orphans = Array.from({ length: t.partitions }, (_, p) => p).filter((p) => !owned.has(p));
+    this.dropping = this.dropping.then(() => this.drop(orphans, owned)).catch((err: unknown) => {
+      this.o.log.warn({ err }, 'dropping partitions held from before a restart failed');
+    });
+    return this.dropping;
+  }
+
   /** One walk over every partition, paced to take about intervalMs. */
   private async walk(): Promise<void> {
     if (this.walking) return;
     this.walking = true;
     try {
       const t = this.o.topology();
+      if (!this.orphansChecked && t.epoch > 0) await this.dropOrphans(t);
       const parts = this.myPartitions(t);
       this.progress = { walk: this.progress.walk + 1, partitionsDone: 0, partitionsTotal: parts.length };
       const pace = parts.length === 0 ? this.o.intervalMs : this.o.intervalMs / parts.length;

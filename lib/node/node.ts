@@ -108,6 +108,7 @@ export class KvNode {
     const raft = new RaftRuntime({
       id: cfg.id, transport, store: raftStore, log: this.log.child({ c: 'raft' }),
       apply: membership.applyEntry, restore: membership.restoreSnapshot, snapshotData: membership.snapshotData,
+      onFatal: () => { process.exitCode = 70; void this.stop().finally(() => process.exit(70)); },
     });
     this.raft = raft;
     membership.attach(raft);

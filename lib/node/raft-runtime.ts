@@ -30,6 +30,8 @@ export interface RaftRuntimeOptions {
   snapshotData: () => unknown;
   /** Entries kept after a snapshot before compacting again. Default 1000: the log stays tiny; a far-behind node gets a snapshot. */
   compactEvery?: number;
+  /** Called after a persistence failure stopped Raft (the node should exit). */
+  onFatal?: (err: unknown) => void;
   /** Deadline for a proposal to be applied. Default 10 s. */
   proposeTimeoutMs?: number;
 }
@@ -97,9 +99,12 @@ export class RaftRuntime {
         this.core.advance();
       }
     } catch (err) {
-      // A failed sync write means we cannot promise anything we were about to send.
-      this.o.log.fatal({ err }, 'raft persistence failed; stopping raft');
+      // A failed sync write means we cannot promise anything we were about to send, and a
+      // node with a frozen topology must not keep serving: stop Raft and let the process
+      // exit so a supervisor restarts it from what is on disk (crash-only).
+      this.o.log.fatal({ err }, 'raft persistence failed; stopping the node');
       this.stop();
+      this.o.onFatal?.(err);
     } finally {
       this.processing = false;
     }
@@ -108,10 +113,18 @@ export class RaftRuntime {
   private async handleReady(rd: Ready): Promise<void> {
     await this.o.store.persist(rd);
     for (const m of rd.messages) this.o.transport.send(m.to, 'raft', m);
-    if (rd.snapshot) this.o.restore(rd.snapshot.data);
+    if (rd.snapshot) {
+      try {
+        this.o.restore(rd.snapshot.data);
+      } catch (err) {
+        this.o.log.error({ err, index: rd.snapshot.index }, 'raft snapshot could not be installed; keeping the previous topology');
+      }
+    }
     for (const e of rd.committed) this.applyEntry(e);
     if (rd.committed.length > 0) {
-      for (const l of this.appliedListeners) l();
+      for (const l of this.appliedListeners) {
+        try { l(); } catch (err) { this.o.log.error({ err }, 'applied-entries listener failed'); }
+      }
       await this.maybeCompact();
     }
   }
