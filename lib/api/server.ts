@@ -231,7 +231,7 @@ export class ApiServer {
     }
     const key = decodeKey(rawKey, limits.maxKeyBytes);
     const n = kv.replicationFactor();
-    const signal = this.abortSignalFor(req, res);
+    const signal = this.abortSignalFor(res);
     if (method === 'GET' || method === 'HEAD') {
       checkParams(q, READ_PARAMS);
       const rRaw = q.get('r');
@@ -261,12 +261,11 @@ export class ApiServer {
   }
 
   /** Aborts when the client disconnects before we answered (the coordinator stops waiting). */
-  private abortSignalFor(req: http.IncomingMessage, res: http.ServerResponse): AbortSignal {
+  private abortSignalFor(res: http.ServerResponse): AbortSignal {
     const ac = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) ac.abort(new KvError('KV_TIMEOUT', 'client went away'));
     });
-    void req;
     return ac.signal;
   }
 

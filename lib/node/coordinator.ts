@@ -64,8 +64,8 @@ interface Plan {
   replicas: readonly string[];
   /** Pending owners (joining nodes) that also receive writes but do not count toward W. */
   extra: string[];
-  /** Live fallbacks in preference order, for hints. */
-  fallbacks: string[];
+  /** The partition's whole preference list: fallbacks follow the replicas (see fallbacks()). */
+  preference: readonly string[];
 }
 
 export class Coordinator implements KvService {
@@ -87,9 +87,17 @@ export class Coordinator implements KvService {
     const replicas = replicasOf(current, p);
     const future = t.table('future');
     const extra = future === current ? [] : replicasOf(future, p).filter((id) => !replicas.includes(id));
-    const pref = current.preference[p] ?? [];
-    const fallbacks = pref.slice(replicas.length).filter((id) => this.alive(id));
-    return { epoch: t.epoch, replicas, extra, fallbacks };
+    return { epoch: t.epoch, replicas, extra, preference: current.preference[p] ?? [] };
+  }
+
+  /** Live fallbacks in preference order. Only sloppy writes and hints need them, so not every request pays. */
+  private fallbacks(plan: Plan): string[] {
+    const out: string[] = [];
+    for (let i = plan.replicas.length; i < plan.preference.length; i++) {
+      const id = plan.preference[i] as string;
+      if (this.alive(id)) out.push(id);
+    }
+    return out;
   }
 
   private alive(id: string): boolean {
@@ -120,15 +128,16 @@ export class Coordinator implements KvService {
       if (need > plan.replicas.length) {
         throw new KvError('KV_UNAVAILABLE', `w=${need} but the key has only ${plan.replicas.length} replicas`, { outcome: sentSomewhere ? 'unknown' : 'failed' });
       }
-      const live = plan.replicas.filter((id) => this.alive(id));
-      const down = plan.replicas.filter((id) => !this.alive(id));
-      const hintsUsable = this.d.hints !== undefined;
-      const sloppyCapacity = opts.sloppy && hintsUsable ? Math.min(down.length, plan.fallbacks.length) : 0;
+      const live: string[] = [];
+      const down: string[] = [];
+      for (const id of plan.replicas) (this.alive(id) ? live : down).push(id);
+      const fallbacks = opts.sloppy && this.d.hints !== undefined && down.length > 0 ? this.fallbacks(plan) : [];
+      const sloppyCapacity = Math.min(down.length, fallbacks.length);
       if (live.length + sloppyCapacity < need) {
         throw new KvError('KV_UNAVAILABLE', `w=${need} but only ${live.length} of ${plan.replicas.length} replicas are alive; nothing was written`,
           { outcome: sentSomewhere ? 'unknown' : 'failed' });
       }
-      const { decision, tracker } = await this.replicate(key, rec, plan, live, down, need, !!opts.sloppy, deadline, opts.signal);
+      const { decision, tracker } = await this.replicate(key, rec, plan, live, down, fallbacks, need, deadline, opts.signal);
       sentSomewhere ||= tracker.maybeApplied;
       if (decision.result === 'ok') return { version: rec.version };
       if (decision.staleEpoch !== undefined && attempt < MAX_EPOCH_RETRIES && this.now() < deadline) {
@@ -151,21 +160,20 @@ export class Coordinator implements KvService {
    * deadline. Replicas that did not ack get a hint in the background once every answer
    * is in, unless the write is reported failed.
    */
-  private replicate(key: string, rec: StoredRecord, plan: Plan, live: readonly string[], down: readonly string[], need: number,
-    sloppy: boolean, deadline: number, signal: AbortSignal | undefined): Promise<{ decision: WriteDecision; tracker: WriteTracker }> {
+  private replicate(key: string, rec: StoredRecord, plan: Plan, live: readonly string[], down: readonly string[],
+    sloppyFallbacks: readonly string[], need: number, deadline: number, signal: AbortSignal | undefined): Promise<{ decision: WriteDecision; tracker: WriteTracker }> {
     const tracker = new WriteTracker(need);
     const wire = [key, recordToWire(rec), plan.epoch];
     const targets: Array<[string, boolean, () => Promise<unknown>]> = [];
     for (const id of live) targets.push([id, true, () => this.sendPut(id, key, rec, wire, deadline)]);
     for (const id of plan.extra) if (this.alive(id)) targets.push([id, false, () => this.sendPut(id, key, rec, wire, deadline)]);
-    if (sloppy && this.d.hints) {
-      down.forEach((target, i) => {
-        const fb = plan.fallbacks[i];
-        if (fb) targets.push([`hint:${target}`, true, () => this.storeHint(fb, target, key, rec, deadline).then((ok) => {
-          if (!ok) throw new KvError('KV_UNAVAILABLE', 'hint refused', { outcome: 'failed' });
-        })]);
-      });
-    }
+    // Sloppy quorum: a hint on a live fallback stands in for each down replica (empty list otherwise).
+    down.forEach((target, i) => {
+      const fb = sloppyFallbacks[i];
+      if (fb) targets.push([`hint:${target}`, true, () => this.storeHint(fb, target, key, rec, deadline).then((ok) => {
+        if (!ok) throw new KvError('KV_UNAVAILABLE', 'hint refused', { outcome: 'failed' });
+      })]);
+    });
     return new Promise((resolve) => {
       let settled = false;
       const settle = (decision: WriteDecision): void => {
@@ -220,7 +228,7 @@ export class Coordinator implements KvService {
     if (!this.d.hints) return;
     const missing = tracker.hintTargets(plan.replicas);
     if (missing.length === 0) return;
-    const fallback = plan.fallbacks[0] ?? this.d.selfId;
+    const fallback = this.fallbacks(plan)[0] ?? this.d.selfId;
     for (const target of missing) {
       this.storeHint(target === fallback ? this.d.selfId : fallback, target, key, rec, this.now() + this.d.requestTimeoutMs)
         .catch((err: unknown) => this.d.log.debug({ err, target }, 'hint not stored'));

@@ -16,6 +16,7 @@
 import { expect } from 'chai';
 import { partitionOf } from '../../lib/core/partitioner.ts';
 import type { KvClient } from '../../lib/client/client.ts';
+import { pool } from '../helpers/pool.ts';
 import { TestCluster, type ClusterView } from '../helpers/cluster.ts';
 import { pollUntil } from '../helpers/poll.ts';
 
@@ -40,20 +41,6 @@ async function getJson<T>(c: TestCluster, id: string, path: string): Promise<T> 
   const res = await fetch(`http://${c.addr(id)}${path}`);
   if (!res.ok) throw new Error(`${path} on ${id}: ${res.status}`);
   return (await res.json()) as T;
-}
-
-/** Runs fn(0..count-1) with `concurrency` workers; returns the errors it threw. */
-async function pool(count: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const i = next++;
-      await fn(i).catch((err: unknown) => { errors.push(err); });
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return errors;
 }
 
 /** Every partition's Merkle root is the same on each of its current replicas (per `ids`' views). */

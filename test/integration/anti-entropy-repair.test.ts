@@ -13,6 +13,7 @@
 import { expect } from 'chai';
 import { partitionOf } from '../../lib/core/partitioner.ts';
 import { KvClientError, type KvClient } from '../../lib/client/client.ts';
+import { pool } from '../helpers/pool.ts';
 import { TestCluster } from '../helpers/cluster.ts';
 import { FatalPollError, pollUntil } from '../helpers/poll.ts';
 
@@ -49,20 +50,6 @@ async function localRecord(c: TestCluster, id: string, key: string): Promise<{ v
   if (res.status === 404) return undefined;
   if (!res.ok) throw new Error(`/cluster/records on ${id}: ${res.status}`);
   return (await res.json()) as { version: string; tombstone: boolean };
-}
-
-/** Runs fn(0..count-1) with `concurrency` workers; returns the errors it threw. */
-async function pool(count: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const i = next++;
-      await fn(i).catch((err: unknown) => { errors.push(err); });
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return errors;
 }
 
 /** Every partition's root is equal on all `ids` (each of them holds every partition: N = members = 3). */
