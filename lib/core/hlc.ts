@@ -61,6 +61,19 @@ export function parseVersion(v: string): { ts: Timestamp; nodeId: string } {
   return { ts: decodeTs(v.slice(0, TS_HEX)), nodeId: v.slice(TS_HEX + 1) };
 }
 
+/**
+ * Bound on a version that arrives from a peer, a hint or a client session: its physical
+ * time may be at most `maxClockSkewMs` ahead of local physical time. A far-future version
+ * would win every last-writer-wins comparison for as long as it is ahead, so it is refused
+ * (KV_CLOCK_SKEW) rather than stored.
+ */
+export function checkVersionBound(v: Version, physicalMs: number, maxClockSkewMs: number): void {
+  const ahead = parseInt(v.slice(0, 12), 16) - Math.floor(physicalMs);
+  if (ahead > maxClockSkewMs) {
+    throw new KvError('KV_CLOCK_SKEW', `version ${v.slice(0, 80)} is ${ahead} ms ahead of this node's clock (limit ${maxClockSkewMs} ms)`);
+  }
+}
+
 /** Total order on versions: -1, 0 or 1. Plain string order is the version order. */
 export function compareVersions(a: Version, b: Version): number {
   return a < b ? -1 : a > b ? 1 : 0;
