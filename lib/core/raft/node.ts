@@ -139,6 +139,14 @@ export class RaftNode {
     return this.state;
   }
 
+  /**
+   * The election timer: ticks since it was reset, and the randomized timeout a voter
+   * campaigns at (on a leader, `elapsedTicks` counts the CheckQuorum window instead).
+   */
+  get electionTimer(): { elapsedTicks: number; timeoutTicks: number } {
+    return { elapsedTicks: this.electionElapsed, timeoutTicks: this.randomizedTimeout };
+  }
+
   /** Replication progress of every peer, as the leader sees it; empty on non-leaders. */
   progress(): PeerProgress[] {
     if (this.state !== 'leader') return [];
