@@ -40,6 +40,8 @@ export interface RestartPolicy {
  */
 export const RESTART_BACKOFF_CAP_MS = 60 * SECOND;
 export const RESTART_STABLE_UPTIME_MS = 30 * SECOND;
+/** A stop request this soon after the first is the same Ctrl-C delivered twice, not a second one. */
+const REPEAT_STOP_MIN_GAP_MS = 500;
 /** With `--restart-delay 0` the backoff still grows from this step, so a crash loop cannot spin. */
 const MIN_BACKOFF_STEP_MS = 1 * SECOND;
 
@@ -80,6 +82,7 @@ interface Slot {
 export class Supervisor {
   private readonly slots = new Map<string, Slot>();
   private stopRequested = false;
+  private stopRequestedAtMs = 0;
   private cleanStop = true;
   private killTimer: NodeJS.Timeout | undefined;
   private resolveDone!: (code: number) => void;
@@ -132,10 +135,13 @@ export class Supervisor {
    */
   stop(): void {
     if (this.stopRequested) {
-      this.killRemaining('second stop request');
+      // One Ctrl-C can arrive twice (the terminal signals the whole process group, and
+      // `npm start` may pass it on): only a later one is a second request.
+      if (Date.now() - this.stopRequestedAtMs >= REPEAT_STOP_MIN_GAP_MS) this.killRemaining('second stop request');
       return;
     }
     this.stopRequested = true;
+    this.stopRequestedAtMs = Date.now();
     for (const slot of this.slots.values()) {
       clearTimeout(slot.restartTimer);
       slot.restartTimer = undefined;
