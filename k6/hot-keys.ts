@@ -6,7 +6,7 @@
  * setup and never deleted, so every quorum read of one must answer 200 with an intact
  * value of that key.
  *
- *   k6 run -e KV_NODES=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 k6/hot-keys.ts
+ *   npm run k6 -- hot-keys -e KV_NODES=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
  *
  * Env: KV_NODES, KV_WRITE_VUS (8), KV_READ_VUS (8), KV_DURATION (30s), KV_HOT_KEYS (8),
  * KV_HOT_FRACTION (0.9), KV_KEYS (10000 cold keys), KV_VALUE_BYTES (256),
@@ -16,7 +16,7 @@ import { check, fail } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 import type { Options } from 'k6/options';
 import {
-  NODES, constantVus, envInt, envNum, errorThresholds, hasVersion, kvDel, kvGet, kvPut, latency, makeValue, nodeFor, runPrefix,
+  constantVus, envInt, envNum, errorThresholds, hasVersion, kvDel, kvGet, kvPut, latency, makeValue, nodeAt, nodeFor, runPrefix,
   valueIntact,
 } from './lib/common.ts';
 
@@ -62,7 +62,7 @@ export async function setup(): Promise<Data> {
   const prefix = runPrefix('hot');
   for (let i = 0; i < HOT_KEYS; i++) {
     const key = hotKey(prefix, i);
-    const r = await kvPut(NODES[i % NODES.length] as string, key, makeValue(key, 'setup', VALUE_BYTES), { w: 'all' });
+    const r = await kvPut(nodeAt(i), key, makeValue(key, 'setup', VALUE_BYTES), { w: 'all' });
     if (r.status !== 200) fail(`setup: PUT ${key} w=all answered ${r.status} ${r.body ?? r.error}`);
   }
   return { prefix };
@@ -90,6 +90,15 @@ export async function reader(data: Data): Promise<void> {
   }
 }
 
+/**
+ * What `--vus N --iterations M` (or `--duration`) run instead of the two scenarios: VUs
+ * and iterations alternate between writing and reading.
+ */
+export default async function (data: Data): Promise<void> {
+  if ((__VU + __ITER) % 2 === 0) await writer(data);
+  else await reader(data);
+}
+
 export async function teardown(data: Data): Promise<void> {
-  for (let i = 0; i < HOT_KEYS; i++) await kvDel(NODES[i % NODES.length] as string, hotKey(data.prefix, i));
+  for (let i = 0; i < HOT_KEYS; i++) await kvDel(nodeAt(i), hotKey(data.prefix, i));
 }

@@ -4,7 +4,7 @@
  * checks each answer: reads return 200 with an intact value of the key asked for, or 404
  * (never written, or deleted); writes and deletes return 200 with a version.
  *
- *   k6 run -e KV_NODES=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 k6/mixed.ts
+ *   npm run k6 -- mixed -e KV_NODES=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
  *
  * Env: KV_NODES, KV_VUS (16), KV_DURATION (30s), KV_KEYS (10000), KV_VALUE_BYTES (1024),
  * KV_READ_RATIO (0.7), KV_DELETE_RATIO (0.05), KV_P95_MS (100), KV_P99_MS (250),

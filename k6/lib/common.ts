@@ -2,12 +2,12 @@
  * Shared pieces of the k6 scripts: configuration from __ENV, spreading requests over
  * every node, the KV HTTP calls, self-describing values and the common thresholds.
  *
- * Only k6 APIs are used. Requests go through http.asyncRequest (a Promise in k6 too),
- * so the VU functions are async and the scripts also run under the repo's minimal
- * runner (test/helpers/k6-runner.ts) for smoke tests.
+ * Only k6 APIs are used (k6 0.48 or newer, after bundling: see k6/README.md). Requests
+ * go through http.asyncRequest from async VU functions, so one VU never blocks k6's
+ * event loop while it waits for a node.
  */
 import http from 'k6/http';
-import type { RefinedResponse } from 'k6/http';
+import type { Params, RefinedResponse } from 'k6/http';
 import type { ConstantVUsScenario } from 'k6/options';
 
 export type Res = RefinedResponse<'text'>;
@@ -31,39 +31,55 @@ export function envInt(name: string, fallback: number, min = 1): number {
   return n;
 }
 
-/** HOST:PORT of every node; each request goes to one of them, so all coordinate. */
+/**
+ * Base URL of every node; each request goes to one of them, so all coordinate. KV_NODES
+ * lists HOST:PORT (plain HTTP) or full `https://HOST:PORT` entries for a TLS cluster.
+ */
 export const NODES: readonly string[] = envStr('KV_NODES', '127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003')
-  .split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  .split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+  .map((s) => (/^https?:\/\//.test(s) ? s.replace(/\/+$/, '') : `http://${s}`));
 if (NODES.length === 0) throw new Error('KV_NODES lists no node');
+
+/** Node number `i`, wrapping around; usable anywhere, setup and teardown included. */
+export function nodeAt(i: number): string {
+  return NODES[((i % NODES.length) + NODES.length) % NODES.length] as string;
+}
 
 /**
  * The node for this VU's current iteration, shifted by `offset` for a second request in
- * the same iteration. (__VU + __ITER) walks every VU through all nodes in turn.
+ * the same iteration. (__VU + __ITER) walks every VU through all nodes in turn. Only
+ * inside iterations: k6 defines __ITER there alone (setup/teardown use nodeAt).
  */
 export function nodeFor(offset = 0): string {
-  return NODES[(__VU + __ITER + offset) % NODES.length] as string;
+  return nodeAt(__VU + __ITER + offset);
 }
 
 export function kvUrl(node: string, key: string, query: Record<string, string> = {}): string {
   const q = Object.keys(query).map((k) => `${k}=${encodeURIComponent(query[k] as string)}`).join('&');
-  return `http://${node}/kv/${encodeURIComponent(key)}${q === '' ? '' : `?${q}`}`;
+  return `${node}/kv/${encodeURIComponent(key)}${q === '' ? '' : `?${q}`}`;
 }
 
 const TIMEOUT = envStr('KV_HTTP_TIMEOUT', '10s');
 // A read of a never-written or deleted key answers 404: a legitimate outcome, not a failed request.
 const READ_STATUSES = http.expectedStatuses(200, 404);
+/** KV_TOKEN: a client token (`<data>/client.token` of `kv start`), sent as a bearer token when set. */
+const TOKEN = envStr('KV_TOKEN', '');
+const HEADERS: Record<string, string> = TOKEN === '' ? {} : { Authorization: `Bearer ${TOKEN}` };
+
+function params(name: string, extra: Partial<Params> = {}): Params & { responseType: 'text' } {
+  return Object.assign({ responseType: 'text' as const, timeout: TIMEOUT, tags: { name }, headers: HEADERS }, extra);
+}
 
 export function kvPut(node: string, key: string, value: string, query?: Record<string, string>): Promise<Res> {
-  return http.asyncRequest('PUT', kvUrl(node, key, query), value, { responseType: 'text', timeout: TIMEOUT, tags: { name: 'PUT /kv/:key' } });
+  return http.asyncRequest('PUT', kvUrl(node, key, query), value, params('PUT /kv/:key'));
 }
 
 export function kvGet(node: string, key: string, query?: Record<string, string>): Promise<Res> {
-  return http.asyncRequest('GET', kvUrl(node, key, query), null,
-    { responseType: 'text', timeout: TIMEOUT, tags: { name: 'GET /kv/:key' }, responseCallback: READ_STATUSES });
+  return http.asyncRequest('GET', kvUrl(node, key, query), null, params('GET /kv/:key', { responseCallback: READ_STATUSES }));
 }
 
 export function kvDel(node: string, key: string, query?: Record<string, string>): Promise<Res> {
-  return http.asyncRequest('DELETE', kvUrl(node, key, query), null, { responseType: 'text', timeout: TIMEOUT, tags: { name: 'DELETE /kv/:key' } });
+  return http.asyncRequest('DELETE', kvUrl(node, key, query), null, params('DELETE /kv/:key'));
 }
 
 const padding = new Map<number, string>();

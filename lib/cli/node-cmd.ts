@@ -3,6 +3,7 @@ import { loadConfig } from '../config.ts';
 import { createLogger } from '../node/log.ts';
 import { KvNode } from '../node/node.ts';
 import type { ParsedArgs } from './args.ts';
+import { exitOnStdinEofRequested, watchParentPipe } from './parent-watch.ts';
 
 export async function nodeCommand(args: ParsedArgs): Promise<number> {
   const config = loadConfig({ flags: args.flags, env: process.env });
@@ -20,6 +21,8 @@ export async function nodeCommand(args: ParsedArgs): Promise<number> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Opt-in (set by `kv start`): exit when the supervisor dies, see parent-watch.ts.
+  if (exitOnStdinEofRequested(process.env)) watchParentPipe(() => stop('parent exited'));
   try {
     await node.start();
   } catch (err) {
