@@ -23,7 +23,8 @@ import { RaftStore } from '../storage/raft-store.ts';
 import { WsTransport } from '../net/ws-transport.ts';
 import { Membership } from './membership.ts';
 import { RaftRuntime } from './raft-runtime.ts';
-import { registerReplica } from './replica.ts';
+import { Replica } from './replica.ts';
+import { DurableClock, markLeaseMs } from './clock.ts';
 import { HintStore } from './hints.ts';
 import { Coordinator } from './coordinator.ts';
 import { PartitionFence } from './fence.ts';
@@ -80,6 +81,9 @@ export class KvNode {
     this.index = new MerkleIndex(this.backend, h64, DEFAULT_MERKLE_SHAPE);
     this.store = new RecordStore({ backend: this.backend, partitions: q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: cfg.fsync, index: this.index });
     await this.store.open();
+    // Before anything stamps or sends a timestamp: the HLC resumes above what it issued before a restart.
+    const clock = new DurableClock({ hlc: this.hlc, backend: this.backend, leaseMs: markLeaseMs(cfg.maxClockSkewMs) });
+    await clock.open();
 
     const transport = new WsTransport({
       selfId: cfg.id, clusterId: this.meta.clusterId, secret: cfg.secret, logger: this.log.child({ c: 'net' }),
@@ -113,7 +117,11 @@ export class KvNode {
     this.raft = raft;
     membership.attach(raft);
 
-    registerReplica({ store: this.store, transport, fence: this.fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes });
+    const replica = new Replica({
+      store: this.store, fence: this.fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, maxClockSkewMs: cfg.maxClockSkewMs,
+      onVersionRefused: () => this.metrics.versionsRefused.labels({ source: 'replica' }).inc(),
+    });
+    replica.register(transport);
     if (cfg.hintedHandoff) {
       // A hint must never outlive tombstone GC: replaying an old value after its tombstone was purged would resurrect it.
       const hintLimits = { ...cfg, hintsMaxAgeMs: Math.min(cfg.hintsMaxAgeMs, cfg.tombstoneGraceMs) };
@@ -140,10 +148,11 @@ export class KvNode {
       maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes,
     });
     const coordinator = new Coordinator({
-      selfId: cfg.id, store: this.store, transport, hlc: this.hlc, hints: this.hints, fence: this.fence,
-      log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline), isAlive,
-      isSuspect: (id) => gossip.view(id).liveness === 'suspect',
-      defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair,
+      selfId: cfg.id, replica, transport, clock, hints: this.hints,
+      log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline),
+      liveness: { isAlive, isSuspect: (id) => gossip.view(id).liveness === 'suspect' },
+      defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair, maxClockSkewMs: cfg.maxClockSkewMs,
+      onVersionRefused: (source) => this.metrics.versionsRefused.labels({ source }).inc(),
     });
     this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log });
     transport.attach(this.api.server);
