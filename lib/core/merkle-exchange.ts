@@ -375,7 +375,8 @@ export interface ExchangeStats {
   pulled: number;
 }
 
-type Phase = 'await-root' | 'await-descent' | 'await-keys' | 'await-diff' | 'done';
+/** What a side waits for next (see the protocol at the top of this file). */
+export type ExchangePhase = 'await-root' | 'await-descent' | 'await-keys' | 'await-diff' | 'done';
 
 /** A point in (index into D, key) space; `after` null = before the segment's first key. */
 interface Cursor {
@@ -423,7 +424,7 @@ export class MerkleExchange {
   readonly partition: number;
   private readonly tree: MerkleTree;
   private readonly limits: MerkleExchangeLimits;
-  private phase: Phase;
+  private phase: ExchangePhase;
   /** Level and indices of the nodes whose hashes we sent last (the peer may only descend into these). */
   private sentLevel = 0;
   private offered: ReadonlySet<number> = new Set([0]);
@@ -461,6 +462,11 @@ export class MerkleExchange {
 
   get done(): boolean {
     return this.phase === 'done';
+  }
+
+  /** What this side waits for next (diagnostics and transcripts). */
+  get state(): ExchangePhase {
+    return this.phase;
   }
 
   /** How the exchange ended; null while it runs. */

@@ -20,3 +20,18 @@ export async function pollUntil<T>(check: () => Promise<T> | T, opts: { timeoutM
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
   }
 }
+
+/**
+ * pollUntil for a synchronous, in-process condition (a flag, a counter, a connection
+ * state): no I/O stands between two checks, so it polls every 5 ms, and a condition
+ * that throws fails at once instead of being retried.
+ */
+export async function waitUntil(cond: () => boolean, what: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+  await pollUntil(() => {
+    try {
+      return cond();
+    } catch (err) {
+      throw new FatalPollError(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }, { what, intervalMs: 5, ...opts });
+}

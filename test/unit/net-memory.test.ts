@@ -9,17 +9,10 @@ import { seededRng } from '../../lib/core/rng.ts';
 import { CloseCode } from '../../lib/net/frame.ts';
 import { MemoryNetwork } from '../../lib/net/memory-transport.ts';
 import type { MemoryTransport } from '../../lib/net/memory-transport.ts';
+import { waitUntil } from '../helpers/poll.ts';
 
 const packr = new Packr({ useRecords: false });
 const HLC = '0000000000000001';
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('net: MemoryTransport', () => {
   let net: MemoryNetwork;
@@ -41,10 +34,10 @@ describe('net: MemoryTransport', () => {
     const b = make('b');
     let got = 0;
     b.handle('m', () => { got++; });
-    await waitFor(() => a.isConnected('b'), 'linked');
+    await waitUntil(() => a.isConnected('b'), 'linked');
     a.send('b', 'm', 1);
     expect(got).to.equal(0);
-    await waitFor(() => got === 1, 'delivery');
+    await waitUntil(() => got === 1, 'delivery');
   });
 
   it('partition closes links (pending requests maybe-delivered), heal restores them', async () => {
@@ -52,9 +45,9 @@ describe('net: MemoryTransport', () => {
     const b = make('b');
     const c = make('c');
     b.handle('park', () => new Promise(() => {}));
-    await waitFor(() => a.isConnected('b') && a.isConnected('c') && b.isConnected('c'), 'mesh');
+    await waitUntil(() => a.isConnected('b') && a.isConnected('c') && b.isConnected('c'), 'mesh');
     const parked = a.request('b', 'park', null).catch((e: KvError) => e);
-    await waitFor(() => a.stats().framesOut >= 1, 'sent');
+    await waitUntil(() => a.stats().framesOut >= 1, 'sent');
     net.partition(['a'], ['b']);
     const err = (await parked) as KvError;
     expect(err.code).to.equal('KV_UNAVAILABLE');
@@ -63,7 +56,7 @@ describe('net: MemoryTransport', () => {
     expect(a.isConnected('c')).to.equal(true);
     expect(await a.request('c', 'echo', 'via c')).to.equal('via c');
     net.heal();
-    await waitFor(() => a.isConnected('b'), 'healed');
+    await waitUntil(() => a.isConnected('b'), 'healed');
     expect(await a.request('b', 'echo', 'back')).to.equal('back');
   });
 
@@ -72,28 +65,28 @@ describe('net: MemoryTransport', () => {
     const b = make('b');
     let got = 0;
     b.handle('m', () => { got++; });
-    await waitFor(() => a.isConnected('b'), 'linked');
+    await waitUntil(() => a.isConnected('b'), 'linked');
     net.setDropRate(0.5, seededRng(42));
     for (let i = 0; i < 200; i++) {
       a.send('b', 'm', i);
       await new Promise((r) => setImmediate(r));
     }
-    await waitFor(() => got + net.framesDropped === 200, 'all accounted');
+    await waitUntil(() => got + net.framesDropped === 200, 'all accounted');
     expect(net.framesDropped).to.be.within(60, 140);
   });
 
   it('closes a link on an invalid or unknown-type frame like the socket transport does', async () => {
     const a = make('a');
     const b = make('b');
-    await waitFor(() => a.isConnected('b'), 'linked');
+    await waitUntil(() => a.isConnected('b'), 'linked');
     net.injectFrame('a', 'b', Buffer.from([0xc1]));
-    await waitFor(() => !a.isConnected('b'), 'closed');
+    await waitUntil(() => !a.isConnected('b'), 'closed');
     expect(a.closeLog.at(-1)?.code).to.equal(CloseCode.FRAME_INVALID);
     expect(b.stats().invalidFrames).to.equal(1);
     net.heal();
-    await waitFor(() => a.isConnected('b'), 'relinked');
+    await waitUntil(() => a.isConnected('b'), 'relinked');
     net.injectFrame('a', 'b', packr.pack([[0, 'mystery', 0, 'a', 0, HLC, 1]]));
-    await waitFor(() => !a.isConnected('b'), 'closed again');
+    await waitUntil(() => !a.isConnected('b'), 'closed again');
     expect(a.closeLog.at(-1)?.code).to.equal(CloseCode.UNKNOWN_TYPE);
   });
 

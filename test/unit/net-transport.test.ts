@@ -12,6 +12,7 @@ import type { MemoryTransport } from '../../lib/net/memory-transport.ts';
 import { WsTransport } from '../../lib/net/ws-transport.ts';
 import type { TransportLimits } from '../../lib/net/limits.ts';
 import type { Envelope, Transport, TransportHooks } from '../../lib/net/transport.ts';
+import { waitUntil } from '../helpers/poll.ts';
 
 const SECRET = 'test-secret-of-at-least-16-bytes';
 /** Short reconnect and close timers keep the suite fast; the protocol is unchanged. */
@@ -38,16 +39,8 @@ interface Impl {
   start(ids: string[], opts?: HarnessOptions): Promise<Harness>;
 }
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 async function allConnected(ts: Transport[]): Promise<void> {
-  await waitFor(() => ts.every((a) => ts.every((b) => a === b || a.isConnected(b.selfId))), 'full mesh');
+  await waitUntil(() => ts.every((a) => ts.every((b) => a === b || a.isConnected(b.selfId))), 'full mesh');
 }
 
 async function rejection(p: Promise<unknown>): Promise<KvError> {
@@ -167,7 +160,7 @@ for (const impl of [wsImpl, memoryImpl]) {
       expect(h.t('a').send('b', 'gossip', { n: 1 })).to.equal(true);
       expect(h.t('a').send('b', 'gossip', { n: 2 })).to.equal(true);
       expect(h.t('b').send('a', 'gossip', Buffer.from('hi'))).to.equal(true);
-      await waitFor(() => got.length === 3, 'three messages');
+      await waitUntil(() => got.length === 3, 'three messages');
       const atB = got.filter((g) => g.at === 'b');
       expect(atB.map((g) => g.payload)).to.deep.equal([{ n: 1 }, { n: 2 }]);
       expect(atB[0]?.from).to.equal('a');
@@ -238,7 +231,7 @@ for (const impl of [wsImpl, memoryImpl]) {
       h.t('a').send('b', 'boom', 1);
       h.t('a').send('b', 'boom.async', 2);
       h.t('a').send('b', 'ok', 3);
-      await waitFor(() => seen.length === 1 && h!.t('b').stats().handlerErrors === 2, 'handler errors counted');
+      await waitUntil(() => seen.length === 1 && h!.t('b').stats().handlerErrors === 2, 'handler errors counted');
       expect(h.t('b').isConnected('a')).to.equal(true);
     });
 
@@ -260,7 +253,7 @@ for (const impl of [wsImpl, memoryImpl]) {
       expect(err.details).to.include({ maybeDelivered: true });
       expect(h.t('a').stats().requestTimeouts).to.equal(1);
       release();
-      await waitFor(() => h!.t('a').stats().lateResponses === 1, 'late response counted');
+      await waitUntil(() => h!.t('a').stats().lateResponses === 1, 'late response counted');
     });
 
     it('rejects with the abort reason when the signal aborts', async () => {
@@ -284,12 +277,12 @@ for (const impl of [wsImpl, memoryImpl]) {
       const err = await rejection(h.t('a').request('b', 'park', null));
       expect(err.code).to.equal('KV_TOO_MANY_REQUESTS');
       expect(err.outcome).to.equal('failed');
-      await waitFor(() => waiting.length === 3, 'handlers parked');
+      await waitUntil(() => waiting.length === 3, 'handlers parked');
       for (const w of waiting) w();
       expect(await Promise.all(parked)).to.deep.equal(['done', 'done', 'done']);
       waiting.length = 0;
       const again = h.t('a').request('b', 'park', null);
-      await waitFor(() => waiting.length === 1, 'handler parked again');
+      await waitUntil(() => waiting.length === 1, 'handler parked again');
       waiting[0]?.();
       expect(await again).to.equal('done');
     });
@@ -343,7 +336,7 @@ for (const impl of [wsImpl, memoryImpl]) {
       });
       const b0 = h.t('b').stats();
       for (let i = 0; i < 50; i++) h.t('a').send('b', 'tick', i);
-      await waitFor(() => count === 50, '50 messages');
+      await waitUntil(() => count === 50, '50 messages');
       const b1 = h.t('b').stats();
       expect(b1.framesIn - b0.framesIn).to.equal(1);
       expect(b1.envelopesIn - b0.envelopesIn).to.equal(50);
@@ -354,7 +347,7 @@ for (const impl of [wsImpl, memoryImpl]) {
         else reqs.push(h.t('a').request('b', 'tick', i));
       }
       await Promise.all(reqs);
-      await waitFor(() => count === 50 + 250, 'all envelopes');
+      await waitUntil(() => count === 50 + 250, 'all envelopes');
       expect(h.t('b').stats().framesIn - b1.framesIn).to.equal(3);
     });
 
@@ -371,20 +364,20 @@ for (const impl of [wsImpl, memoryImpl]) {
       h.t('a').on('peer-up', (p) => ups.push(p));
       h.t('a').on('peer-down', (p) => downs.push(p));
       const inflight = rejection(h.t('a').request('b', 'park', null, { timeoutMs: 10_000 }));
-      await waitFor(() => arrived === 1, 'request delivered');
+      await waitUntil(() => arrived === 1, 'request delivered');
       await h.stop('b');
       const err = await inflight;
       expect(err.code).to.equal('KV_UNAVAILABLE');
       expect(err.outcome).to.equal('unknown');
       expect(err.details).to.include({ maybeDelivered: true });
-      await waitFor(() => downs.length === 1, 'peer-down');
+      await waitUntil(() => downs.length === 1, 'peer-down');
       expect(h.t('a').isConnected('b')).to.equal(false);
       const fast = await rejection(h.t('a').request('b', 'ping', null));
       expect(fast.code).to.equal('KV_UNAVAILABLE');
       expect(fast.details).to.include({ maybeDelivered: false });
 
       await h.restart('b');
-      await waitFor(() => h!.t('a').isConnected('b') && h!.t('b').isConnected('a'), 'reconnect');
+      await waitUntil(() => h!.t('a').isConnected('b') && h!.t('b').isConnected('a'), 'reconnect');
       expect(ups).to.deep.equal(['b']);
       expect(await h.t('a').request('b', 'ping', null)).to.equal('pong');
     });
@@ -406,7 +399,7 @@ for (const impl of [wsImpl, memoryImpl]) {
       expect(err.code).to.equal('KV_CLOCK_SKEW');
       h.t('a').send('b', 'm', 'skewed');
       h.t('a').send('b', 'm', 'fine');
-      await waitFor(() => got.length === 1, 'good message');
+      await waitUntil(() => got.length === 1, 'good message');
       expect(got).to.deep.equal(['fine']);
       expect(h.t('b').stats().envelopesRejected).to.equal(2);
       expect(await h.t('a').request('b', 'r', 'fine')).to.equal('fine');
@@ -436,7 +429,7 @@ for (const impl of [wsImpl, memoryImpl]) {
       await closing;
       expect((await rejection(h.t('a').request('b', 'never', null))).code).to.equal('KV_CLOSED');
       expect(h.t('a').send('b', 'never', null)).to.equal(false);
-      await waitFor(() => !h!.t('b').isConnected('a'), 'peer sees the close');
+      await waitUntil(() => !h!.t('b').isConnected('a'), 'peer sees the close');
     });
   });
 }

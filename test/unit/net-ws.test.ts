@@ -13,20 +13,13 @@ import { CloseCode } from '../../lib/net/frame.ts';
 import type { TransportLimits } from '../../lib/net/limits.ts';
 import { WsTransport } from '../../lib/net/ws-transport.ts';
 import type { WsTransportOptions } from '../../lib/net/ws-transport.ts';
+import { waitUntil } from '../helpers/poll.ts';
 
 const SECRET = 'test-secret-of-at-least-16-bytes';
 const CLUSTER = 'test-cluster';
 const FAST: Partial<TransportLimits> = { reconnectBaseMs: 10, reconnectMaxMs: 100, closeGraceMs: 200 };
 const packr = new Packr({ useRecords: false });
 const HLC = '0000000000000001';
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 interface Node {
   t: WsTransport;
@@ -93,7 +86,7 @@ function raw(port: number, path = '/_peer'): Raw {
 
 /** Runs the dialer side of the handshake by hand; resolves true once welcomed and verified. */
 async function rawHandshake(r: Raw, acceptorId: string, as = 'raw', secret = SECRET, clusterId = CLUSTER): Promise<boolean> {
-  await waitFor(() => r.received.length >= 1, 'challenge');
+  await waitUntil(() => r.received.length >= 1, 'challenge');
   const challenge = fromWire(packr.unpack(r.received[0] as Buffer));
   if (challenge?.t !== 'challenge') throw new Error('first message is not a challenge');
   const cfg = { clusterId, secret: Buffer.from(secret) };
@@ -101,7 +94,7 @@ async function rawHandshake(r: Raw, acceptorId: string, as = 'raw', secret = SEC
   const mac = computeMac(cfg, 'dialer', as, acceptorId, challenge.nonce, nonceD);
   r.ws.send(packr.pack(toWire({ t: 'auth', dialerId: as, acceptorId, nonce: nonceD, mac })));
   const outcome = await Promise.race([
-    waitFor(() => r.received.length >= 2, 'welcome', 2000).then(() => 'welcome' as const),
+    waitUntil(() => r.received.length >= 2, 'welcome', { timeoutMs: 2000 }).then(() => 'welcome' as const),
     r.closed.then(() => 'closed' as const),
   ]);
   if (outcome === 'closed') return false;
@@ -121,7 +114,7 @@ describe('net: WsTransport authentication', function () {
     const a = await node('a');
     const b = await node('b', {}, (t) => t.handle('who', (from) => ({ me: t.selfId, you: from })));
     a.t.connect('b', b.addr);
-    await waitFor(() => a.t.isConnected('b') && b.t.isConnected('a'), 'connected');
+    await waitUntil(() => a.t.isConnected('b') && b.t.isConnected('a'), 'connected');
     expect(await a.t.request('b', 'who', null)).to.deep.equal({ me: 'b', you: 'a' });
     expect(b.t.connectedPeers()).to.deep.equal(['a']);
   });
@@ -131,7 +124,7 @@ describe('net: WsTransport authentication', function () {
     const good = await node('good', {}, (t) => t.handle('x', () => { dispatched++; }));
     const bad = await node('bad', { secret: 'another-secret-of-16-bytes' });
     bad.t.connect('good', good.addr);
-    await waitFor(() => good.t.stats().authFailures >= 1, 'auth failure at acceptor');
+    await waitUntil(() => good.t.stats().authFailures >= 1, 'auth failure at acceptor');
     expect(bad.t.isConnected('good')).to.equal(false);
     expect(good.t.isConnected('bad')).to.equal(false);
     expect(bad.t.send('good', 'x', 1)).to.equal(false);
@@ -148,7 +141,7 @@ describe('net: WsTransport authentication', function () {
     const good = await node('good');
     const other = await node('other', { clusterId: 'another-cluster' });
     other.t.connect('good', good.addr);
-    await waitFor(() => good.t.stats().authFailures >= 1, 'auth failure');
+    await waitUntil(() => good.t.stats().authFailures >= 1, 'auth failure');
     expect(good.t.isConnected('other')).to.equal(false);
 
     const r = raw(good.port);
@@ -161,7 +154,7 @@ describe('net: WsTransport authentication', function () {
     const a = await node('a');
     const c = await node('c');
     a.t.connect('b', c.addr);
-    await waitFor(() => c.t.stats().authFailures >= 1, 'auth failure');
+    await waitUntil(() => c.t.stats().authFailures >= 1, 'auth failure');
     expect(a.t.isConnected('b') || a.t.isConnected('c') || c.t.isConnected('a')).to.equal(false);
   });
 
@@ -179,7 +172,7 @@ describe('net: WsTransport authentication', function () {
     });
     const a = await node('a');
     a.t.connect('b', `127.0.0.1:${port}`);
-    await waitFor(() => codes.length >= 1, 'dialer closes');
+    await waitUntil(() => codes.length >= 1, 'dialer closes');
     expect(codes[0]).to.equal(CloseCode.AUTH_FAILED);
     expect(a.t.isConnected('b')).to.equal(false);
     expect(a.t.stats().authFailures).to.be.at.least(1);
@@ -233,7 +226,7 @@ describe('net: WsTransport authentication', function () {
       expect(status).to.equal(400);
     }
     const r = raw(a.port);
-    await waitFor(() => r.received.length === 1, 'challenge');
+    await waitUntil(() => r.received.length === 1, 'challenge');
   });
 
   it('rejects a short secret and bad limits at construction', () => {
@@ -253,14 +246,14 @@ describe('net: WsTransport inbound frame validation', function () {
     });
     const b = await node('b');
     b.t.connect('a', a.addr);
-    await waitFor(() => b.t.isConnected('a'), 'b connected');
+    await waitUntil(() => b.t.isConnected('a'), 'b connected');
     return { a, b, seen };
   }
 
   async function authed(a: Node): Promise<Raw> {
     const r = raw(a.port);
     expect(await rawHandshake(r, 'a')).to.equal(true);
-    await waitFor(() => a.t.isConnected('raw'), 'raw adopted');
+    await waitUntil(() => a.t.isConnected('raw'), 'raw adopted');
     return r;
   }
 
@@ -285,7 +278,7 @@ describe('net: WsTransport inbound frame validation', function () {
       expect(code).to.equal(c.code);
       expect(seen).to.deep.equal([]);
       expect(a.t.stats().invalidFrames).to.equal(1);
-      await waitFor(() => !a.t.isConnected('raw'), 'raw dropped');
+      await waitUntil(() => !a.t.isConnected('raw'), 'raw dropped');
       expect(await b.t.request('a', 'echo', 'still here')).to.equal('still here');
     });
   }
@@ -294,7 +287,7 @@ describe('net: WsTransport inbound frame validation', function () {
     const { a } = await setup();
     const r = await authed(a);
     r.ws.send(batch([1, 'echo', 5, 'raw', 0, HLC, 'ping'], [1, 'mystery', 6, 'raw', 0, HLC, null]));
-    await waitFor(() => r.received.length >= 3, 'responses');
+    await waitUntil(() => r.received.length >= 3, 'responses');
     const envs = r.received.slice(2).flatMap((m) => packr.unpack(m) as unknown[][]);
     expect(envs).to.have.length(2);
     expect(envs[0]?.slice(0, 4)).to.deep.equal([2, 'echo', 5, 'a']);
@@ -314,7 +307,7 @@ describe('net: WsTransport connections', function () {
       if (req.url === '/other') other.handleUpgrade(req, socket, head, (ws) => ws.send('other'));
     });
     const r = raw(a.port, '/other');
-    await waitFor(() => r.received.length === 1, 'message from the other owner');
+    await waitUntil(() => r.received.length === 1, 'message from the other owner');
     expect(r.received[0]?.toString()).to.equal('other');
     expect(a.t.stats().authFailures).to.equal(0);
   });
@@ -325,7 +318,7 @@ describe('net: WsTransport connections', function () {
     a.t.connect('b', b.addr);
     b.t.connect('a', a.addr);
     const live = (n: Node): number => n.t.stats().connectionsOpened - n.t.stats().connectionsClosed;
-    await waitFor(() => a.t.isConnected('b') && b.t.isConnected('a') && live(a) === 1 && live(b) === 1, 'one connection');
+    await waitUntil(() => a.t.isConnected('b') && b.t.isConnected('a') && live(a) === 1 && live(b) === 1, 'one connection');
     expect(await a.t.request('b', 'id', null)).to.equal('b');
     expect(await b.t.request('a', 'id', null)).to.equal('a');
     // One TCP connection survives between the two servers: the loser was closed, not leaked.
@@ -344,12 +337,12 @@ describe('net: WsTransport connections', function () {
     const a = await node('a');
     const b = await node('b', {}, (t) => t.handle('id', () => t.selfId));
     a.t.connect('b', b.addr);
-    await waitFor(() => a.t.isConnected('b'), 'connected');
+    await waitUntil(() => a.t.isConnected('b'), 'connected');
     a.t.disconnect('b');
-    await waitFor(() => !a.t.isConnected('b') && !b.t.isConnected('a'), 'disconnected');
+    await waitUntil(() => !a.t.isConnected('b') && !b.t.isConnected('a'), 'disconnected');
     expect((await a.t.request('b', 'id', null).catch((e: KvError) => e.code))).to.equal('KV_UNAVAILABLE');
     a.t.connect('b', b.addr);
-    await waitFor(() => a.t.isConnected('b'), 'reconnected');
+    await waitUntil(() => a.t.isConnected('b'), 'reconnected');
     expect(await a.t.request('b', 'id', null)).to.equal('b');
   });
 });

@@ -61,6 +61,10 @@ type State = 'follower' | 'precandidate' | 'candidate' | 'leader';
 
 const EMPTY_CONFIG: RaftConfig = { voters: [], learners: [] };
 
+function isVoteRequest(m: RaftMessage): m is VoteMsg {
+  return m.type === 'preVote' || m.type === 'vote';
+}
+
 function positiveInt(name: string, v: number): number {
   if (!Number.isSafeInteger(v) || v < 1) throw new KvError('KV_CONFIG', `raft ${name} must be a positive integer`);
   return v;
@@ -137,6 +141,14 @@ export class RaftNode {
   get role(): Role {
     if (this.state === 'follower' && this.cfg.learners.includes(this.id)) return 'learner';
     return this.state;
+  }
+
+  /**
+   * The election timer: ticks since it was reset, and the randomized timeout a voter
+   * campaigns at (on a leader, `elapsedTicks` counts the CheckQuorum window instead).
+   */
+  get electionTimer(): { elapsedTicks: number; timeoutTicks: number } {
+    return { elapsedTicks: this.electionElapsed, timeoutTicks: this.randomizedTimeout };
   }
 
   /** Replication progress of every peer, as the leader sees it; empty on non-leaders. */
@@ -308,13 +320,42 @@ export class RaftNode {
     }
   }
 
+  /**
+   * One message from a peer. The term rules every role shares come first (stepTerm),
+   * then vote requests, which any role answers; the rest depends on the role, as in
+   * etcd's stepLeader / stepCandidate / stepFollower.
+   */
   step(m: RaftMessage): void {
     if (m.to !== this.id || m.from === this.id) return;
+    if (!this.stepTerm(m)) return;
+    if (isVoteRequest(m)) {
+      this.handleVote(m);
+      return;
+    }
+    switch (this.state) {
+      case 'leader':
+        this.stepLeader(m);
+        return;
+      case 'precandidate':
+      case 'candidate':
+        this.stepCandidate(m);
+        return;
+      case 'follower':
+        this.stepFollower(m);
+        return;
+    }
+  }
+
+  /**
+   * A higher term makes us a follower of it (paper §5.1), except for what PreVote and the
+   * leader lease exempt; a lower term marks a stale message. False when the message ends here.
+   */
+  private stepTerm(m: RaftMessage): boolean {
     if (m.term > this._term) {
-      if (m.type === 'preVote' || m.type === 'vote') {
+      if (isVoteRequest(m)) {
         // Leader lease: while we hear from a leader, a vote request is a disruption from
         // a node that lost contact (or was removed), not a sign the leader is gone.
-        if (this.lead !== null && this.electionElapsed < this.electionTicks) return;
+        if (this.lead !== null && this.electionElapsed < this.electionTicks) return false;
       }
       if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
         // A pre-vote never changes terms: granting one carries the would-be term.
@@ -322,7 +363,9 @@ export class RaftNode {
         const fromLeader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot';
         this.becomeFollower(m.term, fromLeader ? m.from : null);
       }
-    } else if (m.term < this._term) {
+      return true;
+    }
+    if (m.term < this._term) {
       if (m.type === 'append' || m.type === 'heartbeat') {
         // A deposed leader that missed the election: tell it the new term so it steps
         // down (with CheckQuorum it may otherwise never hear a higher term).
@@ -330,32 +373,16 @@ export class RaftNode {
       } else if (m.type === 'preVote') {
         this.send({ type: 'preVoteResp', from: this.id, to: m.from, term: this._term, reject: true });
       }
-      return; // everything else from an older term is stale
+      return false; // everything else from an older term is stale
     }
+    return true;
+  }
 
+  /** A leader acts on its followers' replies; nothing else of its own term concerns it. */
+  private stepLeader(m: Exclude<RaftMessage, VoteMsg>): void {
     switch (m.type) {
-      case 'preVote':
-      case 'vote':
-        this.handleVote(m);
-        return;
-      case 'preVoteResp':
-      case 'voteResp':
-        this.handleVoteResp(m);
-        return;
-      case 'append':
-      case 'heartbeat':
-      case 'snapshot':
-        if (this.state === 'leader') return; // same term, two leaders: impossible; ignore
-        if (this.state !== 'follower') this.becomeFollower(this._term, m.from);
-        this.lead = m.from;
-        this.electionElapsed = 0;
-        if (m.type === 'append') this.handleAppend(m);
-        else if (m.type === 'heartbeat') this.handleHeartbeat(m);
-        else this.handleSnapshot(m);
-        return;
       case 'appendResp':
       case 'heartbeatResp': {
-        if (this.state !== 'leader') return;
         const pr = this.prs.get(m.from);
         if (pr === undefined) return; // not (or no longer) a member
         pr.recentActive = true;
@@ -363,6 +390,52 @@ export class RaftNode {
         else this.handleHeartbeatResp(m.from, pr);
         return;
       }
+      case 'append':
+      case 'heartbeat':
+      case 'snapshot':
+        return; // same term, two leaders: impossible (election safety); ignore
+      case 'preVoteResp':
+      case 'voteResp':
+        return; // the election is over
+    }
+  }
+
+  /** A (pre)candidate counts votes, and follows a leader of its term that won meanwhile. */
+  private stepCandidate(m: Exclude<RaftMessage, VoteMsg>): void {
+    switch (m.type) {
+      case 'preVoteResp':
+      case 'voteResp':
+        this.handleVoteResp(m);
+        return;
+      case 'append':
+      case 'heartbeat':
+      case 'snapshot':
+        this.becomeFollower(this._term, m.from);
+        this.stepFollower(m);
+        return;
+      case 'appendResp':
+      case 'heartbeatResp':
+        return; // replies to a leadership we no longer hold
+    }
+  }
+
+  /** A follower (or learner) takes the leader's log and commit index. */
+  private stepFollower(m: Exclude<RaftMessage, VoteMsg>): void {
+    switch (m.type) {
+      case 'append':
+      case 'heartbeat':
+      case 'snapshot':
+        this.lead = m.from;
+        this.electionElapsed = 0;
+        if (m.type === 'append') this.handleAppend(m);
+        else if (m.type === 'heartbeat') this.handleHeartbeat(m);
+        else this.handleSnapshot(m);
+        return;
+      case 'preVoteResp':
+      case 'voteResp':
+      case 'appendResp':
+      case 'heartbeatResp':
+        return; // answers to a campaign or a leadership of the past
     }
   }
 

@@ -57,6 +57,27 @@ export interface MemberInfo {
   readonly lastHeardMs?: number;
 }
 
+/** The probe in flight, as probe() reports it (diagnostics and transcripts). */
+export interface ProbeInfo {
+  readonly target: string;
+  readonly seq: number;
+  /** Direct ping unanswered by then: ask the relays. */
+  readonly timeoutAtMs: number;
+  /** No ack by then: suspect the target. */
+  readonly deadlineMs: number;
+  /** Relays asked; null while only the direct ping is out. */
+  readonly indirect: readonly string[] | null;
+  readonly nacks: readonly string[];
+}
+
+/** A running suspicion, as suspicion() reports it. */
+export interface SuspicionInfo {
+  readonly accuser: string;
+  readonly confirmations: number;
+  readonly wanted: number;
+  readonly deadlineMs: number;
+}
+
 interface Member {
   readonly id: string;
   liveness: Liveness;
@@ -153,6 +174,29 @@ export class Swim {
     if (m === undefined) return undefined;
     return m.lastHeardMs === undefined ? { liveness: m.liveness, incarnation: m.incarnation }
       : { liveness: m.liveness, incarnation: m.incarnation, lastHeardMs: m.lastHeardMs };
+  }
+
+  /** The probe in flight, or null between probes. */
+  probe(): ProbeInfo | null {
+    const p = this.#probe;
+    if (p === null) return null;
+    return {
+      target: p.target, seq: p.seq, timeoutAtMs: p.timeoutAtMs, deadlineMs: p.deadlineMs,
+      indirect: p.indirect === null ? null : [...p.indirect], nacks: [...p.nacks],
+    };
+  }
+
+  /** When the next probe is due; undefined before the first tick. */
+  get nextProbeAtMs(): number | undefined {
+    return this.#nextProbeAtMs;
+  }
+
+  /** The running suspicion of a member, or undefined when it is not suspect. */
+  suspicion(id: string): SuspicionInfo | undefined {
+    const m = this.#members.get(id);
+    if (m?.suspicion === undefined) return undefined;
+    const s = m.suspicion;
+    return { accuser: m.accuser ?? this.selfId, confirmations: s.confirmations, wanted: s.k, deadlineMs: s.deadlineMs };
   }
 
   /** The member list committed in the Raft log; new members start alive at incarnation 0. */
