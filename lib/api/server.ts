@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { KvError, isKvError } from '../errors.ts';
 import { parseQuorum } from '../core/quorum.ts';
+import { parseSession } from '../core/session.ts';
 import type { Metrics } from './metrics.ts';
 import type { ClusterService, KvService, WriteOptions } from './service.ts';
 
@@ -232,13 +233,15 @@ export class ApiServer {
     const key = decodeKey(rawKey, limits.maxKeyBytes);
     const n = kv.replicationFactor();
     const signal = this.abortSignalFor(res);
+    const sessionRaw = req.headers['x-kv-session'];
+    const session = typeof sessionRaw === 'string' && sessionRaw !== '' ? parseSession(sessionRaw) : undefined;
     if (method === 'GET' || method === 'HEAD') {
       checkParams(q, READ_PARAMS);
       const rRaw = q.get('r');
-      const r = rRaw === undefined ? undefined : parseQuorum('r', rRaw, n);
-      const got = await kv.get(key, r === undefined ? { signal } : { r, signal });
-      if (!got) throw new KvError('KV_NOT_FOUND', 'key not found');
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': got.value.length, 'x-kv-version': got.version });
+      const got = await kv.get(key, { signal, ...(rRaw === undefined ? {} : { r: parseQuorum('r', rRaw, n) }), ...(session ? { session } : {}) });
+      if (got.session !== undefined) res.setHeader('x-kv-session', got.session);
+      if (got.value === undefined) throw new KvError('KV_NOT_FOUND', 'key not found');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': got.value.length, 'x-kv-version': got.version ?? '' });
       res.end(method === 'HEAD' ? undefined : got.value);
       return;
     }
@@ -248,16 +251,13 @@ export class ApiServer {
     if (wRaw !== undefined) opts.w = parseQuorum('w', wRaw, n);
     const sloppy = parseBool('sloppy', q.get('sloppy'));
     if (sloppy !== undefined) opts.sloppy = sloppy;
-    if (method === 'PUT') {
-      const value = await readBody(req, limits.maxValueBytes);
-      const { version } = await kv.put(key, value, opts);
-      sendJson(res, 200, { version }, { 'x-kv-version': version });
-    } else {
-      // A DELETE body is meaningless; drain it (bounded) so the connection stays usable.
-      await readBody(req, MAX_ADMIN_BODY_BYTES);
-      const { version } = await kv.del(key, opts);
-      sendJson(res, 200, { version }, { 'x-kv-version': version });
-    }
+    if (session) opts.session = session;
+    // A DELETE body is meaningless; drain it (bounded) so the connection stays usable.
+    const value = method === 'PUT' ? await readBody(req, limits.maxValueBytes) : (await readBody(req, MAX_ADMIN_BODY_BYTES), null);
+    const done = value === null ? await kv.del(key, opts) : await kv.put(key, value, opts);
+    const headers: Record<string, string> = { 'x-kv-version': done.version };
+    if (done.session !== undefined) headers['x-kv-session'] = done.session;
+    sendJson(res, 200, { version: done.version }, headers);
   }
 
   /** Aborts when the client disconnects before we answered (the coordinator stops waiting). */

@@ -1,6 +1,7 @@
 /** What the HTTP layer needs from a node: the KV operations and the cluster views. */
 import type { QuorumSpec } from '../core/quorum.ts';
 import type { Version } from '../core/hlc.ts';
+import type { SessionToken } from '../core/session.ts';
 
 export interface WriteOptions {
   w?: QuorumSpec;
@@ -8,25 +9,38 @@ export interface WriteOptions {
   sloppy?: boolean;
   /** Client deadline; aborted when the client goes away or the request times out. */
   signal?: AbortSignal;
+  /** What the client has observed (X-Kv-Session): the new version is stamped above it. */
+  session?: SessionToken;
 }
 
 export interface ReadOptions {
   r?: QuorumSpec;
   signal?: AbortSignal;
+  /** What the client has observed (X-Kv-Session): the read returns at least that version of the key. */
+  session?: SessionToken;
 }
 
-export interface ReadResult {
-  value: Buffer;
+export interface WriteAnswer {
+  /** The version stored (above anything the replicas held). */
   version: Version;
+  /** The client's session token after this write. */
+  session: string | undefined;
+}
+
+export interface ReadAnswer {
+  /** undefined when the key does not exist, is deleted or has expired. */
+  value: Buffer | undefined;
+  /** The version read (a tombstone's, for a deleted key). */
+  version: Version | undefined;
+  session: string | undefined;
 }
 
 export interface KvService {
   /** Replication factor N of the cluster (bounds `w`/`r`). */
   replicationFactor(): number;
-  put(key: string, value: Buffer, opts: WriteOptions): Promise<{ version: Version }>;
-  del(key: string, opts: WriteOptions): Promise<{ version: Version }>;
-  /** undefined when the key does not exist or is deleted. */
-  get(key: string, opts: ReadOptions): Promise<ReadResult | undefined>;
+  put(key: string, value: Buffer, opts: WriteOptions): Promise<WriteAnswer>;
+  del(key: string, opts: WriteOptions): Promise<WriteAnswer>;
+  get(key: string, opts: ReadOptions): Promise<ReadAnswer>;
 }
 
 export interface ClusterService {

@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import { KvError, type ErrorCode, type Outcome } from '../errors.ts';
+import { ClientSession } from './session.ts';
 
 export interface ClientOptions {
   /** HOST:PORT of one or more nodes. */
@@ -14,6 +15,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Sockets kept per node. Default 64. */
   maxSockets?: number;
+  /** Keep a session token (X-Kv-Session) so this client reads its own writes through any node. Default true. */
+  session?: boolean;
 }
 
 export interface WriteParams { w?: string | number; sloppy?: boolean; node?: string }
@@ -24,7 +27,7 @@ export interface ReadValue { value: Buffer; version: string }
 
 /** A request the server answered with an error body. */
 export class KvClientError extends KvError {
-  constructor(code: ErrorCode, message: string, readonly httpStatus: number, outcome?: Outcome) {
+  constructor(code: ErrorCode, message: string, readonly httpStatus: number, outcome?: Outcome, readonly session?: string) {
     super(code, message, outcome === undefined ? {} : { outcome });
   }
 }
@@ -36,12 +39,15 @@ export class KvClient {
   private readonly agent: http.Agent;
   private readonly timeoutMs: number;
   private next = 0;
+  /** This client's session (undefined when sessions are off). */
+  readonly session: ClientSession | undefined;
 
   constructor(opts: ClientOptions) {
     if (opts.nodes.length === 0) throw new KvError('KV_INVALID_ARGUMENT', 'client needs at least one node');
     this.nodes = [...opts.nodes];
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.agent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 64 });
+    this.session = opts.session === false ? undefined : new ClientSession();
   }
 
   close(): void {
@@ -49,22 +55,36 @@ export class KvClient {
   }
 
   async put(key: string, value: Buffer | string, p: WriteParams = {}): Promise<Versioned> {
-    const res = await this.request('PUT', kvPath(key, { w: p.w, sloppy: p.sloppy }), typeof value === 'string' ? Buffer.from(value) : value, p.node);
+    const res = await this.keyRequest(key, 'PUT', kvPath(key, { w: p.w, sloppy: p.sloppy }), typeof value === 'string' ? Buffer.from(value) : value, p.node);
     return JSON.parse(res.body.toString()) as Versioned;
   }
 
   async del(key: string, p: WriteParams = {}): Promise<Versioned> {
-    const res = await this.request('DELETE', kvPath(key, { w: p.w, sloppy: p.sloppy }), undefined, p.node);
+    const res = await this.keyRequest(key, 'DELETE', kvPath(key, { w: p.w, sloppy: p.sloppy }), undefined, p.node);
     return JSON.parse(res.body.toString()) as Versioned;
   }
 
   /** undefined when the key does not exist. */
   async get(key: string, p: ReadParams = {}): Promise<ReadValue | undefined> {
     try {
-      const res = await this.request('GET', kvPath(key, { r: p.r }), undefined, p.node);
+      const res = await this.keyRequest(key, 'GET', kvPath(key, { r: p.r }), undefined, p.node);
       return { value: res.body, version: String(res.headers['x-kv-version']) };
     } catch (err) {
       if (err instanceof KvClientError && err.code === 'KV_NOT_FOUND') return undefined;
+      throw err;
+    }
+  }
+
+  /** A request about one key, carrying and updating this client's session. */
+  private async keyRequest(key: string, method: string, path: string, body: Buffer | undefined, node: string | undefined):
+    Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+    const token = this.session?.header(key);
+    try {
+      const res = await this.request(method, path, body, node, token === undefined ? undefined : { 'x-kv-session': token });
+      this.session?.update(key, res.headers['x-kv-session'] as string | undefined);
+      return res;
+    } catch (err) {
+      if (err instanceof KvClientError) this.session?.update(key, err.session);
       throw err;
     }
   }
@@ -75,13 +95,13 @@ export class KvClient {
   }
 
   /** One HTTP exchange; tries the next node when the connection could not be made. */
-  async request(method: string, path: string, body: Buffer | undefined, node?: string):
+  async request(method: string, path: string, body: Buffer | undefined, node?: string, headers?: Record<string, string>):
     Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
     const order = node ? [node] : this.rotation();
     let lastErr: unknown;
     for (const target of order) {
       try {
-        return await this.once(target, method, path, body);
+        return await this.once(target, method, path, body, headers);
       } catch (err) {
         lastErr = err;
         if (!RETRYABLE_CONNECT.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
@@ -95,13 +115,13 @@ export class KvClient {
     return [...this.nodes.slice(start), ...this.nodes.slice(0, start)];
   }
 
-  private once(node: string, method: string, path: string, body: Buffer | undefined):
+  private once(node: string, method: string, path: string, body: Buffer | undefined, extra: Record<string, string> | undefined):
     Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
     const i = node.lastIndexOf(':');
     return new Promise((resolve, reject) => {
       const req = http.request({
         host: node.slice(0, i), port: Number(node.slice(i + 1)), method, path, agent: this.agent,
-        headers: body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {},
+        headers: { ...(body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {}), ...extra },
         timeout: this.timeoutMs,
       }, (res) => {
         const chunks: Buffer[] = [];
@@ -114,7 +134,7 @@ export class KvClient {
           let err: KvClientError;
           try {
             const e = (JSON.parse(buf.toString()) as { error: { code: ErrorCode; message: string; outcome?: Outcome } }).error;
-            err = new KvClientError(e.code, e.message, status, e.outcome);
+            err = new KvClientError(e.code, e.message, status, e.outcome, res.headers['x-kv-session'] as string | undefined);
           } catch {
             err = new KvClientError('KV_INTERNAL', `HTTP ${status}: ${buf.toString().slice(0, 200)}`, status);
           }

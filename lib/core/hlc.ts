@@ -96,6 +96,14 @@ export class Hlc {
     return this.last;
   }
 
+  /**
+   * Never issue anything at or below `floor` (a persisted high-water mark, after a restart
+   * whose wall clock may have gone back). Local and trusted: no skew check.
+   */
+  restore(floor: Timestamp): void {
+    if (compareTs(floor, this.last) > 0) this.last = floor;
+  }
+
   /** Send/local-event rule: a new timestamp strictly greater than every earlier one. */
   now(physicalMs: number): Timestamp {
     const pt = Math.floor(physicalMs);

@@ -89,11 +89,32 @@ export class Topology {
     return { clusterId: this.clusterId, partitions: this.partitions, n: this.n, vnodes: this.vnodes, epoch: this.epoch, members: this.memberList() };
   }
 
+  /** Members whose ownership change is in progress (joining or leaving). */
+  changesInProgress(): Member[] {
+    return this.activeMembers().filter((m) => m.state === 'joining' || m.state === 'leaving');
+  }
+
+  /**
+   * The changes in progress that `cmd` would overlap, if it starts an ownership change (a new
+   * member joining, a member leaving) while another one runs. One at a time, like Cassandra's
+   * consistent range movement: a joining node copies the partitions of the future table, and a
+   * second change would alter that table under it, so it would become an owner of partitions it
+   * never received.
+   */
+  busyWith(cmd: TopologyCommand): Member[] | undefined {
+    const starts = (cmd.op === 'add' && (this.members.get(cmd.id)?.state ?? 'removed') === 'removed') || cmd.op === 'leave';
+    if (!starts) return undefined;
+    const busy = this.changesInProgress();
+    return busy.length > 0 ? busy : undefined;
+  }
+
   /** Why `cmd` cannot apply now, or undefined if it can. Leaders check before proposing. */
   reject(cmd: TopologyCommand): string | undefined {
     const m = 'id' in cmd ? this.members.get(cmd.id) : undefined;
     if (cmd.op === 'create') return this.epoch === 0 ? undefined : 'cluster already created';
     if (this.epoch === 0) return 'cluster not created yet';
+    const busy = this.busyWith(cmd);
+    if (busy) return `another ownership change is in progress (${busy.map((x) => `${x.id} ${x.state}`).join(', ')})`;
     switch (cmd.op) {
       case 'add': return m && m.state !== 'removed' ? `${cmd.id} is already a member (${m.state})` : undefined;
       case 'address': return m && m.state !== 'removed' ? undefined : `${cmd.id} is not a member`;

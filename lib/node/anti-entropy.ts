@@ -10,12 +10,18 @@
  *   slowing down while the event loop lags.
  * - Join / leave: the same exchange pulls a joining node's partitions from the current
  *   owners, and pushes a leaving node's partitions to their future owners.
+ * - Hand-off: a partition this node no longer owns is dropped only after every current
+ *   owner has confirmed holding it in an exchange at the new epoch (pushing what only this
+ *   node had); a drop that fails is retried. Past half the tombstone grace a hand-off gives
+ *   up pushing and drops (a copy that old could bring back deletes purged meanwhile), and
+ *   tombstone GC waits that long after a partition changed owners.
  * - Tombstone GC (guarantee 5): the first replica of a partition lists tombstones past
  *   their grace period, exchanges with every other replica, and only if all of those
  *   exchanges succeeded asks every replica to purge exactly those (key, version) pairs.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
+import { Packr } from 'msgpackr';
 import { Counter } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
@@ -25,6 +31,7 @@ import type { Topology } from '../core/topology.ts';
 import { recordToWire, type StoredRecord } from '../storage/record.ts';
 import type { RecordStore } from '../storage/record-store.ts';
 import type { MerkleIndex } from '../storage/merkle-index.ts';
+import { SUBLEVELS } from '../storage/backend.ts';
 import type { Transport } from '../net/transport.ts';
 import type { Metrics } from '../api/metrics.ts';
 import { validateKey, validateWireRecord } from './replica.ts';
@@ -47,6 +54,12 @@ const LAG_BACKOFF_MS = 100;
 const STREAM_CONCURRENCY = 4;
 /** Tombstones purged per partition per GC round (bounds one purge request). */
 const PURGE_BATCH = 1024;
+/** A hand-off may push for this share of the tombstone grace after the change; GC of the
+ *  partition waits the same time plus HANDOFF_GC_MARGIN_MS (clocks of nodes differ, walks take time). */
+const HANDOFF_GRACE_SHARE = 0.5;
+const HANDOFF_GC_MARGIN_MS = 60_000;
+/** Meta-sublevel key of the persisted hand-offs. */
+const HANDOFFS_KEY = 'handoffs';
 
 export interface AntiEntropyOptions {
   selfId: string;
@@ -58,7 +71,7 @@ export interface AntiEntropyOptions {
   topology: () => Topology;
   isAlive: (id: string) => boolean;
   /** Refuses peers whose epoch predates a change of the partition's owners (KV_STALE_EPOCH). */
-  fence?: { checkPartition(partition: number, epoch: number): void; check(key: string, epoch: number): void };
+  fence?: { checkPartition(partition: number, epoch: number): void; check(key: string, epoch: number): void; lastChangeMs(partition: number): number };
   intervalMs: number;
   tombstoneGraceMs: number;
   maxKeyBytes: number;
@@ -70,6 +83,8 @@ interface Session { ex: MerkleExchange; touched: number }
 
 /** Outcomes after which both replicas are known to hold the same records. */
 const GOOD_OUTCOMES: ReadonlySet<string> = new Set(['in-sync', 'converged', 'repaired']);
+
+const handoffPackr = new Packr({ useRecords: false });
 
 export interface ExchangeResult { outcome: string; pushed: number; pulled: number; bytes: number }
 
@@ -85,6 +100,11 @@ export class AntiEntropy {
   private readonly bytes: Counter;
   private readonly purged: Counter;
   private readonly walks: Counter;
+  private readonly handoffsDone: Counter<'result'>;
+  /** Partitions held here but no longer owned → local wall ms when this node lost them. Persisted. */
+  private readonly handoffs = new Map<number, number>();
+  private handoffsSaving: Promise<void> = Promise.resolve();
+  private handoffRound: Promise<void> | undefined;
   /** Progress of the current walk, for /metrics and logs. */
   progress = { walk: 0, partitionsDone: 0, partitionsTotal: 0 };
 
@@ -96,11 +116,35 @@ export class AntiEntropy {
     this.bytes = new Counter({ name: 'kv_ae_tree_bytes_total', help: 'Merkle exchange message bytes sent and received by initiated exchanges', registers: [r] });
     this.purged = new Counter({ name: 'kv_ae_tombstones_purged_total', help: 'Tombstones purged after every replica held them', registers: [r] });
     this.walks = new Counter({ name: 'kv_ae_walks_total', help: 'Completed walks over this node\'s partitions', registers: [r] });
+    this.handoffsDone = new Counter({ name: 'kv_ae_handoffs_total', help: 'Partitions this node stopped owning and dropped: confirmed by every new owner, or expired', labelNames: ['result'] as const, registers: [r] });
     const t = o.transport;
     t.handle('ae.msg', (from, payload, env) => this.onMessage(from, payload, env.epoch));
     t.handle('ae.pull', (_from, payload, env) => this.onPull(payload, env.epoch));
     t.handle('ae.push', (_from, payload, env) => this.onPush(payload, env.epoch));
     t.handle('ae.purge', (_from, payload) => this.onPurge(payload));
+  }
+
+  /** Load the hand-offs a previous run left unfinished (before start). */
+  async open(): Promise<void> {
+    const buf = await this.o.store.backend.get(SUBLEVELS.meta, HANDOFFS_KEY);
+    if (buf === undefined) return;
+    const raw = handoffPackr.unpack(buf) as unknown;
+    if (!Array.isArray(raw)) return;
+    for (const e of raw) {
+      if (Array.isArray(e) && Number.isInteger(e[0]) && e[0] >= 0 && e[0] < this.o.store.partitions && typeof e[1] === 'number') this.handoffs.set(e[0], e[1]);
+    }
+  }
+
+  private saveHandoffs(): Promise<void> {
+    const value = handoffPackr.pack([...this.handoffs]);
+    this.handoffsSaving = this.handoffsSaving.then(() => this.o.store.backend.batch([{ type: 'put', sub: SUBLEVELS.meta, key: HANDOFFS_KEY, value }], true))
+      .catch((err: unknown) => this.o.log.warn({ err }, 'saving hand-offs failed; retried at the next change'));
+    return this.handoffsSaving;
+  }
+
+  /** Partitions waiting for their new owners to confirm before this node drops them. */
+  pendingHandoffs(): number[] {
+    return [...this.handoffs.keys()].sort((a, b) => a - b);
   }
 
   start(): void {
@@ -122,41 +166,81 @@ export class AntiEntropy {
   }
 
   private owned: Set<number> | undefined;
-  private dropping: Promise<void> = Promise.resolve();
 
   /**
    * Call on every topology change. Partitions this node no longer owns (in neither the
-   * current nor the future table) are dropped: by then their new owners hold the data
-   * (join and leave stream before the change completes), and a stale copy left behind
-   * would bring back deletes purged meanwhile if the partition ever came back here.
-   * The first call also drops partitions held from before a restart but not owned now.
+   * current nor the future table) become hand-offs: dropped once every current owner has
+   * confirmed holding them (see handOff). Partitions owned again stop being hand-offs.
    */
   onTopology(t: Topology): Promise<void> {
-    if (t.epoch === 0) return this.dropping;
+    if (t.epoch === 0) return this.handoffsSaving;
     const now = new Set(this.myPartitions(t));
     const before = this.owned;
     this.owned = now;
-    // The first view may be a Raft snapshot whose log tail is still being applied: copies
-    // held from before a restart are dropped by the first walk instead (dropOrphans).
-    if (before === undefined) return this.dropping;
-    const lost = [...before].filter((p) => !now.has(p));
-    if (lost.length === 0) return this.dropping;
-    this.dropping = this.dropping.then(() => this.drop(lost, now)).catch((err: unknown) => {
-      this.o.log.warn({ err }, 'dropping partitions this node no longer owns failed; retried at the next change');
-    });
-    return this.dropping;
+    let changed = false;
+    for (const p of [...this.handoffs.keys()]) if (now.has(p)) { this.handoffs.delete(p); changed = true; }
+    // The first view may be a Raft snapshot whose log tail is still being applied: copies held
+    // from before a restart are found by the first walk instead (adoptOrphans).
+    if (before !== undefined) {
+      for (const p of before) if (!now.has(p) && !this.handoffs.has(p)) { this.handoffs.set(p, this.now()); changed = true; }
+    }
+    if (!changed) return this.handoffsSaving;
+    const saved = this.saveHandoffs();
+    if (before !== undefined) setImmediate(() => void this.handOffAll());
+    return saved;
   }
 
-  private async drop(partitions: number[], ownedAtCall: Set<number>): Promise<void> {
+  /** Remove every record of `p`, but only versions still as listed (a newer write is kept). */
+  private async drop(p: number): Promise<number> {
     let records = 0;
-    for (const p of partitions) {
-      if (this.owned !== undefined && this.owned.has(p) && !ownedAtCall.has(p)) continue;
-      if ((await this.o.store.partitionKeyCount(p)) === 0) continue;
-      const held: MerkleEntry[] = [];
-      for await (const [key, rec] of this.o.store.scanPartition(p)) held.push([key, rec.version]);
-      for (const [key, version] of held) if (await this.o.store.purge(key, version)) records++;
+    if ((await this.o.store.partitionKeyCount(p)) === 0) return 0;
+    const held: MerkleEntry[] = [];
+    for await (const [key, rec] of this.o.store.scanPartition(p)) held.push([key, rec.version]);
+    for (const [key, version] of held) if (await this.o.store.purge(key, version)) records++;
+    return records;
+  }
+
+  /**
+   * One hand-off round: each partition this node lost is pushed to every current owner in an
+   * exchange at the current epoch and dropped once all of them succeeded; past its share of
+   * the tombstone grace it is dropped without pushing. Failures stay for the next round.
+   */
+  handOffAll(): Promise<void> {
+    // One round at a time; a call during a round runs another one after it (it may have news).
+    this.handoffRound = (this.handoffRound ?? Promise.resolve()).then(() => this.handOffRound());
+    return this.handoffRound;
+  }
+
+  private async handOffRound(): Promise<void> {
+    for (const p of this.pendingHandoffs()) {
+      if (this.stopped) return;
+      await this.handOff(p).catch((err: unknown) => this.o.log.debug({ err, p }, 'hand-off not done yet; retried at the next walk'));
     }
-    if (records > 0) this.o.log.info({ partitions: partitions.length, records }, 'dropped partitions this node no longer owns');
+  }
+
+  private async handOff(p: number): Promise<void> {
+    const since = this.handoffs.get(p);
+    if (since === undefined) return;
+    const t = this.o.topology();
+    if (new Set(this.myPartitions(t)).has(p)) {
+      this.handoffs.delete(p);
+      await this.saveHandoffs();
+      return;
+    }
+    const expired = this.now() - since > HANDOFF_GRACE_SHARE * this.o.tombstoneGraceMs;
+    if (!expired) {
+      const owners = replicasOf(t.table('current'), p).filter((id) => id !== this.o.selfId);
+      for (const peer of owners) {
+        if (!this.o.isAlive(peer)) throw new KvError('KV_UNAVAILABLE', `partition ${p}: new owner ${peer} is down`);
+        await this.exchange(p, peer, { pull: false });
+      }
+    }
+    const records = await this.drop(p);
+    this.handoffs.delete(p);
+    await this.saveHandoffs();
+    this.handoffsDone.labels({ result: expired ? 'expired' : 'confirmed' }).inc();
+    if (expired) this.o.log.warn({ p, records }, 'hand-off expired: dropped a partition without every new owner confirming it');
+    else if (records > 0) this.o.log.info({ p, records }, 'handed off a partition: every new owner confirmed it');
   }
 
   /** Partitions this node replicates now or will after pending changes. */
@@ -173,15 +257,22 @@ export class AntiEntropy {
 
   private orphansChecked = false;
 
-  /** Once, after start: drop partitions held from before a restart that this node does not own. */
-  private dropOrphans(t: Topology): Promise<void> {
+  /**
+   * Once, after start: partitions held from before a restart that this node does not own
+   * become hand-offs. One without a saved start time is of unknown age, so it is dropped
+   * without pushing (it may predate deletes purged meanwhile).
+   */
+  private async adoptOrphans(t: Topology): Promise<void> {
     this.orphansChecked = true;
     const owned = new Set(this.myPartitions(t));
-    const orphans = Array.from({ length: t.partitions }, (_, p) => p).filter((p) => !owned.has(p));
-    this.dropping = this.dropping.then(() => this.drop(orphans, owned)).catch((err: unknown) => {
-      this.o.log.warn({ err }, 'dropping partitions held from before a restart failed');
-    });
-    return this.dropping;
+    let changed = false;
+    for (let p = 0; p < t.partitions; p++) {
+      if (owned.has(p) || this.handoffs.has(p)) continue;
+      if ((await this.o.store.partitionKeyCount(p)) === 0) continue;
+      this.handoffs.set(p, 0);
+      changed = true;
+    }
+    if (changed) await this.saveHandoffs();
   }
 
   /** One walk over every partition, paced to take about intervalMs. */
@@ -190,7 +281,8 @@ export class AntiEntropy {
     this.walking = true;
     try {
       const t = this.o.topology();
-      if (!this.orphansChecked && t.epoch > 0) await this.dropOrphans(t);
+      if (!this.orphansChecked && t.epoch > 0) await this.adoptOrphans(t);
+      await this.handOffAll();
       const parts = this.myPartitions(t);
       this.progress = { walk: this.progress.walk + 1, partitionsDone: 0, partitionsTotal: parts.length };
       const pace = parts.length === 0 ? this.o.intervalMs : this.o.intervalMs / parts.length;
@@ -216,7 +308,10 @@ export class AntiEntropy {
     if (t.epoch === 0) return;
     const cur = replicasOf(t.table('current'), p);
     const peers = [...new Set([...cur, ...replicasOf(t.table('future'), p)])].filter((id) => id !== this.o.selfId);
-    const gcLeader = cur[0] === this.o.selfId && this.o.tombstoneGraceMs >= 0;
+    // After an ownership change, former owners may still push copies older than the tombstones
+    // that GC would purge: wait until their hand-offs have given up pushing.
+    const settled = this.now() - (this.o.fence?.lastChangeMs(p) ?? 0) > HANDOFF_GRACE_SHARE * this.o.tombstoneGraceMs + HANDOFF_GC_MARGIN_MS;
+    const gcLeader = cur[0] === this.o.selfId && this.o.tombstoneGraceMs >= 0 && settled;
     const candidates = gcLeader ? await this.tombstoneCandidates(p) : [];
     let allOk = peers.length > 0 || cur.length === 1;
     for (const peer of peers) {
@@ -258,7 +353,7 @@ export class AntiEntropy {
   }
 
   /** Run one exchange of partition p with `peer`, moving records both ways. */
-  async exchange(p: number, peer: string): Promise<ExchangeResult> {
+  async exchange(p: number, peer: string, opts: { pull?: boolean } = {}): Promise<ExchangeResult> {
     const tree = await this.o.index.tree(p);
     const sid = randomBytes(8).toString('hex');
     const { session, send } = MerkleExchange.initiate(tree, p);
@@ -279,7 +374,7 @@ export class AntiEntropy {
         bytes += encodedSize(m);
         const step = session.receive(m, await this.segments(p, session.segmentsToRead(m)));
         pushed += await this.push(peer, step.push);
-        pulled += await this.pull(peer, step.pull);
+        if (opts.pull !== false) pulled += await this.pull(peer, step.pull);
         msg = step.done && step.send?.t !== 'mt-end' ? null : step.send;
         if (step.done && step.send) {
           // Tell the responder we are done so it frees its session now.

@@ -8,6 +8,7 @@
  */
 import { Packr } from 'msgpackr';
 import { KvError } from '../errors.ts';
+import { parseVersion } from '../core/hlc.ts';
 import { SUBLEVELS, type Backend, type BatchOp } from '../storage/backend.ts';
 import { recordToWire, validateRecord, type StoredRecord } from '../storage/record.ts';
 import type { Transport } from '../net/transport.ts';
@@ -132,13 +133,22 @@ export class HintStore {
     const now = this.now();
     const gone: BatchOp[] = [];
     for await (const [k, v] of this.backend.range(SUBLEVELS.hints, { gt: `${target}\u0000`, lt: `${target}\u0001`, limit: DELIVERY_BATCH })) {
-      const createdAt = (packr.unpack(v) as [string, unknown, number])[2];
-      if (now - createdAt <= this.limits.hintsMaxAgeMs && this.isMember(target)) break; // oldest first: the rest are younger
+      const [, wire, createdAt] = packr.unpack(v) as [string, unknown, number];
+      const rec = validateRecord(wire);
+      if (rec && !this.tooOld(rec, createdAt, now) && this.isMember(target)) break; // oldest first: the rest are younger
       gone.push({ type: 'del', sub: SUBLEVELS.hints, key: k });
       this.forget(target, v.length);
       this.stats.expired++;
     }
     if (gone.length > 0) await this.backend.batch(gone, false);
+  }
+
+  /**
+   * A hint's age counts from its record's version time (or its creation here, if earlier):
+   * the tombstone grace that bounds it is measured from the tombstone's version too.
+   */
+  private tooOld(rec: StoredRecord, createdAt: number, now: number): boolean {
+    return now - Math.min(createdAt, parseVersion(rec.version).ts.wall) > this.limits.hintsMaxAgeMs;
   }
 
   private async deliver(target: string): Promise<void> {
@@ -154,7 +164,7 @@ export class HintStore {
     const worker = async (): Promise<void> => {
       while (i < hints.length) {
         const h = hints[i++] as Hint;
-        if (now - h.createdAt > this.limits.hintsMaxAgeMs || !this.isOwner(target, h.key)) {
+        if (this.tooOld(h.rec, h.createdAt, now) || !this.isOwner(target, h.key)) {
           // Too old, or the target no longer owns the key (a copy there would outlive tombstone GC).
           this.stats.expired++;
         } else {

@@ -13,6 +13,8 @@ import type { JoinAnswer } from './membership.ts';
 const JOIN_MAX_AGE_MS = 5 * 60_000;
 /** How long a fresh node keeps trying its seeds. 60 s covers a seed cluster still electing. */
 const JOIN_DEADLINE_MS = 60_000;
+/** While another ownership change runs, ask again this often (the deadline does not run meanwhile). */
+const BUSY_RETRY_MS = 2000;
 
 export interface JoinRequest { id: string; addr: string; ts: number; mac: string }
 
@@ -39,7 +41,7 @@ export function verifyJoin(secret: string, body: unknown, now = Date.now()): { i
 }
 
 export async function requestJoin(seeds: string[], secret: string, id: string, addr: string, log: { warn(o: object, m: string): void }): Promise<JoinAnswer> {
-  const deadline = Date.now() + JOIN_DEADLINE_MS;
+  let deadline = Date.now() + JOIN_DEADLINE_MS;
   let last: unknown;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     const seed = seeds[attempt % seeds.length] as string;
@@ -50,6 +52,13 @@ export async function requestJoin(seeds: string[], secret: string, id: string, a
       });
       const body = await res.json() as JoinAnswer & { error?: { code: string; message: string } };
       if (res.ok) return body;
+      if (body.error?.code === 'KV_TOPOLOGY_BUSY') {
+        // One ownership change at a time: wait for the one in progress, however long it streams.
+        log.warn({ seed, reason: body.error.message }, 'join waits: KV_TOPOLOGY_BUSY, another ownership change is in progress');
+        deadline = Math.max(deadline, Date.now() + JOIN_DEADLINE_MS);
+        await new Promise((r) => setTimeout(r, BUSY_RETRY_MS));
+        continue;
+      }
       if (res.status === 401 || res.status === 400) throw new KvError(body.error?.code === 'KV_UNAUTHORIZED' ? 'KV_UNAUTHORIZED' : 'KV_INVALID_ARGUMENT', `join refused by ${seed}: ${body.error?.message}`);
       last = new Error(`${seed}: ${body.error?.code} ${body.error?.message}`);
     } catch (err) {

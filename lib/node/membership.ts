@@ -126,6 +126,14 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
     const st = this.r.status();
     if (st.role !== 'leader') throw new KvError('KV_NOT_LEADER', 'not the Raft leader', { details: { leader: st.leader } });
     const t = this.topology;
+    const cmd: TopologyCommand | undefined = req.kind === 'cmd' ? req.cmd : req.kind === 'join' ? { op: 'add', id: req.id, addr: req.addr }
+      : t.member(req.id)?.state === 'leaving' ? undefined : { op: 'leave', id: req.id };
+    const busy = cmd === undefined ? undefined : t.busyWith(cmd);
+    if (busy) {
+      const inProgress = busy.map((m) => ({ id: m.id, state: m.state }));
+      throw new KvError('KV_TOPOLOGY_BUSY', `another ownership change is in progress (${inProgress.map((m) => `${m.id} ${m.state}`).join(', ')}); retry when it is done`,
+        { details: { inProgress } });
+    }
     switch (req.kind) {
       case 'cmd': {
         const why = t.reject(req.cmd);

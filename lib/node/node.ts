@@ -23,14 +23,16 @@ import { RaftStore } from '../storage/raft-store.ts';
 import { WsTransport } from '../net/ws-transport.ts';
 import { Membership } from './membership.ts';
 import { RaftRuntime } from './raft-runtime.ts';
-import { registerReplica } from './replica.ts';
+import { Replica } from './replica.ts';
+import { DurableClock, markLeaseMs } from './clock.ts';
 import { HintStore } from './hints.ts';
 import { Coordinator } from './coordinator.ts';
-import { PartitionFence } from './fence.ts';
+import { PartitionFence, decodeFence, encodeFence } from './fence.ts';
 import { requestJoin, verifyJoin } from './join.ts';
 import { Gossip } from './gossip.ts';
 import { AntiEntropy } from './anti-entropy.ts';
 import { MerkleIndex } from '../storage/merkle-index.ts';
+import { SUBLEVELS } from '../storage/backend.ts';
 import { h64 } from '../core/partitioner.ts';
 import { readMeta, writeMeta, type NodeMeta } from './meta.ts';
 import type { Logger } from './log.ts';
@@ -44,6 +46,9 @@ export interface Liveness {
   stop(): void;
 }
 
+
+/** Meta-sublevel key of the saved partition fence. */
+const FENCE_KEY = 'fence';
 
 export class KvNode {
   readonly metrics = new Metrics();
@@ -59,7 +64,7 @@ export class KvNode {
   antiEntropy: AntiEntropy | undefined;
   private api: ApiServer | undefined;
   private meta: NodeMeta | undefined;
-  private readonly fence = new PartitionFence();
+  private fence = new PartitionFence();
   private serving = false;
   private stopped = false;
   private background: Promise<void> | undefined;
@@ -80,6 +85,15 @@ export class KvNode {
     this.index = new MerkleIndex(this.backend, h64, DEFAULT_MERKLE_SHAPE);
     this.store = new RecordStore({ backend: this.backend, partitions: q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: cfg.fsync, index: this.index });
     await this.store.open();
+    // Before anything stamps or sends a timestamp: the HLC resumes above what it issued before a restart.
+    const clock = new DurableClock({ hlc: this.hlc, backend: this.backend, leaseMs: markLeaseMs(cfg.maxClockSkewMs) });
+    await clock.open();
+    const backend = this.backend;
+    this.fence = new PartitionFence({
+      save: (state) => backend.batch([{ type: 'put', sub: SUBLEVELS.meta, key: FENCE_KEY, value: encodeFence(state) }], cfg.fsync),
+    });
+    const savedFence = await backend.get(SUBLEVELS.meta, FENCE_KEY);
+    if (savedFence !== undefined) this.fence.restore(decodeFence(savedFence));
 
     const transport = new WsTransport({
       selfId: cfg.id, clusterId: this.meta.clusterId, secret: cfg.secret, logger: this.log.child({ c: 'net' }),
@@ -113,10 +127,15 @@ export class KvNode {
     this.raft = raft;
     membership.attach(raft);
 
-    registerReplica({ store: this.store, transport, fence: this.fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes });
+    const replica = new Replica({
+      store: this.store, fence: this.fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, maxClockSkewMs: cfg.maxClockSkewMs,
+      onVersionRefused: () => this.metrics.versionsRefused.labels({ source: 'replica' }).inc(),
+    });
+    replica.register(transport);
     if (cfg.hintedHandoff) {
-      // A hint must never outlive tombstone GC: replaying an old value after its tombstone was purged would resurrect it.
-      const hintLimits = { ...cfg, hintsMaxAgeMs: Math.min(cfg.hintsMaxAgeMs, cfg.tombstoneGraceMs) };
+      // A hint must never outlive tombstone GC: replaying an old value after its tombstone was purged would
+      // resurrect it. Ages count from the record's version time, with room for a slow request and skewed clocks.
+      const hintLimits = { ...cfg, hintsMaxAgeMs: Math.max(0, Math.min(cfg.hintsMaxAgeMs, cfg.tombstoneGraceMs - cfg.requestTimeoutMs - cfg.maxClockSkewMs)) };
       const owns = (target: string, key: string): boolean => {
         const t = membership.topology;
         if (t.epoch === 0) return true;
@@ -139,11 +158,13 @@ export class KvNode {
       topology: () => membership.topology, isAlive, fence: this.fence, intervalMs: cfg.antiEntropyIntervalMs, tombstoneGraceMs: cfg.tombstoneGraceMs,
       maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes,
     });
+    await this.antiEntropy.open();
     const coordinator = new Coordinator({
-      selfId: cfg.id, store: this.store, transport, hlc: this.hlc, hints: this.hints, fence: this.fence,
-      log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline), isAlive,
-      isSuspect: (id) => gossip.view(id).liveness === 'suspect',
-      defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair,
+      selfId: cfg.id, replica, transport, clock, hints: this.hints,
+      log: this.log.child({ c: 'coord' }), topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline),
+      liveness: { isAlive, isSuspect: (id) => gossip.view(id).liveness === 'suspect' },
+      defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair, maxClockSkewMs: cfg.maxClockSkewMs,
+      onVersionRefused: (source) => this.metrics.versionsRefused.labels({ source }).inc(),
     });
     this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log });
     transport.attach(this.api.server);
@@ -241,6 +262,7 @@ export class KvNode {
     this.transport?.setPeers(peers);
     this.liveness?.setMembers(t.activeMembers().map((m) => m.id));
     this.fence.update(t);
+    this.fence.flushed().catch((err: unknown) => this.log.error({ err }, 'saving the partition fence failed'));
     void this.antiEntropy?.onTopology(t);
     if (t.member(this.config.id)?.state === 'leaving' && this.serving) void this.leave();
   }

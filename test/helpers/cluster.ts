@@ -41,14 +41,14 @@ export class TestCluster {
   }
 
   /** Start a fresh node that bootstraps or joins through a running member. */
-  async add(id: string, opts: { bootstrap?: boolean; args?: string[] } = {}): Promise<NodeProc> {
+  async add(id: string, opts: { bootstrap?: boolean; args?: string[]; healthyTimeoutMs?: number } = {}): Promise<NodeProc> {
     const port = await freePort();
     this.ports.set(id, port);
     const seed = [...this.nodes.values()].filter((p) => p.child.exitCode === null && p.child.signalCode === null).map((p) => p.addr);
     const role = opts.bootstrap ? ['--bootstrap'] : ['--join', seed.join(',')];
     const p = spawnNode({ id, port, dataDir: join(this.root, id), args: [...role, ...this.extraArgs, ...(opts.args ?? [])], env: this.env });
     this.nodes.set(id, p);
-    await waitHealthy(p, 60_000);
+    await waitHealthy(p, opts.healthyTimeoutMs ?? 60_000);
     return p;
   }
 

@@ -57,7 +57,7 @@ interface Group { nodes: Map<string, Replica>; topology: Topology; close: () => 
  * `tap` watches a's outgoing requests; `clockOffsetMs` shifts b's injected clock.
  */
 async function group(ids: string[], n: number,
-  opts: { tap?: (type: string, payload: unknown) => void; clockOffsetMs?: () => number; members?: string[] } = {}): Promise<Group> {
+  opts: { tap?: (type: string, payload: unknown) => void; clockOffsetMs?: () => number; members?: string[]; isAlive?: (id: string) => boolean } = {}): Promise<Group> {
   const topology = new Topology();
   topology.apply({ op: 'create', clusterId: 'test', partitions: Q, n, vnodes: 160, id: ids[0] as string, addr: '127.0.0.1:1' });
   for (const id of (opts.members ?? ids).slice(1)) {
@@ -79,7 +79,7 @@ async function group(ids: string[], n: number,
 }
 
 async function replica(net: MemoryNetwork, id: string, topology: Topology, transports: Transport[], log: ReturnType<typeof createLogger>,
-  opts: { tap?: (type: string, payload: unknown) => void; clockOffsetMs?: () => number }): Promise<Replica> {
+  opts: { tap?: (type: string, payload: unknown) => void; clockOffsetMs?: () => number; isAlive?: (id: string) => boolean }): Promise<Replica> {
   const backend = new MemoryBackend();
   const index = new MerkleIndex(backend, h64, DEFAULT_MERKLE_SHAPE);
   const store = new RecordStore({ backend, partitions: Q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: false, index });
@@ -90,7 +90,7 @@ async function replica(net: MemoryNetwork, id: string, topology: Topology, trans
   const offset = id === 'b' ? opts.clockOffsetMs : undefined;
   const ae = new AntiEntropy({
     selfId: id, store, index, transport, metrics: new Metrics({ defaultMetrics: false }), log,
-    topology: () => topology, isAlive: () => true, intervalMs: 60_000, tombstoneGraceMs: GRACE_MS,
+    topology: () => topology, isAlive: opts.isAlive ?? (() => true), intervalMs: 60_000, tombstoneGraceMs: GRACE_MS,
     maxKeyBytes: 1024, maxValueBytes: 1024 * 1024, ...(offset ? { now: () => Date.now() + offset() } : {}),
   });
   return { id, store, index, ae };
@@ -160,6 +160,42 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
       await g.close();
     }
   });
+  it('keeps a partition it lost until every new owner confirmed it, pushing what only it had', async () => {
+    const down = new Set<string>();
+    const g = await group(['a', 'b', 'c'], 2, { members: ['a', 'b'], isAlive: (id) => !down.has(id) });
+    const t = g.topology;
+    const node = (id: string): Replica => g.nodes.get(id) as Replica;
+    const apply = async (cmd: Parameters<Topology['apply']>[0]): Promise<void> => {
+      t.apply(cmd);
+      await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
+    };
+    try {
+      await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
+      const before = t.table('current');
+      await apply({ op: 'add', id: 'c', addr: '127.0.0.1:3' });
+      await node('c').ae.stream('join', () => false);
+      const future = t.table('future');
+      let key = '';
+      for (let i = 0; key === ''; i++) if (replicasOf(future, partitionOf(`late-${i}`, Q)).includes('c')) key = `late-${i}`;
+      const p = partitionOf(key, Q);
+      const former = replicasOf(before, p).find((id) => !replicasOf(future, p).includes(id)) as string;
+      // Written during the hand-off window, reaching only the former owner.
+      await node(former).store.apply(key, { version: makeVersion({ wall: Date.now(), logical: 0 }, 'a'), value: Buffer.from('late') });
+      down.add('c');
+      await apply({ op: 'normal', id: 'c' });
+      await node(former).ae.handOffAll();
+      expect(node(former).ae.pendingHandoffs(), 'a new owner is down: the hand-off waits').to.include(p);
+      expect(await state(node(former), key)).to.equal('value late');
+      down.delete('c');
+      await node(former).ae.handOffAll();
+      expect(node(former).ae.pendingHandoffs()).to.not.include(p);
+      expect(await state(node(former), key), 'dropped after the confirmation').to.equal('none');
+      for (const id of replicasOf(t.table('current'), p)) expect(await state(node(id), key), `new owner ${id}`).to.equal('value late');
+    } finally {
+      await g.close();
+    }
+  });
+
   it('does not bring a purged delete back from a former owner\'s stale copy when ownership returns', async () => {
     // a and b own everything (N=2); c joins and takes some partitions; a key deleted and
     // GC'd there; c leaves again, handing the partition back to its former owner.
@@ -187,7 +223,9 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
 
       await node('c').ae.stream('join', () => false);
       await apply({ op: 'normal', id: 'c' });
-      expect(await state(node(former), key), `former owner ${former} dropped its copy`).to.equal('none');
+      // The former owner hands the partition off: dropped once every new owner confirmed it.
+      await pollUntil(async () => (await state(node(former), key)) === 'none', { what: `former owner ${former} dropped its copy`, timeoutMs: 10_000 });
+      expect(node(former).ae.pendingHandoffs(), 'no hand-off left').to.not.include(p);
       const owners = replicasOf(t.table('current'), p);
       const tombstone = { version: makeVersion({ wall: wall + GRACE_MS, logical: 0 }, 'a'), value: null };
       for (const id of owners) await node(id).store.apply(key, tombstone);
@@ -200,7 +238,7 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
       for (const id of ['a', 'b']) await node(id).ae.syncPartition(p);
       const states = await Promise.all(['a', 'b'].map(async (id) => `${id}: ${await state(node(id), key)}`));
       expect(states.filter((x) => x.includes('value')), states.join(', ')).to.deep.equal([]);
-      expect(await node('c').store.partitionKeyCount(p), 'the removed node dropped what it held').to.equal(0);
+      await pollUntil(async () => (await node('c').store.partitionKeyCount(p)) === 0, { what: 'the removed node dropped what it held', timeoutMs: 10_000 });
     } finally {
       await g.close();
     }
