@@ -1,6 +1,6 @@
 /**
  * Keeps one Merkle tree per partition current as records change (DESIGN.md §9): the
- * record store calls `onCommit` inside a partition's serialized commit, the changed
+ * record store calls `onCommit` inside its serialized commit, the changed
  * leaves are XOR-updated in memory and their new values written in the SAME batch as
  * the records, so trees never need a scan to stay current. Trees load lazily from the
  * persisted leaves. `rebuild` (scrub) recomputes a tree from the data itself.
@@ -54,7 +54,7 @@ export class MerkleIndex implements PartitionIndex {
     await this.tree(partition);
   }
 
-  onCommit(partition: number, changes: readonly RecordChange[], ops: BatchOp[]): void {
+  onCommit(partition: number, changes: readonly RecordChange[]): BatchOp[] {
     const tree = this.loaded.get(partition);
     if (!tree) throw new Error('assertion failed: merkle tree loaded before commit');
     const touched = new Set<number>();
@@ -63,7 +63,9 @@ export class MerkleIndex implements PartitionIndex {
       tree.apply(d.segment, d.delta);
       touched.add(d.segment);
     }
+    const ops: BatchOp[] = [];
     for (const s of touched) ops.push({ type: 'put', sub: SUBLEVELS.merkle, key: leafKey(partition, s), value: u64(tree.leaf(s)) });
+    return ops;
   }
 
   onAbort(partition: number, changes: readonly RecordChange[]): void {

@@ -8,25 +8,21 @@
  * consistent without locks, and amortizes thread-pool hops and fsync.
  */
 import { KvError } from '../errors.ts';
-import { compareVersions, type Version } from '../core/hlc.ts';
+import type { Version } from '../core/hlc.ts';
+import { countAfter, decideBatch, type ApplyResult, type BatchDecision, type RecordChange } from '../core/lww.ts';
 import { h64 } from '../core/partitioner.ts';
 import { SUBLEVELS, type Backend, type BatchOp } from './backend.ts';
 import { decodeRecord, encodeRecord, type StoredRecord } from './record.ts';
 
-/** One applied change, as the partition index (Merkle trees) sees it. */
-export interface RecordChange {
-  readonly key: string;
-  readonly oldVersion: Version | null;
-  readonly newVersion: Version | null;
-}
+export type { RecordChange, ApplyResult } from '../core/lww.ts';
 
 /**
- * Hook for the anti-entropy index: called inside a partition's commit, before the
- * batch is written, so it can add its own ops (new leaf values) to the same batch.
+ * Hook for the anti-entropy index: called inside a commit, before the batch is written;
+ * the ops it returns (new leaf values) go into the same batch as the records.
  */
 export interface PartitionIndex {
   load(partition: number, backend: Backend): Promise<void>;
-  onCommit(partition: number, changes: readonly RecordChange[], ops: BatchOp[]): void;
+  onCommit(partition: number, changes: readonly RecordChange[]): BatchOp[];
   /** The batch of `onCommit` failed: undo its in-memory effect. */
   onAbort(partition: number, changes: readonly RecordChange[]): void;
 }
@@ -52,12 +48,6 @@ export interface RecordStoreOptions {
   maxQueuedWrites?: number;
 }
 
-export interface ApplyResult {
-  /** Whether this record replaced what was stored. */
-  readonly applied: boolean;
-  /** The version stored after the call (this record's or a newer one). */
-  readonly version: Version;
-}
 
 interface PendingWrite {
   /** Set on a marker that runs alone, with no commit in flight. */
@@ -250,97 +240,76 @@ export class RecordStore {
     return st;
   }
 
+  /** One group commit: decide (pure, lib/core/lww.ts), then write records, counts and Merkle leaves in one batch. */
   private async commit(items: PendingWrite[]): Promise<void> {
-    const touched = new Set<number>();
-    for (const it of items) touched.add(it.partition);
-    const loads: Promise<void>[] = [];
-    for (const p of touched) {
-      const st = this.partitionState(p);
-      if (!st.loaded) {
-        loads.push((async () => {
-          const c = await this.backend.get(SUBLEVELS.merkle, countKey(p));
-          st.count = c === undefined ? 0 : c.readUInt32BE(0);
-          await this.index?.load(p, this.backend);
-          st.loaded = true;
-        })());
-      }
-    }
-    if (loads.length > 0) await Promise.all(loads);
-
+    await this.loadPartitions(items);
     const where = new Map<string, PendingWrite>();
     for (const it of items) if (!where.has(it.key)) where.set(it.key, it);
-    const keys = [...where.keys()];
     const dk = (k: string): string => { const w = where.get(k) as PendingWrite; return dataKey(w.partition, w.segment, k); };
-    const current = new Map<string, Version | null>();
+    const d = decideBatch(items, await this.storedVersions([...where.keys()], dk));
+    if (d.changes.size > 0) await this.writeBatch(d, dk);
+    for (const [k, v] of d.versions) this.remember(k, v);
+    items.forEach((it, i) => it.resolve(d.results[i]));
+  }
+
+  /** Key counts and Merkle leaves of partitions the batch touches for the first time. */
+  private async loadPartitions(items: readonly PendingWrite[]): Promise<void> {
+    const loads: Promise<void>[] = [];
+    for (const p of new Set(items.map((it) => it.partition))) {
+      const st = this.partitionState(p);
+      if (st.loaded) continue;
+      loads.push((async () => {
+        const c = await this.backend.get(SUBLEVELS.merkle, countKey(p));
+        st.count = c === undefined ? 0 : c.readUInt32BE(0);
+        await this.index?.load(p, this.backend);
+        st.loaded = true;
+      })());
+    }
+    if (loads.length > 0) await Promise.all(loads);
+  }
+
+  private async writeBatch(d: BatchDecision<StoredRecord>, dk: (k: string) => string): Promise<void> {
+    const ops: BatchOp[] = [];
+    for (const [k, rec] of d.writes) {
+      ops.push(rec === null
+        ? { type: 'del', sub: SUBLEVELS.data, key: dk(k) }
+        : { type: 'put', sub: SUBLEVELS.data, key: dk(k), value: encodeRecord(rec) });
+    }
+    const counts = new Map<number, number>();
+    for (const [p, list] of d.changes) {
+      const count = countAfter(this.partitionState(p).count, list);
+      counts.set(p, count);
+      const cbuf = Buffer.allocUnsafe(4);
+      cbuf.writeUInt32BE(count, 0);
+      ops.push({ type: 'put', sub: SUBLEVELS.merkle, key: countKey(p), value: cbuf });
+      if (this.index) ops.push(...this.index.onCommit(p, list));
+    }
+    try {
+      await this.backend.batch(ops, this.sync);
+    } catch (err) {
+      for (const [p, list] of d.changes) this.index?.onAbort(p, list);
+      throw err;
+    }
+    for (const [p, count] of counts) this.partitionState(p).count = count;
+  }
+
+  /** Stored versions of `keys`: from the version cache, the misses in one LevelDB read. */
+  private async storedVersions(keys: readonly string[], dk: (k: string) => string): Promise<Map<string, Version | null>> {
+    const out = new Map<string, Version | null>();
     const misses: string[] = [];
     for (const k of keys) {
       const v = this.versions.get(k);
       if (v === undefined) misses.push(k);
-      else current.set(k, v);
+      else out.set(k, v);
     }
     if (misses.length > 0) {
       const stored = await this.backend.getMany(SUBLEVELS.data, misses.map(dk));
       misses.forEach((k, i) => {
         const buf = stored[i];
-        current.set(k, buf === undefined ? null : decodeRecord(buf).version);
+        out.set(k, buf === undefined ? null : decodeRecord(buf).version);
       });
     }
-    const changes = new Map<number, RecordChange[]>();
-    const results: (ApplyResult | undefined)[] = [];
-    const finalRec = new Map<string, StoredRecord | null>();
-    const change = (it: PendingWrite, c: RecordChange): void => {
-      let list = changes.get(it.partition);
-      if (!list) changes.set(it.partition, (list = []));
-      list.push(c);
-    };
-    for (const it of items) {
-      const cur = current.get(it.key) ?? null;
-      if (it.rec === null) {
-        const ok = cur !== null && cur === it.purgeVersion;
-        if (ok) {
-          change(it, { key: it.key, oldVersion: cur, newVersion: null });
-          current.set(it.key, null);
-          finalRec.set(it.key, null);
-        }
-        results.push(ok ? { applied: true, version: it.purgeVersion as Version } : undefined);
-        continue;
-      }
-      if (cur === null || compareVersions(it.rec.version, cur) > 0) {
-        change(it, { key: it.key, oldVersion: cur, newVersion: it.rec.version });
-        current.set(it.key, it.rec.version);
-        finalRec.set(it.key, it.rec);
-        results.push({ applied: true, version: it.rec.version });
-      } else {
-        results.push({ applied: false, version: cur });
-      }
-    }
-    if (changes.size > 0) {
-      const ops: BatchOp[] = [];
-      for (const [k, rec] of finalRec) {
-        ops.push(rec === null
-          ? { type: 'del', sub: SUBLEVELS.data, key: dk(k) }
-          : { type: 'put', sub: SUBLEVELS.data, key: dk(k), value: encodeRecord(rec) });
-      }
-      const counts = new Map<number, number>();
-      for (const [p, list] of changes) {
-        let count = this.partitionState(p).count;
-        for (const ch of list) count += (ch.oldVersion === null ? 1 : 0) - (ch.newVersion === null ? 1 : 0);
-        counts.set(p, count);
-        const cbuf = Buffer.allocUnsafe(4);
-        cbuf.writeUInt32BE(count, 0);
-        ops.push({ type: 'put', sub: SUBLEVELS.merkle, key: countKey(p), value: cbuf });
-        this.index?.onCommit(p, list, ops);
-      }
-      try {
-        await this.backend.batch(ops, this.sync);
-      } catch (err) {
-        for (const [p, list] of changes) this.index?.onAbort(p, list);
-        throw err;
-      }
-      for (const [p, count] of counts) this.partitionState(p).count = count;
-    }
-    for (const [k, v] of current) this.remember(k, v);
-    items.forEach((it, i) => it.resolve(results[i]));
+    return out;
   }
 
   private remember(key: string, version: Version | null): void {
