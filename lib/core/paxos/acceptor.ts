@@ -12,22 +12,24 @@
  * Rules, by rank = (ballot, record version), see rank.ts:
  * - prepare(b): promise iff b ≥ promised (equal = a duplicate, answered again). The promise
  *   carries the accepted proposal, the most recent commit and the current record.
- * - propose(b, rec): accept iff b ≥ promised, rank > committed and rank > the accepted rank
- *   (a late copy of a lower-ranked proposal of the same ballot must not replace the higher
- *   one); a copy of the proposal accepted now is answered "accept" again. Accepting also
- *   promises b. A nack reports the accepted rank and commit, see NackMsg.
+ * - propose(b, rec): accept iff b ≥ promised, rank > committed and rank > every rank
+ *   accepted before (a late copy of a lower-ranked proposal of the same ballot must not
+ *   replace the higher one); a copy of a proposal accepted before is answered "accept"
+ *   again. Accepting also promises b. A nack says whether the replica knows it never
+ *   accepted the proposal (NackMsg.neverAccepted).
  * - commit(b, v, rec): committed = max(committed, (b, v)); promised = max(promised, b);
  *   the accepted proposal is dropped once a commit ranks at or above it, or when it is the
  *   very record being committed (then the commit counts at the accepted rank).
  */
 import { compareRanks, maxBallot, rankOf } from './rank.ts';
+import { ACCEPT_HISTORY } from './types.ts';
 import type {
   AcceptMsg, AcceptorState, CommitMsg, CommittedMsg, NackMsg, PaxosRecord, PaxosReply, PaxosRequest, PrepareMsg,
   PromiseMsg, ProposeMsg, Rank,
 } from './types.ts';
 
 /** A key no CAS has touched yet. */
-export const EMPTY_ACCEPTOR_STATE: AcceptorState = Object.freeze({ promised: null, accepted: null, committed: null });
+export const EMPTY_ACCEPTOR_STATE: AcceptorState = Object.freeze({ promised: null, accepted: null, committed: null, recent: Object.freeze([]) });
 
 export interface AcceptorStep<R extends PaxosReply = PaxosReply> {
   readonly state: AcceptorState;
@@ -38,15 +40,15 @@ export interface AcceptorStep<R extends PaxosReply = PaxosReply> {
   readonly write?: PaxosRecord;
 }
 
-function nack(s: AcceptorState, m: PrepareMsg | ProposeMsg): NackMsg {
+function nack(s: AcceptorState, m: PrepareMsg | ProposeMsg, neverAccepted: boolean): NackMsg {
   return {
     type: 'nack', key: m.key, ballot: m.ballot, version: m.type === 'propose' ? m.record.version : null,
-    promised: s.promised, accepted: s.accepted === null ? null : rankOf(s.accepted), committed: s.committed,
+    promised: s.promised, committed: s.committed, neverAccepted,
   };
 }
 
 export function handlePrepare(s: AcceptorState, m: PrepareMsg, current: PaxosRecord | null): AcceptorStep<PromiseMsg | NackMsg> {
-  if (s.promised !== null && m.ballot < s.promised) return { state: s, changed: false, reply: nack(s, m) };
+  if (s.promised !== null && m.ballot < s.promised) return { state: s, changed: false, reply: nack(s, m, true) };
   const changed = s.promised !== m.ballot;
   const state = changed ? { ...s, promised: m.ballot } : s;
   return {
@@ -59,13 +61,19 @@ export function handlePropose(s: AcceptorState, m: ProposeMsg): AcceptorStep<Acc
   const rank: Rank = { ballot: m.ballot, version: m.record.version };
   const reply: AcceptMsg = { type: 'accept', key: m.key, ballot: m.ballot, version: m.record.version };
   // A copy of a request already accepted (the network may deliver one twice): say so again,
-  // even if a higher ballot was promised since; the acceptance stands on disk.
-  if (s.accepted !== null && compareRanks(rank, rankOf(s.accepted)) === 0) return { state: s, changed: false, reply };
+  // even if the replica moved on since. The acceptance happened; whether a proposal is
+  // chosen is a matter of which replicas ever accepted it.
+  if (s.recent.some((r) => compareRanks(r, rank) === 0)) return { state: s, changed: false, reply };
   const ok = (s.promised === null || m.ballot >= s.promised) &&
     compareRanks(rank, s.committed) > 0 &&
-    (s.accepted === null || compareRanks(rank, rankOf(s.accepted)) > 0);
-  if (!ok) return { state: s, changed: false, reply: nack(s, m) };
-  return { state: { promised: maxBallot(s.promised, m.ballot), accepted: { ballot: m.ballot, record: m.record }, committed: s.committed }, changed: true, reply };
+    compareRanks(rank, s.recent[s.recent.length - 1] ?? null) > 0;
+  if (!ok) {
+    // Accepted ranks only rise: not listed and above the oldest listed means never accepted.
+    const oldest = s.recent[0];
+    return { state: s, changed: false, reply: nack(s, m, s.recent.length < ACCEPT_HISTORY || oldest === undefined || compareRanks(rank, oldest) > 0) };
+  }
+  const recent = [...s.recent, rank].slice(-ACCEPT_HISTORY);
+  return { state: { promised: maxBallot(s.promised, m.ballot), accepted: { ballot: m.ballot, record: m.record }, committed: s.committed, recent }, changed: true, reply };
 }
 
 export function handleCommit(s: AcceptorState, m: CommitMsg): AcceptorStep<CommittedMsg> & { readonly write: PaxosRecord } {
@@ -82,7 +90,7 @@ export function handleCommit(s: AcceptorState, m: CommitMsg): AcceptorStep<Commi
   const promised = maxBallot(s.promised, m.ballot);
   const changed = promised !== s.promised || accepted !== s.accepted || compareRanks(committed, s.committed) !== 0;
   return {
-    state: changed ? { promised, accepted, committed } : s,
+    state: changed ? { promised, accepted, committed, recent: s.recent } : s,
     changed,
     reply: { type: 'committed', key: m.key, ballot: m.ballot, version: m.version },
     write: m.record,

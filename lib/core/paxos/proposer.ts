@@ -195,10 +195,9 @@ export class CasAttempt {
         let a: Answer = 'ok';
         if (msg.type === 'nack') {
           this.tally.nacked = true;
-          // Proof of "never accepted here": everything the replica holds ranks below the
-          // proposal, so no earlier copy of it can have been accepted and then replaced.
-          const rank = { ballot: this.ballot, version: rec.version };
-          a = compareRanks(msg.accepted, rank) < 0 && compareRanks(msg.committed, rank) < 0 ? 'no' : 'maybe';
+          // Without the replica's word that it never accepted it, an earlier copy of this
+          // request may have been accepted there before the replica moved on.
+          a = msg.neverAccepted ? 'no' : 'maybe';
         }
         if (!this.tally.note(from, a)) return NOTHING;
         return this.afterProposeAnswer();

@@ -43,11 +43,19 @@ export interface AcceptedProposal {
 }
 
 /**
+ * Ranks an acceptor remembers having accepted, so it can answer a late copy of a propose
+ * truthfully: 4, because a copy that arrives after four later acceptances on the same key
+ * means a network far more reordering than any real one; beyond that the replica says it
+ * cannot tell, and the proposer counts the answer as "maybe accepted".
+ */
+export const ACCEPT_HISTORY = 4;
+
+/**
  * What one replica keeps per key, persisted (before replying) on every change. Plain data.
  * Invariants (checked by validateAcceptorState): promised ≥ accepted.ballot,
- * promised ≥ committed.ballot, accepted's rank > committed; and, kept by the runtime
- * writing the commit's record in the same batch, the replica's record for the key has a
- * version ≥ committed.version (until tombstone GC purges it).
+ * promised ≥ committed.ballot, accepted's rank > committed and is the last of `recent`;
+ * and, kept by the runtime writing the commit's record in the same batch, the replica's
+ * record for the key has a version ≥ committed.version (until tombstone GC purges it).
  */
 export interface AcceptorState {
   /** Highest ballot promised (prepare) or accepted; lower ballots are refused. */
@@ -56,6 +64,12 @@ export interface AcceptorState {
   readonly accepted: AcceptedProposal | null;
   /** Rank of the most recent commit this replica applied. */
   readonly committed: Rank | null;
+  /**
+   * The ranks of the last ACCEPT_HISTORY proposals accepted, ascending (all of them while
+   * fewer). Accepted ranks only rise, so a rank above recent[0] that is not listed was
+   * never accepted here.
+   */
+  readonly recent: readonly Rank[];
 }
 
 // ---------------------------------------------------------------------------- messages
@@ -98,12 +112,11 @@ export interface AcceptMsg {
 
 /**
  * Refusal of a prepare (`version` null) or a propose (`version` = the proposal's):
- * `promised` is the higher ballot that blocks it (retry above it); `accepted` and
- * `committed` are the replica's accepted rank and most recent commit. They let the
- * proposer tell a refusal that proves the proposal was never accepted there (both below
- * its rank) from one that cannot (an earlier copy of the same request may have been
- * accepted before the replica moved on), and a commit of the proposal's own version
- * proves it chosen.
+ * `promised` is the higher ballot that blocks it (retry above it); `committed` the
+ * replica's most recent commit (it proves the proposal chosen when its version matches).
+ * `neverAccepted`, for a propose, is the replica's word that it never accepted that
+ * proposal (from its `recent` ranks); false when it cannot tell, because an earlier copy of
+ * the same request may have been accepted before the replica moved on.
  */
 export interface NackMsg {
   readonly type: 'nack';
@@ -111,8 +124,8 @@ export interface NackMsg {
   readonly ballot: Ballot;
   readonly version: Version | null;
   readonly promised: Ballot | null;
-  readonly accepted: Rank | null;
   readonly committed: Rank | null;
+  readonly neverAccepted: boolean;
 }
 
 /**

@@ -12,6 +12,7 @@
 import { KvError } from '../../errors.ts';
 import { isVersion } from '../hlc.ts';
 import { compareRanks } from './rank.ts';
+import { ACCEPT_HISTORY } from './types.ts';
 import type {
   AcceptedProposal, AcceptorState, Ballot, PaxosMessage, PaxosRecord, PaxosReply, PaxosRequest, Rank,
 } from './types.ts';
@@ -126,9 +127,10 @@ export function validatePaxosMessage(x: unknown, limits: PaxosLimits): PaxosMess
     case 'nack': {
       const v = optVersion(what, 'version', x.version);
       if (v !== null && v > ballot) bad(what, 'nacked version is above the ballot');
+      if (typeof x.neverAccepted !== 'boolean') bad(what, 'neverAccepted must be a boolean');
       return {
         type, key: k, ballot, version: v, promised: optVersion(what, 'promised', x.promised),
-        accepted: rank(what, 'accepted', x.accepted), committed: rank(what, 'committed', x.committed),
+        committed: rank(what, 'committed', x.committed), neverAccepted: x.neverAccepted,
       };
     }
     case 'commit': {
@@ -170,5 +172,16 @@ export function validateAcceptorState(x: unknown, limits: PaxosLimits): Acceptor
   if (acc !== null && (promised === null || acc.ballot > promised)) bad(what, 'accepted ballot above the promise');
   if (committed !== null && (promised === null || committed.ballot > promised)) bad(what, 'committed ballot above the promise');
   if (acc !== null && compareRanks({ ballot: acc.ballot, version: acc.record.version }, committed) <= 0) bad(what, 'accepted proposal not above the commit');
-  return { promised, accepted: acc, committed };
+  if (!Array.isArray(x.recent) || x.recent.length > ACCEPT_HISTORY) bad(what, `recent must be an array of at most ${ACCEPT_HISTORY} ranks`);
+  const recent: Rank[] = [];
+  for (const r of x.recent as unknown[]) {
+    const rk = rank(what, 'recent[]', r);
+    if (rk === null || compareRanks(rk, recent[recent.length - 1] ?? null) <= 0) bad(what, 'recent ranks must be ascending');
+    if (promised === null || rk.ballot > promised) bad(what, 'recent rank above the promise');
+    recent.push(rk);
+  }
+  if (acc !== null && compareRanks({ ballot: acc.ballot, version: acc.record.version }, recent[recent.length - 1] ?? null) !== 0) {
+    bad(what, 'accepted proposal is not the last recent rank');
+  }
+  return { promised, accepted: acc, committed, recent };
 }
