@@ -848,7 +848,10 @@ export class PaxosSim {
   finish(): { finalVersion: Version } {
     const ok = this.runUntil(() => this.clientsDone, 30_000);
     this.check(ok, 'liveness', 'clients did not finish within 30 s of healing');
-    // A last unconditional CAS by a fresh client must succeed and reach every replica.
+    // Let what is still on the wire land (a crashed client's last prepare may still be in
+    // flight and would rightly pre-empt the final write). Then a last unconditional CAS by a
+    // fresh client, alone on a healed cluster, must succeed and reach every replica.
+    this.runUntil(() => false, 2 * Math.max(this.o.net.longDelayMaxMs, this.o.net.maxDelayMs) + 100);
     const c: Client = {
       id: 'final', plain: false, up: true, incarnation: 0, hlc: new Hlc({ maxClockSkewMs: 1e12 }), skewMs: 0, rng: seededRng(this.rng.int(2 ** 31)),
       opsLeft: 0, knownVersion: null, op: null, attempt: null, attemptSerial: 0, history: null, plainReq: null,
