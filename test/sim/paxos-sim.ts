@@ -502,7 +502,7 @@ export class PaxosSim {
   private nextOp(c: Client, inc: number): void {
     if (!c.up || c.incarnation !== inc || c.history !== null || c.opsLeft <= 0) return;
     c.opsLeft--;
-    if (c.plain) this.startPlain(c);
+    if (c.plain) this.startPlain(c, c.rng.int(3) !== 0);
     else this.startCas(c, this.randomCas(c));
   }
 
@@ -690,8 +690,8 @@ export class PaxosSim {
 
   // ------------------------------------------------------------------ plain writes and reads
 
-  private startPlain(c: Client): void {
-    const put = c.rng.int(3) !== 0;
+  /** Starts a plain (non-Paxos) PUT or GET on client `c`: W or R = a majority, LWW. */
+  startPlain(c: Client, put: boolean): HistoryOp {
     const id = ++this.opSeq;
     const h: HistoryOp = {
       id, client: c.id, kind: put ? 'plain-put' : 'plain-get', condition: null, value: put ? `${c.id}.${id}` : null,
@@ -718,6 +718,7 @@ export class PaxosSim {
       h.outcome = { kind: 'crashed' }; // timed out: unknown
       this.endPlain(c);
     });
+    return h;
   }
 
   private plainReply(c: Client, from: string, p: Extract<Payload, { kind: 'plain-put-ack' | 'plain-get-reply' }>): void {

@@ -133,7 +133,8 @@ describe('paxos simulation', function () {
       // Everything decided: no operation hangs, contention ends in an answer.
       expect(writes.every((h) => h.respond !== null)).to.equal(true);
       expect(by['ok'] ?? 0).to.be.greaterThan(0);
-      console.log(`      ${clients} clients, N=3, no think time: ${perOp(writes)}; ${JSON.stringify(by)}`);
+      const oks = writes.filter((h) => outcomeOf(h).kind === 'ok');
+      console.log(`      ${clients} clients, N=3, no think time: all CAS writes ${perOp(writes)}; the ok ones ${perOp(oks)}; ${JSON.stringify(by)}`);
     }
   });
 
@@ -177,6 +178,29 @@ describe('paxos simulation', function () {
         (s) => hasAccepted(s, 'a1') && hasAccepted(s, 'a2'));
       expect(second.roundTrips, 'prepare, propose: the commit of the old proposal rides along').to.equal(2);
       expect(sim.chain).to.have.length(2);
+    });
+  });
+
+  it('an acknowledged CAS whose commits are still in flight: a plain quorum read can miss it, a serial read cannot', () => {
+    forSeeds(seedList(SCENARIO_SEEDS), (seed) => {
+      const sim = new PaxosSim(calm(seed, { clients: 2, opsPerClient: 0, plainClients: 1 }));
+      const [c1, c2, w1] = ['c1', 'c2', 'w1'].map((id) => sim.clients.get(id));
+      if (c1 === undefined || c2 === undefined || w1 === undefined) throw new Error('clients missing');
+      // The commit reaches a1 only (the others are slow or lost); the CAS is answered ok anyway.
+      sim.dropIf = (from, to, p) => from === 'c1' && to !== 'a1' && p.kind === 'paxos' && p.msg.type === 'commit';
+      const cas = sim.startCas(c1, { condition: { kind: 'if-none-match' }, write: { value: ENC.encode('v') } });
+      expect(sim.runUntil(() => cas.respond !== null, 1000)).to.equal(true);
+      const version = (outcomeOf(cas) as { version: string }).version;
+      // A plain read answered by a2 and a3 sees nothing yet.
+      sim.crashAcceptor('a1');
+      const plain = sim.startPlain(w1, false);
+      expect(sim.runUntil(() => plain.respond !== null, 1000)).to.equal(true);
+      expect(plain.outcome).to.deep.equal({ kind: 'plain', record: null });
+      // A serial read through the same two replicas finds the accepted proposal and finishes it.
+      const serial = sim.startCas(c2, { condition: { kind: 'always' }, write: null });
+      expect(sim.runUntil(() => serial.respond !== null, 1000)).to.equal(true);
+      const o = outcomeOf(serial);
+      expect(o.kind === 'read' && o.current.record?.version).to.equal(version);
     });
   });
 
