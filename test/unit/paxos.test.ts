@@ -16,7 +16,9 @@ import { ACCEPT_HISTORY } from '../../lib/core/paxos/types.ts';
 import type {
   AcceptorState, CasCondition, NackMsg, Outbound, PaxosRecord, PaxosReply, PaxosRequest, PromiseMsg,
 } from '../../lib/core/paxos/types.ts';
-import { utf8Bytes, validateAcceptorState, validatePaxosMessage, type PaxosLimits } from '../../lib/core/paxos/validate.ts';
+import {
+  isPaxosReply, isPaxosRequest, utf8Bytes, validateAcceptorState, validatePaxosMessage, type PaxosLimits,
+} from '../../lib/core/paxos/validate.ts';
 import { isKvError } from '../../lib/errors.ts';
 
 const LIMITS: PaxosLimits = { maxKeyBytes: 16, maxValueBytes: 8 };
@@ -497,6 +499,8 @@ describe('paxos validation', () => {
       const back = validatePaxosMessage(packr.unpack(packr.pack({ ...(m as object), extra: 'dropped' })), LIMITS);
       expect(back, JSON.stringify(m)).to.deep.equal(m);
       expect(back).to.not.have.property('extra');
+      expect(isPaxosRequest(back)).to.equal(['prepare', 'propose', 'commit'].includes(back.type));
+      expect(isPaxosReply(back)).to.equal(!isPaxosRequest(back));
     }
   });
 

@@ -10,5 +10,5 @@ export type { CasOperationOptions, CasOutcome, CasStep } from './cas-operation.t
 export { DEFAULT_BACKOFF, backoffMs, validateBackoff } from './backoff.ts';
 export type { BackoffOptions } from './backoff.ts';
 export { conditionHolds, currentState, isLive } from './condition.ts';
-export { isPaxosReply, isPaxosRequest, utf8Bytes, validateAcceptorState, validatePaxosMessage, validateRecord } from './validate.ts';
+export { isPaxosReply, isPaxosRequest, utf8Bytes, validateAcceptorState, validatePaxosMessage } from './validate.ts';
 export type { PaxosLimits } from './validate.ts';

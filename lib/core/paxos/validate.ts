@@ -62,7 +62,7 @@ function optVersion(what: string, field: string, x: unknown): string | null {
   return x === null ? null : version(what, field, x);
 }
 
-export function validateRecord(what: string, x: unknown, limits: PaxosLimits): PaxosRecord {
+function paxosRecord(what: string, x: unknown, limits: PaxosLimits): PaxosRecord {
   if (!isObject(x)) bad(what, 'record must be an object');
   const v = version(what, 'record.version', x.version);
   const value = x.value;
@@ -75,7 +75,7 @@ export function validateRecord(what: string, x: unknown, limits: PaxosLimits): P
 }
 
 function optRecord(what: string, x: unknown, limits: PaxosLimits): PaxosRecord | null {
-  return x === null ? null : validateRecord(what, x, limits);
+  return x === null ? null : paxosRecord(what, x, limits);
 }
 
 function rank(what: string, field: string, x: unknown): Rank | null {
@@ -91,7 +91,7 @@ function accepted(what: string, x: unknown, limits: PaxosLimits): AcceptedPropos
   if (x === null) return null;
   if (!isObject(x)) bad(what, 'accepted must be an object or null');
   const ballot = version(what, 'accepted.ballot', x.ballot);
-  const record = validateRecord(what, x.record, limits);
+  const record = paxosRecord(what, x.record, limits);
   if (record.version > ballot) bad(what, 'accepted record version is above its ballot');
   return { ballot, record };
 }
@@ -115,7 +115,7 @@ export function validatePaxosMessage(x: unknown, limits: PaxosLimits): PaxosMess
       return { type, key: k, ballot, accepted: acc, committed, record: optRecord(what, x.record, limits) };
     }
     case 'propose': {
-      const record = validateRecord(what, x.record, limits);
+      const record = paxosRecord(what, x.record, limits);
       if (record.version > ballot) bad(what, 'proposed record version is above the ballot');
       return { type, key: k, ballot, record };
     }
@@ -136,7 +136,7 @@ export function validatePaxosMessage(x: unknown, limits: PaxosLimits): PaxosMess
     case 'commit': {
       const v = version(what, 'version', x.version);
       if (v > ballot) bad(what, 'committed version is above the ballot');
-      const record = validateRecord(what, x.record, limits);
+      const record = paxosRecord(what, x.record, limits);
       if (record.version < v) bad(what, 'commit record is older than the committed version');
       return { type, key: k, ballot, version: v, record };
     }
