@@ -8,6 +8,7 @@ import { parseArgs } from '../../lib/cli/args.ts';
 import { runRaftSeeds } from './raft-sim.ts';
 import { runSwimSeeds } from './swim-scenarios.ts';
 import { runMerkleSeeds } from './merkle-sim.ts';
+import { runPaxosSeeds } from './paxos-sim.ts';
 
 const flags = parseArgs(process.argv.slice(2), new Set()).flags;
 const seeds = Number(flags['seeds'] ?? 1000);
@@ -28,6 +29,7 @@ for (const name of only) {
   if (name === 'raft') { const r = runRaftSeeds({ seeds, startSeed }); report(name, r.seeds, r.failures, Date.now() - t0); }
   else if (name === 'swim') { const r = runSwimSeeds({ seeds, startSeed }); report(name, r.seeds, r.violations, Date.now() - t0); }
   else if (name === 'merkle') { const r = runMerkleSeeds({ seeds, startSeed }); report(name, r.seeds, r.violations, Date.now() - t0); }
+  else if (name === 'paxos') { const r = runPaxosSeeds({ seeds, startSeed }); report(name, r.seeds, r.violations, Date.now() - t0); }
   else { process.stderr.write(`unknown simulator ${name}\n`); process.exit(2); }
 }
 process.exitCode = failed > 0 ? 1 : 0;
