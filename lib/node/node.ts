@@ -30,6 +30,7 @@ import { PartitionFence } from './fence.ts';
 import { requestJoin, verifyJoin } from './join.ts';
 import { Gossip } from './gossip.ts';
 import { AntiEntropy } from './anti-entropy.ts';
+import { StatsService } from './stats.ts';
 import { MerkleIndex } from '../storage/merkle-index.ts';
 import { h64 } from '../core/partitioner.ts';
 import { readMeta, writeMeta, type NodeMeta } from './meta.ts';
@@ -145,7 +146,15 @@ export class KvNode {
       isSuspect: (id) => gossip.view(id).liveness === 'suspect',
       defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair,
     });
-    this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log });
+    const ae = this.antiEntropy;
+    const stats = new StatsService({
+      selfId: cfg.id, advertise: cfg.advertise, dataDir: cfg.data, transport, metrics: this.metrics,
+      clusterId: () => this.meta?.clusterId ?? '', topology: () => membership.topology, raft: () => raft.status(),
+      liveness: (id) => gossip.view(id).liveness, partitionKeyCount: (p) => (this.store as RecordStore).partitionKeyCount(p),
+      hints: () => (this.hints ? { pending: this.hints.pending(), stats: this.hints.stats } : undefined),
+      antiEntropy: () => ({ ...ae.progress, lastWalkDoneMs: ae.lastWalkDoneMs }), clusterView: () => this.clusterView(),
+    });
+    this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log, stats: () => stats.gather() });
     transport.attach(this.api.server);
 
     const persisted = await raftStore.load();
