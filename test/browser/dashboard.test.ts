@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { TestCluster } from '../helpers/cluster.ts';
 import { pollUntil } from '../helpers/poll.ts';
 import { skipMissingBinary } from '../helpers/skip.ts';
+import type { Page } from 'playwright-core';
 import { chromiumMissing, launch, type Browser } from './browser.ts';
 
 /** Fast failure detection, as the liveness tests use: a killed node is dead within a few seconds. */
@@ -32,6 +33,11 @@ function startLoad(addrs: string[], concurrency = 6): { stop: () => Promise<void
     }
   });
   return { stop: async () => { running = false; await Promise.all(loops); }, done: () => done };
+}
+
+/** The token the page keeps for its tab (the test's types have no DOM, hence the cast). */
+function sessionToken(page: Page): Promise<string | null> {
+  return page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('kv.token'));
 }
 
 interface CardView { id: string; liveness: string; reachable: string; requests: number }
@@ -109,6 +115,53 @@ describe('dashboard in headless Chromium (3 real nodes)', function () {
       await load.stop();
     }
     expect(b.errors, b.errors.join('\n')).to.deep.equal([]);
+  });
+
+  it('takes a token from the URL fragment, drops it from the address bar, keeps it for the tab and sends it as a bearer token', async () => {
+    const b = browser as Browser;
+    const c = cluster as TestCluster;
+    const page = await b.context.newPage();
+    try {
+      const seen: { url: string; auth: string | undefined }[] = [];
+      page.on('request', (r) => seen.push({ url: r.url(), auth: r.headers()['authorization'] }));
+      await page.goto(`http://${c.addr('n1')}/ui#token=t0k3n-abc&x=1`);
+      await pollUntil(() => seen.some((r) => r.url.endsWith('/cluster/stats') && r.auth === 'Bearer t0k3n-abc'),
+        { timeoutMs: 20_000, what: 'a stats request with the bearer token' });
+      expect(page.url()).to.not.include('t0k3n');
+      expect(page.url()).to.match(/#x=1$/);
+      expect(await sessionToken(page)).to.equal('t0k3n-abc');
+      // The fragment never reaches the server: no request line carries it.
+      expect(seen.filter((r) => r.url.includes('t0k3n'))).to.deep.equal([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('asks for a token when the node answers 401 and polls on with the one typed in', async () => {
+    const b = browser as Browser;
+    const c = cluster as TestCluster;
+    const page = await b.context.newPage();
+    try {
+      // This node runs open; the route below answers as a node with tokens on would (401 without a token).
+      await page.route('**/cluster/stats', (route) => {
+        const auth = route.request().headers()['authorization'];
+        if (auth === 'Bearer typed-token') return route.continue();
+        return route.fulfill({
+          status: 401, contentType: 'application/json', headers: { 'www-authenticate': 'Bearer realm="kv"' },
+          body: JSON.stringify({ error: { code: 'KV_UNAUTHORIZED', message: 'a bearer token is required' } }),
+        });
+      });
+      await page.goto(`http://${c.addr('n2')}/ui`);
+      await page.locator('#login').waitFor({ state: 'visible', timeout: 20_000 });
+      expect(await page.textContent('#status')).to.equal('token needed');
+      await page.fill('#token-input', 'typed-token');
+      await page.click('#login button');
+      await page.locator('#map .card').first().waitFor({ timeout: 20_000 });
+      expect(await page.isHidden('#login')).to.equal(true);
+      expect(await sessionToken(page)).to.equal('typed-token');
+    } finally {
+      await page.close();
+    }
   });
 
   it('marks a kill -9\'d node dead, and lists its death in the event feed', async () => {
