@@ -188,8 +188,8 @@ export class ApiServer {
       const query = qi < 0 ? '' : url.slice(qi + 1);
       // Only what the route table (routes.ts) lists is served; its labels are the metrics' route label.
       const matched = matchRoute(path);
+      route = matched?.spec.label ?? 'other';
       if (!matched) throw new KvError('KV_NOT_FOUND', `no route for ${path.slice(0, 100)}`);
-      route = matched.spec.label;
       if (!matched.spec.methods.includes(req.method ?? '')) {
         throw new KvError('KV_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${matched.spec.path} (${matched.spec.methods.join(', ')})`);
       }

@@ -5,29 +5,14 @@
  * every error code of lib/errors.ts at its status, and a live cluster of real processes
  * answers every probe of every operation with a documented status, headers and body.
  */
-import http from 'node:http';
 import { expect } from 'chai';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { ROUTES } from '../../lib/api/routes.ts';
 import { ERROR_STATUS } from '../../lib/errors.ts';
 import { TestCluster } from '../helpers/cluster.ts';
 import { pollUntil } from '../helpers/poll.ts';
+import { raw as request } from '../helpers/raw-http.ts';
 import { METHODS, allRefs, deref, mismatches, operations, spec, validator, type Answer, type Json, type Operation } from './spec.ts';
-
-function request(addr: string, method: string, path: string, opts: { body?: Buffer | string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  const [host, port] = addr.split(':') as [string, string];
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(port), method, path, headers: opts.headers ?? {}, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    // A refused body (413) may close the connection while we still write: the answer is what counts.
-    req.on('error', (err: NodeJS.ErrnoException) => { if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err); });
-    req.end(opts.body);
-  });
-}
 
 interface Probe {
   op: string;
