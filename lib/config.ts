@@ -25,6 +25,18 @@ export interface Config {
   bootstrap: boolean;
   /** Existing members to join through (fresh data dir only). */
   join: string[];
+  /** Start-up discovery (docs/deploy.md), for a fresh data dir without --bootstrap or --join: HOST:PORT
+   *  names of the cluster's first members (in Kubernetes, the StatefulSet's first pods behind the headless
+   *  Service). The node joins through whichever seed serves a cluster, retrying until discoveryTimeoutMs. */
+  seeds: string[];
+  /** With seeds: the node whose advertise address is the first seed may create the cluster, and only when
+   *  every other seed proves (signed with the cluster secret) that it is a fresh node that found no cluster
+   *  either. Default false. A node whose volume was lost finds the others serving and never creates a
+   *  second cluster; while they cannot be reached it waits. */
+  seedBootstrap: boolean;
+  /** How long discovery keeps looking before the node gives up and exits (a supervisor restarts it).
+   *  Default 10 min: covers pods scheduled minutes apart; restarting does no harm, waiting forever hides a fault. */
+  discoveryTimeoutMs: number;
   /** Shared cluster secret for peer authentication. Default: a fixed development secret (logged as a warning). */
   secret: string;
   /** Log level: fatal, error, warn, info, debug, trace, silent. */
@@ -108,6 +120,9 @@ export const DEFAULTS: Config = {
   data: '',
   bootstrap: false,
   join: [],
+  seeds: [],
+  seedBootstrap: false,
+  discoveryTimeoutMs: 10 * 60 * SECOND,
   secret: 'kv-development-secret',
   logLevel: 'info',
   fsync: false,
@@ -186,7 +201,7 @@ export interface ConfigSources {
 
 /** Merge defaults, file, env and flags (flags win), then validate. */
 export function loadConfig(src: ConfigSources): Config {
-  const cfg: Record<string, unknown> = { ...DEFAULTS, join: [] };
+  const cfg: Record<string, unknown> = { ...DEFAULTS, join: [], seeds: [] };
   const flags = src.flags ?? {};
   const env = src.env ?? {};
   const file = (flags['config'] as string | undefined) ?? src.file ?? env['KV_CONFIG'];
@@ -237,6 +252,10 @@ export function validateConfig(cfg: Config): Config {
   if (!cfg.data) cfg.data = `./data/${cfg.id}`;
   for (const j of cfg.join) if (!HOSTPORT_RE.test(j)) bad('join', `expected HOST:PORT[,HOST:PORT...], got "${j}"`);
   if (cfg.bootstrap && cfg.join.length > 0) bad('bootstrap', '--bootstrap and --join exclude each other');
+  for (const s of cfg.seeds) if (!HOSTPORT_RE.test(s)) bad('seeds', `expected HOST:PORT[,HOST:PORT...], got "${s}"`);
+  if (cfg.seeds.length > 0 && (cfg.bootstrap || cfg.join.length > 0)) bad('seeds', '--seeds (discovery) excludes --bootstrap and --join');
+  if (cfg.seedBootstrap && cfg.seeds.length === 0) bad('seedBootstrap', 'needs --seeds');
+  int(cfg, 'discoveryTimeoutMs', 1 * SECOND, 7 * 24 * 3600 * SECOND);
   if (Buffer.byteLength(cfg.secret) < 16) bad('secret', 'must be at least 16 bytes');
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel)) bad('logLevel', `unknown level "${cfg.logLevel}"`);
   int(cfg, 'n', 1, 7);

@@ -11,6 +11,8 @@ import { parseQuorum } from '../core/quorum.ts';
 import { parseSession } from '../core/session.ts';
 import type { Metrics } from './metrics.ts';
 import type { ClusterService, KvService, WriteOptions } from './service.ts';
+import { matchRoute } from './routes.ts';
+import { serveAsset } from './static-files.ts';
 
 export interface ApiLimits {
   maxKeyBytes: number;
@@ -27,11 +29,9 @@ export interface ApiDeps {
   metrics: Metrics;
   limits: ApiLimits;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /** Every member's numbers, gathered through this node (GET /cluster/stats; lib/node/stats.ts). */
+  stats?: () => Promise<unknown>;
 }
-
-/** Metric labels for routes: a fixed set, so client-chosen paths cannot grow the registry. */
-const KNOWN_ROUTES = new Set(['/health', '/metrics', '/cluster', '/cluster/ring', '/cluster/partitions', '/cluster/decommission',
-  '/cluster/scrub', '/cluster/join']);
 
 /** Admin request bodies are tiny JSON documents. */
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
@@ -187,14 +187,19 @@ export class ApiServer {
       const qi = url.indexOf('?');
       const path = qi < 0 ? url : url.slice(0, qi);
       const query = qi < 0 ? '' : url.slice(qi + 1);
+      // Only what the route table (routes.ts) lists is served; its labels are the metrics' route label.
+      const matched = matchRoute(path);
+      route = matched?.spec.label ?? 'other';
+      if (!matched) throw new KvError('KV_NOT_FOUND', `no route for ${path.slice(0, 100)}`);
+      if (!matched.spec.methods.includes(req.method ?? '')) {
+        throw new KvError('KV_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${matched.spec.path} (${matched.spec.methods.join(', ')})`);
+      }
       if (path.startsWith('/kv/')) {
-        route = 'kv';
         if (this.inflight > this.deps.limits.maxInflightRequests) {
           throw new KvError('KV_TOO_MANY_REQUESTS', 'too many requests in flight; retry later');
         }
         await this.handleKv(req, res, path.slice(4), parseQuery(query));
       } else {
-        route = KNOWN_ROUTES.has(path) ? path : path.startsWith('/cluster/records/') ? '/cluster/records/:key' : 'other';
         await this.handleOther(req, res, path);
       }
     } catch (err) {
@@ -322,7 +327,13 @@ export class ApiServer {
         sendJson(res, 200, await cluster.join(await readJson(req)));
         return;
       }
+      case '/cluster/stats':
+        if (!this.deps.stats) throw new KvError('KV_UNAVAILABLE', 'node is starting');
+        sendJson(res, 200, await this.deps.stats());
+        return;
       default:
+        // The dashboard and the API description: fixed files, served without a token (they hold no data).
+        if (path === '/ui' || path === '/openapi.json' || path.startsWith('/ui/')) return serveAsset(path, req, res);
         throw new KvError('KV_NOT_FOUND', `no route for ${path.slice(0, 100)}`);
     }
   }

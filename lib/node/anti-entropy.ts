@@ -107,6 +107,8 @@ export class AntiEntropy {
   private handoffRound: Promise<void> | undefined;
   /** Progress of the current walk, for /metrics and logs. */
   progress = { walk: 0, partitionsDone: 0, partitionsTotal: 0 };
+  /** Wall-clock ms when the last walk over every partition completed (operators read its age). */
+  lastWalkDoneMs: number | null = null;
 
   constructor(private readonly o: AntiEntropyOptions) {
     this.now = o.now ?? Date.now;
@@ -297,6 +299,7 @@ export class AntiEntropy {
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
       this.walks.inc();
+      this.lastWalkDoneMs = this.now();
     } finally {
       this.walking = false;
     }

@@ -31,6 +31,8 @@ import { PartitionFence, decodeFence, encodeFence } from './fence.ts';
 import { requestJoin, verifyJoin } from './join.ts';
 import { Gossip } from './gossip.ts';
 import { AntiEntropy } from './anti-entropy.ts';
+import { StatsService } from './stats.ts';
+import { discoverCluster, refuseLostMember } from './discovery.ts';
 import { MerkleIndex } from '../storage/merkle-index.ts';
 import { SUBLEVELS } from '../storage/backend.ts';
 import { h64 } from '../core/partitioner.ts';
@@ -166,7 +168,15 @@ export class KvNode {
       defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair, maxClockSkewMs: cfg.maxClockSkewMs,
       onVersionRefused: (source) => this.metrics.versionsRefused.labels({ source }).inc(),
     });
-    this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log });
+    const ae = this.antiEntropy;
+    const stats = new StatsService({
+      selfId: cfg.id, advertise: cfg.advertise, dataDir: cfg.data, transport, metrics: this.metrics,
+      clusterId: () => this.meta?.clusterId ?? '', topology: () => membership.topology, raft: () => raft.status(),
+      liveness: (id) => gossip.view(id).liveness, partitionKeyCount: (p) => (this.store as RecordStore).partitionKeyCount(p),
+      hints: () => (this.hints ? { pending: this.hints.pending(), stats: this.hints.stats } : undefined),
+      antiEntropy: () => ({ ...ae.progress, lastWalkDoneMs: ae.lastWalkDoneMs }), clusterView: () => this.clusterView(),
+    });
+    this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log, stats: () => stats.gather() });
     transport.attach(this.api.server);
 
     const persisted = await raftStore.load();
@@ -190,15 +200,17 @@ export class KvNode {
       if ((cfg.bootstrap || cfg.join.length > 0) && !raftFresh) this.log.warn('data dir is already initialized: --bootstrap/--join ignored, resuming');
       return existing;
     }
+    const found = cfg.seeds.length > 0 ? await discoverCluster({ ...cfg, timeoutMs: cfg.discoveryTimeoutMs, log: this.log }) : undefined;
     let meta: NodeMeta;
-    if (cfg.bootstrap) {
+    if (cfg.bootstrap || found?.mode === 'bootstrap') {
       meta = { id: cfg.id, clusterId: randomUUID(), partitions: cfg.partitions, bootstrapped: true, createdAt: Date.now() };
-    } else if (cfg.join.length > 0) {
-      const answer = await requestJoin(cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log);
+    } else if (cfg.join.length > 0 || found?.mode === 'join') {
+      const answer = await requestJoin(found?.mode === 'join' ? found.seeds : cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log);
+      if (found) refuseLostMember(answer, cfg.id);
       meta = { id: cfg.id, clusterId: answer.clusterId, partitions: answer.partitions, bootstrapped: false, createdAt: Date.now() };
       this.initialPeers = answer.members.filter((m) => m.id !== cfg.id);
     } else {
-      throw new KvError('KV_CONFIG', `data dir ${cfg.data} is fresh: pass --bootstrap to create a cluster or --join HOST:PORT to join one`);
+      throw new KvError('KV_CONFIG', `data dir ${cfg.data} is fresh: pass --bootstrap to create a cluster, --join HOST:PORT to join one, or --seeds to find it`);
     }
     await writeMeta(backend, meta);
     return meta;

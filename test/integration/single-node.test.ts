@@ -2,38 +2,9 @@
  * One real `kv node` process: round trips, crash durability, and every bad input of
  * the foundation issue answered with its 4xx code while the node keeps serving.
  */
-import http from 'node:http';
 import { expect } from 'chai';
 import { cleanupAll, freePort, kill, spawnNode, tempDir, waitHealthy, type NodeProc } from '../helpers/proc.ts';
-
-interface RawResponse { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
-
-function raw(addr: string, method: string, path: string, opts: { body?: Buffer; headers?: Record<string, string | number>; chunks?: Buffer[] } = {}): Promise<RawResponse> {
-  const [host, port] = addr.split(':') as [string, string];
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(port), method, path, headers: opts.headers ?? {}, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    // The server may answer 413 and close while we are still writing: that is the point.
-    req.on('error', (err: NodeJS.ErrnoException) => { if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err); });
-    if (opts.chunks) {
-      let i = 0;
-      const writeNext = (): void => {
-        while (i < opts.chunks!.length) {
-          if (req.destroyed) return;
-          if (!req.write(opts.chunks![i++] as Buffer)) { req.once('drain', writeNext); return; }
-        }
-        req.end();
-      };
-      writeNext();
-    } else {
-      req.end(opts.body);
-    }
-  });
-}
+import { raw, type RawResponse } from '../helpers/raw-http.ts';
 
 function errCode(r: RawResponse): string {
   return (JSON.parse(r.body.toString()) as { error: { code: string } }).error.code;
