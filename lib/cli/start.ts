@@ -12,6 +12,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { KvError } from '../errors.ts';
 import { intFlag, type ParsedArgs } from './args.ts';
+import { localClusterArgs } from './local-credentials.ts';
+import { KvClient } from '../client/client.ts';
 
 const KV_BIN = fileURLToPath(new URL('../../bin/kv.js', import.meta.url));
 
@@ -45,9 +47,12 @@ export async function startCommand(args: ParsedArgs): Promise<number> {
   const secret = clusterSecret(dataDir);
   const seed = `${host}:${basePort}`;
   const passthrough = Object.entries(args.flags)
-    .filter(([k]) => !['nodes', 'base-port', 'data', 'host'].includes(k))
+    .filter(([k]) => !['nodes', 'base-port', 'data', 'host', 'tls'].includes(k))
     .flatMap(([k, v]) => (v === true ? [`--${k}`] : [`--${k}`, String(v)]));
 
+  // Tokens always (auth is on), certificates with --tls: made once in the data dir, reused after.
+  const creds = localClusterArgs(dataDir, { tls: args.flags['tls'] === true, nodes: Array.from({ length: nodes }, (_, i) => ({ id: `n${i + 1}`, host })) });
+  for (const line of creds.notes) process.stdout.write(`${line}\n`);
   const children = new Map<string, ChildProcess>();
   let stopping = false;
   const stopAll = (): void => {
@@ -66,7 +71,7 @@ export async function startCommand(args: ParsedArgs): Promise<number> {
     const dir = join(dataDir, id);
     const fresh = !existsSync(join(dir, 'db'));
     const role = !fresh ? [] : i === 1 ? ['--bootstrap'] : ['--join', seed];
-    const child = spawn(process.execPath, [KV_BIN, 'node', '--id', id, '--listen', listen, '--data', dir, ...role, ...passthrough], {
+    const child = spawn(process.execPath, [KV_BIN, 'node', '--id', id, '--listen', listen, '--data', dir, ...role, ...(creds.perNode.get(id) ?? []), ...passthrough], {
       env: { ...process.env, KV_SECRET: secret },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -80,25 +85,30 @@ export async function startCommand(args: ParsedArgs): Promise<number> {
       if (!stopping) stopAll();
       res(code ?? 1);
     })));
-    if (i === 1 && fresh && nodes > 1) await waitHealthy(listen, child);
+    if (i === 1 && fresh && nodes > 1) await waitHealthy(listen, child, creds.ca);
   }
   process.stdout.write(`local cluster of ${nodes} node(s), data in ${dataDir}\n`);
-  for (let i = 1; i <= nodes; i++) process.stdout.write(`  n${i}  http://${host}:${basePort + i - 1}\n`);
+  for (let i = 1; i <= nodes; i++) process.stdout.write(`  n${i}  ${creds.ca ? 'https' : 'http'}://${host}:${basePort + i - 1}\n`);
   process.stdout.write('try: kv put hello world --node ' + seed + '   |   Ctrl-C stops all nodes\n');
   const codes = await Promise.all(exited);
   return stopping && codes.every((c) => c === 0) ? 0 : 1;
 }
 
 /** The seed node must serve before others can join through it. */
-async function waitHealthy(addr: string, child: ChildProcess): Promise<void> {
+async function waitHealthy(addr: string, child: ChildProcess, ca: string | undefined): Promise<void> {
   const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new KvError('KV_UNAVAILABLE', `seed node exited with ${child.exitCode}`);
-    try {
-      const res = await fetch(`http://${addr}/health`);
-      if (res.ok) return;
-    } catch { /* not listening yet */ }
-    await new Promise((r) => setTimeout(r, 100));
+  const client = new KvClient({ nodes: [addr], timeoutMs: 2000, ...(ca ? { tls: { ca: readFileSync(ca) } } : {}) });
+  try {
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new KvError('KV_UNAVAILABLE', `seed node exited with ${child.exitCode}`);
+      try {
+        await client.request('GET', '/health', undefined);
+        return;
+      } catch { /* not listening yet */ }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    client.close();
   }
   throw new KvError('KV_TIMEOUT', `seed node ${addr} did not become healthy within 30 s`);
 }
