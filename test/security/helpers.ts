@@ -44,8 +44,10 @@ export function tokensFile(dir: string): { file: string; tokens: Record<Role, st
 }
 
 /** A peer transport in this process that knows the secret: a stranger, or a member once it joined. */
-export async function hostilePeer(id: string, clusterId: string, target: { id: string; addr: string }): Promise<WsTransport> {
-  const t = new WsTransport({ selfId: id, clusterId, secret: TEST_SECRET, limits: { reconnectBaseMs: 50, reconnectMaxMs: 200 } });
+export async function hostilePeer(id: string, clusterId: string, target: { id: string; addr: string }, epoch = 0): Promise<WsTransport> {
+  const t = new WsTransport({ selfId: id, clusterId, secret: TEST_SECRET, getEpoch: () => epoch, limits: { reconnectBaseMs: 50, reconnectMaxMs: 200 } });
+  // Whatever the node sends us (Raft, gossip) is taken and ignored, so it never closes the link for an unknown type.
+  for (const type of ['raft', 'swim']) t.handle(type, () => undefined);
   t.connect(target.id, target.addr);
   await pollUntil(() => t.isConnected(target.id), { timeoutMs: 10_000, what: `${id} connected to ${target.id}` });
   return t;
