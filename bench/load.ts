@@ -5,6 +5,14 @@
  * until `durationMs` has passed. Latency is measured per request with hrtime.
  */
 import http from 'node:http';
+import https from 'node:https';
+
+/** HTTPS with this CA (bench/tls.ts); plain HTTP when absent. */
+export interface LoadTls { ca: Buffer }
+
+function agentFor(tls: LoadTls | undefined, maxSockets: number): http.Agent {
+  return tls ? new https.Agent({ keepAlive: true, maxSockets, ca: tls.ca }) : new http.Agent({ keepAlive: true, maxSockets });
+}
 
 export interface LoadResult {
   name: string;
@@ -25,6 +33,7 @@ export interface LoadOptions {
   request: (w: number, i: number) => { method: string; path: string; body?: Buffer; headers?: Record<string, string> };
   /** Status codes that count as success. Default: 2xx. */
   ok?: (status: number) => boolean;
+  tls?: LoadTls;
 }
 
 export function percentile(sorted: Float64Array, p: number): number {
@@ -41,14 +50,15 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const worker = async (w: number): Promise<void> => {
     const target = o.targets[w % o.targets.length] as string;
     const i = target.lastIndexOf(':');
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const agent = agentFor(o.tls, 1);
+    const proto = o.tls ? https : http;
     let n = 0;
     try {
       while (process.hrtime.bigint() < end) {
         const r = o.request(w, n++);
         const t0 = process.hrtime.bigint();
         const status = await new Promise<number>((resolve) => {
-          const req = http.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
+          const req = proto.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
             headers: { ...(r.body ? { 'content-length': String(r.body.length) } : {}), ...r.headers } }, (res) => {
             res.resume();
             res.on('end', () => resolve(res.statusCode ?? 0));
@@ -85,8 +95,9 @@ export function median(xs: number[]): number {
 export type PreloadRequest = (k: number) => { method: string; path: string; body: Buffer; headers?: Record<string, string> };
 
 /** Write keys key-0..key-(count-1) once each, 32 at a time. */
-export async function preload(target: string, count: number, value: Buffer, build?: PreloadRequest): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+export async function preload(target: string, count: number, value: Buffer, build?: PreloadRequest, tls?: LoadTls): Promise<void> {
+  const agent = agentFor(tls, 32);
+  const proto = tls ? https : http;
   const i = target.lastIndexOf(':');
   const requestFor: PreloadRequest = build ?? ((k) => ({ method: 'PUT', path: `/kv/key-${k}`, body: value }));
   let next = 0;
@@ -94,7 +105,7 @@ export async function preload(target: string, count: number, value: Buffer, buil
     while (next < count) {
       const r = requestFor(next++);
       await new Promise<void>((resolve, reject) => {
-        const req = http.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
+        const req = proto.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
           headers: { 'content-length': String(r.body.length), ...r.headers } }, (res) => { res.resume(); res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`preload ${r.method} ${r.path}: ${res.statusCode}`)))); });
         req.on('error', reject);
         req.end(r.body);
