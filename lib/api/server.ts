@@ -46,7 +46,7 @@ export interface ApiDeps {
   cluster: ClusterService;
   metrics: Metrics;
   limits: ApiLimits;
-  log: { info?(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
   /** Who may call which route. Default: open (tests and embedded use). */
   auth?: Authenticator;
   /** Serve /metrics without a token. */

@@ -160,6 +160,18 @@ describe('security: protected mode and the development secret (real processes)',
     expect(p.output()).to.include('serving clients without credentials, on loopback addresses only');
   });
 
+  it('--metrics-open serves /metrics without a token while every other route still needs one', async () => {
+    const d = tempDir('kv-sec-pm-');
+    const { file } = tokensFile(d);
+    const p = spawnNode({ id: 'p4', port: await freePort(), dataDir: join(d, 'p4'), args: ['--bootstrap', '--tokens-file', file, '--metrics-open'] });
+    await waitHealthy(p);
+    const m = await raw(p.addr, 'GET', '/metrics');
+    expect(m.status).to.equal(200);
+    expect(m.body.toString()).to.include('kv_http_requests_total');
+    expect((await raw(p.addr, 'GET', '/cluster')).status).to.equal(401);
+    expect((await raw(p.addr, 'GET', '/kv/x')).status).to.equal(401);
+  });
+
   it('starts off loopback with --auth none and a real secret, logging that authentication is off', async () => {
     const port = await freePort();
     const p = spawnNode({ id: 'p3', port, dataDir: tempDir('kv-sec-pm-'), args: ['--bootstrap', '--advertise', `10.255.255.1:${port}`, '--auth', 'none'], env: { KV_LOG_LEVEL: 'info' } });
