@@ -35,10 +35,10 @@ async function cluster(name: string, extra: string[], tls: LoadTls | undefined):
     const role = i === 1 ? ['--bootstrap'] : ['--join', (nodes[0] as NodeProc).addr];
     const p = spawnNode({ id: `${name}${i}`, port: await freePort(), dataDir: join(dir, `${name}${i}`), args: [...role, ...extra], env: { KV_LOG_LEVEL: 'warn' } });
     nodes.push(p);
-    const c = new KvClient({ nodes: [p.addr], timeoutMs: 2000, ...(tls ? { tls } : {}) });
+    const c = new KvClient({ nodes: [p.addr], timeoutMs: 2000, ...(tls ? { ca: tls.ca } : {}) });
     await pollUntil(() => c.request('GET', '/health', undefined).then(() => true), { timeoutMs: 60_000, what: `${p.id} healthy` }).finally(() => c.close());
   }
-  const c = new KvClient({ nodes: [(nodes[0] as NodeProc).addr], ...(tls ? { tls } : {}) });
+  const c = new KvClient({ nodes: [(nodes[0] as NodeProc).addr], ...(tls ? { ca: tls.ca } : {}) });
   await pollUntil(async () => (await c.json<{ members: { state: string; liveness: string }[] }>('GET', '/cluster')).members
     .filter((m) => m.state === 'normal' && m.liveness === 'alive').length === 3, { timeoutMs: 60_000, what: `${name} converged` }).finally(() => c.close());
   return nodes;

@@ -33,7 +33,7 @@ export function clientOptions(args: ParsedArgs): ClientOptions {
       throw new KvError('KV_INVALID_ARGUMENT', `cannot read --ca ${ca}: ${(err as Error).message}`);
     }
   }
-  return { nodes, ...(token ? { token } : {}), ...(caPem ? { tls: { ca: caPem } } : {}) };
+  return { nodes, ...(token ? { token } : {}), ...(caPem ? { ca: caPem } : {}) };
 }
 
 function client(args: ParsedArgs): KvClient {

@@ -97,7 +97,7 @@ export async function startCommand(args: ParsedArgs): Promise<number> {
 /** The seed node must serve before others can join through it. */
 async function waitHealthy(addr: string, child: ChildProcess, ca: string | undefined): Promise<void> {
   const deadline = Date.now() + 30_000;
-  const client = new KvClient({ nodes: [addr], timeoutMs: 2000, ...(ca ? { tls: { ca: readFileSync(ca) } } : {}) });
+  const client = new KvClient({ nodes: [addr], timeoutMs: 2000, ...(ca ? { ca: readFileSync(ca) } : {}) });
   try {
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new KvError('KV_UNAVAILABLE', `seed node exited with ${child.exitCode}`);

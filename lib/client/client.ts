@@ -8,20 +8,13 @@ import http from 'node:http';
 import https from 'node:https';
 import { KvError, type ErrorCode, type Outcome } from '../errors.ts';
 
-/** HTTPS: the cluster CA the nodes' certificates must chain to (and an optional client certificate). */
-export interface TlsClientOptions {
-  ca: string | Buffer;
-  cert?: string | Buffer;
-  key?: string | Buffer;
-}
-
 export interface ClientOptions {
   /** HOST:PORT of one or more nodes. */
   nodes: string[];
   /** Bearer token sent as `Authorization: Bearer <token>` (README "Security"). */
   token?: string;
-  /** Speak HTTPS, trusting only this CA. */
-  tls?: TlsClientOptions;
+  /** PEM of the cluster CA: speak HTTPS and trust only certificates it signed (the CLI's --ca). */
+  ca?: string | Buffer;
   /** Per-request deadline. Default 10 s (above the server's 5 s quorum deadline, so the server answers first). */
   timeoutMs?: number;
   /** Sockets kept per node. Default 64. */
@@ -57,8 +50,8 @@ export class KvClient {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.token = opts.token;
     const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 64 };
-    this.proto = opts.tls ? https : http;
-    this.agent = opts.tls ? new https.Agent({ ...agentOpts, ...opts.tls }) : new http.Agent(agentOpts);
+    this.proto = opts.ca !== undefined ? https : http;
+    this.agent = opts.ca !== undefined ? new https.Agent({ ...agentOpts, ca: opts.ca }) : new http.Agent(agentOpts);
   }
 
   close(): void {

@@ -30,7 +30,7 @@ import { join as joinPath } from 'node:path';
 import { KvError, isKvError } from '../errors.ts';
 import { NODE_ID_RE } from '../core/hlc.ts';
 import { validateTopologyCommand } from '../core/topology.ts';
-import { KvClient, type TlsClientOptions } from '../client/client.ts';
+import { KvClient } from '../client/client.ts';
 import type { JoinAnswer } from './membership.ts';
 
 /** Lifetime of a join ticket: a join completes in well under a second; 60 s covers a slow seed cluster. */
@@ -167,13 +167,13 @@ function validChallenge(x: unknown): JoinChallenge {
 }
 
 export interface JoinTransport {
-  /** CA of the cluster when its nodes speak HTTPS. */
-  tls?: TlsClientOptions;
+  /** PEM of the cluster CA when its nodes speak HTTPS. */
+  ca?: string | Buffer;
 }
 
 /** One complete join through one seed: challenge, then the signed join. */
 export async function joinThrough(seed: string, secret: string, id: string, addr: string, t: JoinTransport = {}): Promise<JoinAnswer> {
-  const c = new KvClient({ nodes: [seed], timeoutMs: 25_000, ...(t.tls ? { tls: t.tls } : {}) });
+  const c = new KvClient({ nodes: [seed], timeoutMs: 25_000, ...(t.ca !== undefined ? { ca: t.ca } : {}) });
   try {
     const nj = randomBytes(32);
     const ch = validChallenge(await c.json('POST', '/cluster/join/challenge', { id, addr, nonce: nj.toString('hex') }));

@@ -197,7 +197,7 @@ export class KvNode {
     if (cfg.bootstrap) {
       meta = { id: cfg.id, clusterId: randomUUID(), partitions: cfg.partitions, bootstrapped: true, createdAt: Date.now() };
     } else if (cfg.join.length > 0) {
-      const answer = await requestJoin(cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log, this.tls ? { tls: this.tls } : {});
+      const answer = await requestJoin(cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log, this.tls ? { ca: this.tls.ca } : {});
       saveJoinAnswer(cfg.data, answer);
       this.joinAnswer = answer;
       meta = { id: cfg.id, clusterId: answer.clusterId, partitions: answer.partitions, bootstrapped: false, createdAt: Date.now() };

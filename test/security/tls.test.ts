@@ -29,7 +29,7 @@ describe('security: TLS for clients and peers (real processes)', function () {
   const caPem = (): Buffer => readFileSync(ca.cert);
 
   async function healthy(p: NodeProc): Promise<void> {
-    const c = new KvClient({ nodes: [p.addr], tls: { ca: caPem() }, timeoutMs: 2000 });
+    const c = new KvClient({ nodes: [p.addr], ca: caPem(), timeoutMs: 2000 });
     try {
       await pollUntil(async () => {
         if (p.child.exitCode !== null) throw new FatalPollError(`${p.id} exited:\n${p.output().slice(-2000)}`);
@@ -56,7 +56,7 @@ describe('security: TLS for clients and peers (real processes)', function () {
       nodes.push(p);
       await healthy(p);
     }
-    client = new KvClient({ nodes: nodes.map((p) => p.addr), tls: { ca: caPem() } });
+    client = new KvClient({ nodes: nodes.map((p) => p.addr), ca: caPem() });
   });
 
   after(async () => {
@@ -75,7 +75,7 @@ describe('security: TLS for clients and peers (real processes)', function () {
   });
 
   it('refuses a client that does not trust the cluster CA, and plain HTTP', async () => {
-    const stranger = new KvClient({ nodes: [nodes[0]!.addr], tls: { ca: readFileSync(other.ca.cert) } });
+    const stranger = new KvClient({ nodes: [nodes[0]!.addr], ca: readFileSync(other.ca.cert) });
     try {
       const err = await stranger.get('tls-key').then(() => undefined, (e: NodeJS.ErrnoException) => e);
       expect(err?.code).to.be.oneOf(['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
