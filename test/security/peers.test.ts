@@ -184,46 +184,42 @@ describe('security: peers that cannot lie (real process)', function () {
   });
 });
 
-describe('security: a removed member is cut off (real processes)', function () {
+describe('security: real nodes: a removed member, far-future read answers', function () {
   this.timeout(120_000);
-  let c: TestCluster | undefined;
-  after(async () => { await c?.stop(); });
-
-  it('after decommission, the removed node\'s requests are refused with KV_FORBIDDEN', async () => {
-    c = await TestCluster.start(3, { args: ['--partitions', '64'] });
-    const clusterId = (await view(c.addr('n1'))).clusterId;
-    expect((await raw(c.addr('n1'), 'POST', '/cluster/decommission', { body: JSON.stringify({ id: 'n3' }) })).status).to.equal(200);
-    await pollUntil(async () => (await c!.view('n1')).members.every((m) => m.id !== 'n3'), { timeoutMs: 60_000, what: 'n3 removed' });
-    // n3 still has the secret: posing as n3 it is now refused.
-    const n3 = await hostilePeer('n3', clusterId, { id: 'n1', addr: c.addr('n1') }, (await c.view('n1')).epoch);
-    try {
-      expect(await refusedWith(n3.request('n1', 'rep.get', ['k', (await c.view('n1')).epoch]))).to.equal('KV_FORBIDDEN');
-    } finally {
-      await n3.close();
-    }
-    expect((await raw(c.addr('n1'), 'PUT', '/kv/after', { body: 'x' })).status).to.equal(200);
-  });
-});
-
-describe('security: read answers with far-future versions (real processes)', function () {
-  this.timeout(120_000);
-  let c: TestCluster | undefined;
-  after(async () => { await c?.stop(); });
-
-  it('a replica answering a read with a far-future version is refused and counted; the read returns the honest value', async () => {
+  let c: TestCluster;
+  before(async () => {
     c = new TestCluster(['--partitions', '64']);
     await c.add('n1', { bootstrap: true });
     // n2 accepts versions up to 24 h ahead, so a hostile member can plant them there (what a
     // replica of an older release, or with a wrong clock setting, might hold).
     await c.add('n2', { args: ['--max-clock-skew-ms', String(24 * 3600 * 1000)] });
     await c.add('n3');
-    await c.waitConverged(3);
+    await c.add('n4');
+    await c.waitConverged(4);
+  });
+  after(async () => { await c?.stop(); });
+
+  it('after decommission, the removed node\'s requests are refused with KV_FORBIDDEN', async () => {
+    const clusterId = (await view(c.addr('n1'))).clusterId;
+    expect((await raw(c.addr('n1'), 'POST', '/cluster/decommission', { body: JSON.stringify({ id: 'n4' }) })).status).to.equal(200);
+    await pollUntil(async () => (await c.view('n1')).members.every((m) => m.id !== 'n4'), { timeoutMs: 60_000, what: 'n4 removed' });
+    // n4 still has the secret: posing as n4 it is now refused.
+    const n4 = await hostilePeer('n4', clusterId, { id: 'n1', addr: c.addr('n1') }, (await c.view('n1')).epoch);
+    try {
+      expect(await refusedWith(n4.request('n1', 'rep.get', ['k', (await c.view('n1')).epoch]))).to.equal('KV_FORBIDDEN');
+    } finally {
+      await n4.close();
+    }
+    expect((await raw(c.addr('n1'), 'PUT', '/kv/after', { body: 'x' })).status).to.equal(200);
+  });
+
+  it('a replica answering a read with a far-future version is refused and counted; the read returns the honest value', async () => {
     const keys = Array.from({ length: 12 }, (_, i) => `read-${i}`);
     for (const k of keys) expect((await raw(c.addr('n1'), 'PUT', `/kv/${k}?w=all`, { body: 'honest' })).status).to.equal(200);
     const v = await view(c.addr('n1'));
     await joinThrough(c.addr('n1'), TEST_SECRET, 'evil', '127.0.0.1:9');
     const epoch = (await view(c.addr('n1'))).epoch;
-    await pollUntil(async () => (await view(c!.addr('n2'))).epoch >= epoch, { what: 'n2 at the epoch with evil' });
+    await pollUntil(async () => (await view(c.addr('n2'))).epoch >= epoch, { what: 'n2 at the epoch with evil' });
     const evil = await hostilePeer('evil', v.clusterId, { id: 'n2', addr: c.addr('n2') }, epoch);
     try {
       const planted = await evil.request('n2', 'ae.push', keys.map((k) => [k, [futureVersion(12 * 3600 * 1000, 'evil'), Buffer.from('poison')]]));
@@ -236,11 +232,12 @@ describe('security: read answers with far-future versions (real processes)', fun
       expect(r.status, k).to.equal(200);
       expect(r.body.toString(), k).to.equal('honest');
     }
-    await pollUntil(async () => (await counter(c!.addr('n1'), 'kv_versions_refused_total', 'source="read"')) >= 1, { what: 'read answers refused on n1' });
+    await pollUntil(async () => (await counter(c.addr('n1'), 'kv_versions_refused_total', 'source="read"')) >= 1, { what: 'read answers refused on n1' });
     // The honest replicas were not repaired with the poison.
     for (const k of keys) {
       const rec = JSON.parse((await raw(c.addr('n3'), 'GET', `/cluster/records/${k}`)).body.toString()) as { version: string };
       expect(rec.version.endsWith(':evil'), k).to.equal(false);
     }
   });
+
 });
