@@ -4,14 +4,14 @@
  * so is a peer whose certificate comes from another CA (or that has none), even with the
  * cluster secret.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { KvClient } from '../../lib/client/client.ts';
 import { WsTransport } from '../../lib/net/ws-transport.ts';
 import { makeCa, makeNodeCert, type CertFiles } from '../../lib/cli/local-credentials.ts';
-import { cleanupAll, freePort, spawnNode, tempDir, type NodeProc } from '../helpers/proc.ts';
+import { cleanupAll, freePort, KV_BIN, spawnNode, tempDir, type NodeProc } from '../helpers/proc.ts';
 import { pollUntil, FatalPollError } from '../helpers/poll.ts';
 import { skipMissingBinary } from '../helpers/skip.ts';
 import { TEST_SECRET } from './helpers.ts';
@@ -106,5 +106,33 @@ describe('security: TLS for clients and peers (real processes)', function () {
       await Promise.all(attempts.map((t) => t.close()));
     }
     expect((await client.get('tls-key'))?.value.toString()).to.equal('over tls');
+  });
+
+  it('kv start --tls makes a CA and node certificates, and the CLI works with --ca and no token flag', async () => {
+    const cwd = tempDir('kv-sec-start-tls-');
+    const port = await freePort();
+    const start = spawn(process.execPath, [KV_BIN, 'start', '--nodes', '1', '--base-port', String(port), '--tls'], { cwd, env: { ...process.env, KV_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise((r) => start.once('exit', r));
+    const kv = (args: string[]): { status: number | null; out: string; err: string } => {
+      const r = spawnSync(process.execPath, [KV_BIN, ...args, '--node', `127.0.0.1:${port}`], { cwd, env: { ...process.env, KV_TOKEN: '' } });
+      return { status: r.status, out: r.stdout.toString(), err: r.stderr.toString() };
+    };
+    try {
+      const caFile = join(cwd, 'data', 'tls', 'ca.pem');
+      await pollUntil(async () => {
+        if (start.exitCode !== null) throw new FatalPollError('kv start exited');
+        const c = new KvClient({ nodes: [`127.0.0.1:${port}`], ca: readFileSync(caFile), timeoutMs: 2000 });
+        try { await c.request('GET', '/health', undefined); } finally { c.close(); }
+        return true;
+      }, { timeoutMs: 40_000, what: 'kv start --tls healthy' });
+      expect(kv(['put', 'greeting', 'hello', '--ca', caFile]).status).to.equal(0);
+      expect(kv(['get', 'greeting', '--ca', caFile]).out).to.equal('hello');
+      const noCa = kv(['get', 'greeting']);
+      expect(noCa.status).to.equal(1);
+      expect(noCa.err).to.not.include('    at ');
+    } finally {
+      start.kill('SIGTERM');
+      await exited;
+    }
   });
 });
