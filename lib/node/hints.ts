@@ -152,7 +152,7 @@ export class HintStore {
       this.limits.versionGuard?.check(h.rec.version, 'hint');
       return true;
     } catch {
-      this.log.warn({ target: h.target, version: h.rec.version.slice(0, 80) }, 'hint dropped: version too far ahead of this node\'s clock');
+      this.log.debug({ target: h.target, version: h.rec.version.slice(0, 80) }, 'hint dropped: version too far ahead of this node\'s clock');
       return false;
     }
   }
