@@ -4,8 +4,23 @@
  * each with its own keep-alive socket, send one request, wait for the answer, repeat,
  * until `durationMs` has passed. Latency is measured per request with hrtime.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+
+/** User+system CPU seconds of a process so far (Linux /proc; undefined elsewhere). */
+export function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const USER_HZ = 100; // the unit of /proc tick counts, fixed by the kernel ABI
+    return (Number(f[11]) + Number(f[12])) / USER_HZ;
+  } catch {
+    return undefined;
+  }
+}
 
 /** HTTPS with this CA (bench/tls.ts); plain HTTP when absent. */
 export interface LoadTls { ca: Buffer }

@@ -5,14 +5,16 @@
  *
  *   node --import tsx bench/tls.ts [--seconds 10 --concurrency 32 --rounds 3 --value-bytes 100]
  *
- * Reports median req/s and p50/p99 per workload and the TLS/plain ratio for PUT and GET.
+ * Reports median req/s and p50/p99 per workload, the servers' CPU per request (user+system
+ * time of the three node processes from /proc, divided by the requests served: much less
+ * sensitive than throughput to other load on the machine), and the TLS/plain ratios.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from '../lib/cli/args.ts';
 import { KvClient } from '../lib/client/client.ts';
 import { makeCa, makeNodeCert } from '../lib/cli/local-credentials.ts';
-import { formatResult, median, preload, runLoad, type LoadResult, type LoadTls } from './load.ts';
+import { cpuSeconds, formatResult, median, preload, runLoad, type LoadOptions, type LoadResult, type LoadTls } from './load.ts';
 import { cleanupAll, freePort, spawnNode, tempDir, type NodeProc } from '../test/helpers/proc.ts';
 import { pollUntil } from '../test/helpers/poll.ts';
 
@@ -53,14 +55,22 @@ try {
   await preload(addrs(plain)[0] as string, KEYS, value);
   await preload(addrs(secure)[0] as string, KEYS, value, undefined, tls);
   const results: Record<string, LoadResult[]> = { 'plain PUT': [], 'tls PUT': [], 'plain GET': [], 'tls GET': [] };
+  const cpuMsPerRequest: Record<string, number[]> = { 'plain PUT': [], 'tls PUT': [], 'plain GET': [], 'tls GET': [] };
+  const measure = async (nodes: NodeProc[], o: LoadOptions): Promise<void> => {
+    const cpu = (): number => nodes.reduce((a, p) => a + (cpuSeconds(p.child.pid) ?? NaN), 0);
+    const c0 = cpu();
+    const r = await runLoad(o);
+    results[o.name]!.push(r);
+    cpuMsPerRequest[o.name]!.push(((cpu() - c0) * 1000) / Math.max(1, r.requests));
+  };
   const ms = seconds * 1000;
   const put = (w: number, i: number): { method: string; path: string; body: Buffer } => ({ method: 'PUT', path: `/kv/key-${(w * 7919 + i) % KEYS}`, body: value });
   const get = (w: number, i: number): { method: string; path: string } => ({ method: 'GET', path: `/kv/key-${(w * 7919 + i) % KEYS}` });
   for (let round = 0; round < rounds; round++) {
-    results['plain PUT']!.push(await runLoad({ name: 'plain PUT', targets: addrs(plain), concurrency, durationMs: ms, request: put }));
-    results['tls PUT']!.push(await runLoad({ name: 'tls PUT', targets: addrs(secure), concurrency, durationMs: ms, request: put, tls }));
-    results['plain GET']!.push(await runLoad({ name: 'plain GET', targets: addrs(plain), concurrency, durationMs: ms, request: get }));
-    results['tls GET']!.push(await runLoad({ name: 'tls GET', targets: addrs(secure), concurrency, durationMs: ms, request: get, tls }));
+    await measure(plain, { name: 'plain PUT', targets: addrs(plain), concurrency, durationMs: ms, request: put });
+    await measure(secure, { name: 'tls PUT', targets: addrs(secure), concurrency, durationMs: ms, request: put, tls });
+    await measure(plain, { name: 'plain GET', targets: addrs(plain), concurrency, durationMs: ms, request: get });
+    await measure(secure, { name: 'tls GET', targets: addrs(secure), concurrency, durationMs: ms, request: get, tls });
   }
   const med = (name: string): LoadResult => {
     const rs = results[name] as LoadResult[];
@@ -68,9 +78,12 @@ try {
       seconds: median(rs.map((r) => r.seconds)), throughput: median(rs.map((r) => r.throughput)), p50ms: median(rs.map((r) => r.p50ms)), p99ms: median(rs.map((r) => r.p99ms)) };
   };
   process.stdout.write(`3 nodes each, N=3 W=2 R=2, ${concurrency} keep-alive connections spread over the nodes, ${seconds} s per run, ${rounds} rounds, ${valueBytes}-byte values\n`);
-  for (const name of Object.keys(results)) process.stdout.write(`${formatResult(med(name))}\n`);
+  const cpuMs = (name: string): number => median(cpuMsPerRequest[name] as number[]);
+  for (const name of Object.keys(results)) process.stdout.write(`${formatResult(med(name))}   servers' CPU ${cpuMs(name).toFixed(3)} ms/request\n`);
   const ratio = (op: string): string => (med(`tls ${op}`).throughput / med(`plain ${op}`).throughput).toFixed(2);
+  const cpuRatio = (op: string): string => (cpuMs(`tls ${op}`) / cpuMs(`plain ${op}`)).toFixed(2);
   process.stdout.write(`tls/plain throughput: put ${ratio('PUT')}x, get ${ratio('GET')}x\n`);
+  process.stdout.write(`tls/plain servers' CPU per request: put ${cpuRatio('PUT')}x, get ${cpuRatio('GET')}x\n`);
 } finally {
   await cleanupAll();
 }
