@@ -193,7 +193,6 @@ function readBody(req: http.IncomingMessage, max: number, idleMs: number): Promi
       }
       chunks.push(chunk);
     };
-    if (req.complete) return finish(null, Buffer.alloc(0));
     arm();
     req.on('data', onData);
     req.once('end', () => finish(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
