@@ -112,11 +112,12 @@ describe('security: client and admin authentication (real processes)', function 
 
   it('the CLI without a token gets 401 from a node with a tokens file, and works with --token or KV_TOKEN', async () => {
     const cwd = tempDir('kv-sec-cwd-');
-    const denied = await runKv(['get', 'k1', '--node', node.addr], { cwd });
+    expect((await raw(node.addr, 'PUT', '/kv/k-cli', { body: 'cli', headers: bearer(tokens.tokens.write) })).status).to.equal(200);
+    const denied = await runKv(['get', 'k-cli', '--node', node.addr], { cwd });
     expect(denied.code).to.equal(1);
     expect(denied.err).to.include('KV_UNAUTHORIZED');
-    const withFlag = await runKv(['get', 'k1', '--node', node.addr, '--token', tokens.tokens.read], { cwd });
-    expect(withFlag.out).to.equal('v');
+    const withFlag = await runKv(['get', 'k-cli', '--node', node.addr, '--token', tokens.tokens.read], { cwd });
+    expect(withFlag.out).to.equal('cli');
     const withEnv = await runKv(['put', 'k3', 'x', '--node', node.addr], { cwd, env: { KV_TOKEN: tokens.tokens.write } });
     expect(withEnv.code).to.equal(0);
     const readOnly = await runKv(['put', 'k3', 'y', '--node', node.addr], { cwd, env: { KV_TOKEN: tokens.tokens.read } });

@@ -7,6 +7,10 @@ import { Metrics } from '../../lib/api/metrics.ts';
 import { PeerGuard, versionGuard } from '../../lib/node/peer-guard.ts';
 import { JoinSeed, signJoin } from '../../lib/node/join.ts';
 import type { Envelope } from '../../lib/net/transport.ts';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findToken } from '../../lib/cli/client-cmds.ts';
 
 describe('security guards (unit)', () => {
   it('parses token lines, names the first bad line, and nests roles', () => {
@@ -73,5 +77,22 @@ describe('security guards (unit)', () => {
     expect(() => seed.verify({ ...join, addr: '127.0.0.1:6' })).to.throw(KvError, /not a ticket/);
     expect(seed.verify(join)).to.deep.equal({ id: 'j', addr: '127.0.0.1:5' });
     expect(() => seed.verify(join)).to.throw(KvError, /already used/);
+  });
+
+  it('the CLI takes --token, then KV_TOKEN, then ./data/admin.token, the file only for loopback nodes', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kv-cli-token-'));
+    const cwd = process.cwd();
+    try {
+      mkdirSync(join(dir, 'data'));
+      writeFileSync(join(dir, 'data', 'admin.token'), 'kv_local\n');
+      process.chdir(dir);
+      expect(findToken({ token: 'kv_flag' }, ['127.0.0.1:7001'], { KV_TOKEN: 'kv_env' })).to.equal('kv_flag');
+      expect(findToken({}, ['127.0.0.1:7001'], { KV_TOKEN: 'kv_env' })).to.equal('kv_env');
+      expect(findToken({}, ['127.0.0.1:7001', 'localhost:7002'], {})).to.equal('kv_local');
+      expect(findToken({}, ['127.0.0.1:7001', '10.0.0.2:7001'], {})).to.equal(undefined);
+    } finally {
+      process.chdir(cwd);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
