@@ -51,7 +51,7 @@ describe('start-up discovery', () => {
   });
 
   it('takes its settings from the environment, as a pod spec gives them, and refuses contradictions', () => {
-    const env = { KV_SEEDS: 'kv-0.p:7001,kv-1.p:7001', KV_SEED_BOOTSTRAP: 'true', KV_ID: 'kv-0', KV_ADVERTISE: 'kv-0.p:7001' };
+    const env = { KV_SEEDS: 'kv-0.p:7001,kv-1.p:7001', KV_SEED_BOOTSTRAP: 'true', KV_ID: 'kv-0', KV_ADVERTISE: 'kv-0.p:7001', KV_SECRET: 'pod-secret-0123456789', KV_AUTH: 'none' };
     const cfg = loadConfig({ env });
     expect(cfg.seeds).to.deep.equal(['kv-0.p:7001', 'kv-1.p:7001']);
     expect(cfg.seedBootstrap).to.equal(true);

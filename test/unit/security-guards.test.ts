@@ -75,7 +75,7 @@ describe('security guards (unit)', () => {
     expect(() => seed.verify(join)).to.throw(KvError, /expired/);
     now -= 61_000;
     expect(() => seed.verify({ ...join, addr: '127.0.0.1:6' })).to.throw(KvError, /not a ticket/);
-    expect(seed.verify(join)).to.deep.equal({ id: 'j', addr: '127.0.0.1:5' });
+    expect(seed.verify(join)).to.deep.equal({ id: 'j', addr: '127.0.0.1:5', replace: false });
     expect(() => seed.verify(join)).to.throw(KvError, /already used/);
   });
 
