@@ -36,6 +36,7 @@ import type { Transport } from '../net/transport.ts';
 import type { Metrics } from '../api/metrics.ts';
 import { validateKey, validateWireRecord } from './replica.ts';
 import type { Logger } from './log.ts';
+import type { Operation } from './operations.ts';
 
 /** Responder sessions open at once; an exchange holds one per partition pair. 256 bounds memory. */
 const MAX_SESSIONS = 256;
@@ -52,6 +53,10 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const LAG_BACKOFF_MS = 100;
 /** Partitions moved in parallel during join/leave streaming. */
 const STREAM_CONCURRENCY = 4;
+/** A repair walk is unpaced, but pauses this long after a partition while the event loop lags. */
+const REPAIR_LAG_PAUSE_MS = 20;
+/** `ae.sync` requests (exchanges run for a removenode orchestrator) served at once. */
+const MAX_SYNC_SERVED = 4;
 /** Tombstones purged per partition per GC round (bounds one purge request). */
 const PURGE_BATCH = 1024;
 /** A hand-off may push for this share of the tombstone grace after the change; GC of the
@@ -124,6 +129,7 @@ export class AntiEntropy {
     t.handle('ae.pull', (_from, payload, env) => this.onPull(payload, env.epoch));
     t.handle('ae.push', (_from, payload, env) => this.onPush(payload, env.epoch));
     t.handle('ae.purge', (_from, payload) => this.onPurge(payload));
+    t.handle('ae.sync', (_from, payload) => this.onSync(payload));
   }
 
   /** Load the hand-offs a previous run left unfinished (before start). */
@@ -151,13 +157,14 @@ export class AntiEntropy {
 
   start(): void {
     this.lag.enable();
-    const step = (): void => {
-      if (this.stopped) return;
-      void this.walk().finally(() => {
-        if (!this.stopped) this.timer = setTimeout(step, Math.min(1000, this.o.intervalMs));
-      });
-    };
-    this.timer = setTimeout(step, Math.min(1000, this.o.intervalMs));
+    this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
+  }
+
+  private scheduleNext(): void {
+    if (this.stopped) return;
+    void this.walk().finally(() => {
+      if (!this.stopped) this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
+    });
   }
 
   stop(): void {
@@ -277,7 +284,7 @@ export class AntiEntropy {
     if (changed) await this.saveHandoffs();
   }
 
-  /** One walk over every partition, paced to take about intervalMs. */
+  /** One walk over every partition, paced to take about intervalMs (unpaced while a repair asked for it). */
   private async walk(): Promise<void> {
     if (this.walking) return;
     this.walking = true;
@@ -293,16 +300,41 @@ export class AntiEntropy {
         const started = this.now();
         await this.syncPartition(p).catch((err: unknown) => this.o.log.debug({ err, p }, 'anti-entropy of partition failed'));
         this.progress.partitionsDone++;
+        this.repairing?.progress(this.progress.partitionsDone);
         const lagged = this.lag.percentile(99) / 1e6 > LAG_BACKOFF_MS;
         this.lag.reset();
-        const wait = Math.max(0, (lagged ? 2 * pace : pace) - (this.now() - started));
+        const target = this.repairing ? (lagged ? REPAIR_LAG_PAUSE_MS : 0) : lagged ? 2 * pace : pace;
+        const wait = Math.max(0, target - (this.now() - started));
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
       this.walks.inc();
       this.lastWalkDoneMs = this.now();
+      this.repairing?.finish();
+      this.repairing = undefined;
     } finally {
       this.walking = false;
     }
+  }
+
+  private repairing: Operation | undefined;
+
+  /**
+   * `kv repair`: walk every partition now, unpaced (still yielding while the event loop
+   * lags). A walk already running finishes unpaced under this operation; a new one
+   * starts otherwise. Returns the walk's operation.
+   */
+  repairNow(op: Operation): Operation {
+    if (this.repairing) return this.repairing;
+    this.repairing = op;
+    op.total(this.walking ? this.progress.partitionsTotal : this.myPartitions(this.o.topology()).length);
+    op.progress(this.walking ? this.progress.partitionsDone : 0);
+    if (!this.walking) {
+      clearTimeout(this.timer);
+      void this.walk().finally(() => {
+        if (!this.stopped) this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
+      });
+    }
+    return op;
   }
 
   /** Exchange p with every other live replica (current and future); GC its tombstones if we lead it. */
@@ -508,6 +540,29 @@ export class AntiEntropy {
     return this.applyRecords(payload);
   }
 
+  private syncServed = 0;
+
+  /**
+   * A removenode orchestrator asks this node (a new owner of `partition`) to exchange the
+   * partition with `peer` (a surviving owner) now; answers once the exchange is done.
+   */
+  private async onSync(payload: unknown): Promise<{ outcome: string; moved: number }> {
+    const o = payload as { partition?: unknown; peer?: unknown } | null;
+    const t = this.o.topology();
+    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions ||
+      typeof o.peer !== 'string' || o.peer === this.o.selfId || t.member(o.peer) === undefined) {
+      throw new KvError('KV_INVALID_ARGUMENT', 'ae.sync takes {partition, peer} with a member other than this node');
+    }
+    if (this.syncServed >= MAX_SYNC_SERVED) throw new KvError('KV_TOO_MANY_REQUESTS', 'too many ae.sync exchanges at once');
+    this.syncServed++;
+    try {
+      const r = await this.exchange(o.partition as number, o.peer);
+      return { outcome: r.outcome, moved: r.pushed + r.pulled };
+    } finally {
+      this.syncServed--;
+    }
+  }
+
   private async onPurge(payload: unknown): Promise<number> {
     if (!Array.isArray(payload) || payload.length > PURGE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `ae.purge takes at most ${PURGE_BATCH} entries`);
     const entries = payload.map((x: unknown) => {
@@ -529,7 +584,7 @@ export class AntiEntropy {
    * future owner with every current owner (join), or every partition we hold now with
    * its future owners (leave). Retries each partition until it succeeded with all peers.
    */
-  async stream(kind: 'join' | 'leave', shouldStop: () => boolean): Promise<{ partitions: number; moved: number }> {
+  async stream(kind: 'join' | 'leave' | 'replace', shouldStop: () => boolean, op?: Operation): Promise<{ partitions: number; moved: number }> {
     const t = this.o.topology();
     const cur = t.table('current');
     const fut = t.table('future');
@@ -539,9 +594,13 @@ export class AntiEntropy {
       const f = replicasOf(fut, p);
       if (kind === 'join' && f.includes(this.o.selfId)) work.push({ p, peers: c.filter((id) => id !== this.o.selfId) });
       if (kind === 'leave' && c.includes(this.o.selfId)) work.push({ p, peers: f.filter((id) => id !== this.o.selfId) });
+      // A replacement takes over the dead member's positions: it is a current owner with no data yet.
+      if (kind === 'replace' && c.includes(this.o.selfId)) work.push({ p, peers: c.filter((id) => id !== this.o.selfId) });
     }
     let moved = 0;
     let next = 0;
+    let done = 0;
+    op?.total(work.length);
     // Owners that kept failing while unreachable are skipped for the rest of this stream: a down owner
     // cannot give us anything, and with W ≥ 2 every acknowledged write is also on another owner.
     const skipped = new Set<string>();
@@ -569,6 +628,7 @@ export class AntiEntropy {
             }
           }
         }
+        op?.progress(++done, moved);
       }
     };
     await Promise.all(Array.from({ length: STREAM_CONCURRENCY }, worker));

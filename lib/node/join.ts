@@ -16,31 +16,36 @@ const JOIN_DEADLINE_MS = 60_000;
 /** While another ownership change runs, ask again this often (the deadline does not run meanwhile). */
 const BUSY_RETRY_MS = 2000;
 
-export interface JoinRequest { id: string; addr: string; ts: number; mac: string }
+export interface JoinRequest { id: string; addr: string; ts: number; mac: string; replace?: boolean }
 
-function mac(secret: string, id: string, addr: string, ts: number): string {
-  return createHmac('sha256', secret).update(`kv-join\u0000${id}\u0000${addr}\u0000${ts}`).digest('hex');
+/** `replace` (take over a dead member's place) is part of what is signed. */
+function mac(secret: string, id: string, addr: string, ts: number, replace: boolean): string {
+  return createHmac('sha256', secret).update(`${replace ? 'kv-replace' : 'kv-join'}\u0000${id}\u0000${addr}\u0000${ts}`).digest('hex');
 }
 
-export function signJoin(secret: string, id: string, addr: string, now = Date.now()): JoinRequest {
-  return { id, addr, ts: now, mac: mac(secret, id, addr, now) };
+export function signJoin(secret: string, id: string, addr: string, now = Date.now(), replace = false): JoinRequest {
+  const req: JoinRequest = { id, addr, ts: now, mac: mac(secret, id, addr, now, replace) };
+  if (replace) req.replace = true;
+  return req;
 }
 
-export function verifyJoin(secret: string, body: unknown, now = Date.now()): { id: string; addr: string } {
+export function verifyJoin(secret: string, body: unknown, now = Date.now()): { id: string; addr: string; replace: boolean } {
   const b = body as Partial<JoinRequest> | null;
   if (typeof b !== 'object' || b === null || typeof b.id !== 'string' || typeof b.addr !== 'string' ||
     typeof b.ts !== 'number' || typeof b.mac !== 'string') {
     throw new KvError('KV_INVALID_ARGUMENT', 'join body must be {"id","addr","ts","mac"}');
   }
-  const want = Buffer.from(mac(secret, b.id, b.addr, b.ts), 'hex');
+  const replace = b.replace === true;
+  const want = Buffer.from(mac(secret, b.id, b.addr, b.ts, replace), 'hex');
   const got = Buffer.from(b.mac, 'hex');
   if (got.length !== want.length || !timingSafeEqual(got, want) || Math.abs(now - b.ts) > JOIN_MAX_AGE_MS) {
     throw new KvError('KV_UNAUTHORIZED', 'join request not signed with this cluster\'s secret');
   }
-  return { id: b.id, addr: b.addr };
+  return { id: b.id, addr: b.addr, replace };
 }
 
-export async function requestJoin(seeds: string[], secret: string, id: string, addr: string, log: { warn(o: object, m: string): void }): Promise<JoinAnswer> {
+export async function requestJoin(seeds: string[], secret: string, id: string, addr: string, log: { warn(o: object, m: string): void },
+  opts: { replace?: boolean } = {}): Promise<JoinAnswer> {
   let deadline = Date.now() + JOIN_DEADLINE_MS;
   let last: unknown;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
@@ -48,7 +53,7 @@ export async function requestJoin(seeds: string[], secret: string, id: string, a
     try {
       const res = await fetch(`http://${seed}/cluster/join`, {
         method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(signJoin(secret, id, addr)), signal: AbortSignal.timeout(25_000),
+        body: JSON.stringify(signJoin(secret, id, addr, Date.now(), opts.replace === true)), signal: AbortSignal.timeout(25_000),
       });
       const body = await res.json() as JoinAnswer & { error?: { code: string; message: string } };
       if (res.ok) return body;

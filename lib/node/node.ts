@@ -24,6 +24,8 @@ import { WsTransport } from '../net/ws-transport.ts';
 import { Membership } from './membership.ts';
 import { RaftRuntime } from './raft-runtime.ts';
 import { Replica } from './replica.ts';
+import { Operations, progressLogger } from './operations.ts';
+import { checkRemovable, removeDeadNode } from './removenode.ts';
 import { DurableClock, markLeaseMs } from './clock.ts';
 import { HintStore } from './hints.ts';
 import { Coordinator } from './coordinator.ts';
@@ -67,6 +69,7 @@ export class KvNode {
   private api: ApiServer | undefined;
   private meta: NodeMeta | undefined;
   private fence = new PartitionFence();
+  readonly operations = new Operations();
   private serving = false;
   private stopped = false;
   private background: Promise<void> | undefined;
@@ -205,8 +208,9 @@ export class KvNode {
     if (cfg.bootstrap || found?.mode === 'bootstrap') {
       meta = { id: cfg.id, clusterId: randomUUID(), partitions: cfg.partitions, bootstrapped: true, createdAt: Date.now() };
     } else if (cfg.join.length > 0 || found?.mode === 'join') {
-      const answer = await requestJoin(found?.mode === 'join' ? found.seeds : cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log);
-      if (found) refuseLostMember(answer, cfg.id);
+      const replace = cfg.replace !== '';
+      const answer = await requestJoin(found?.mode === 'join' ? found.seeds : cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log, { replace });
+      if (found && !replace) refuseLostMember(answer, cfg.id);
       meta = { id: cfg.id, clusterId: answer.clusterId, partitions: answer.partitions, bootstrapped: false, createdAt: Date.now() };
       this.initialPeers = answer.members.filter((m) => m.id !== cfg.id);
     } else {
@@ -231,13 +235,22 @@ export class KvNode {
       }
     }
     await this.until(() => membership.topology.member(cfg.id) !== undefined, 'this node in the committed membership');
-    if (membership.topology.member(cfg.id)?.state === 'joining') {
-      // Pull our future partitions from their current owners before reads may come here.
+    const me = membership.topology.member(cfg.id);
+    // A node resumed on a new address (moved to another machine with its data) says where it is now.
+    if (me && me.addr !== cfg.advertise && me.state !== 'removed') {
+      await membership.admin({ kind: 'cmd', cmd: { op: 'address', id: cfg.id, addr: cfg.advertise } });
+      this.log.info({ addr: cfg.advertise, was: me.addr }, 'advertised address changed');
+    }
+    const state = membership.topology.member(cfg.id)?.state;
+    if (state === 'joining' || state === 'replacing') {
+      // Pull our partitions from their current owners before reads may come here.
+      const kind = state === 'joining' ? 'join' : 'replace';
       const started = Date.now();
-      const r = await (this.antiEntropy as AntiEntropy).stream('join', () => this.stopped);
-      this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'join streaming done');
+      const r = await this.operations.run(kind, cfg.id, (op) => (this.antiEntropy as AntiEntropy).stream(kind, () => this.stopped, op),
+        progressLogger(this.log, `${kind} streaming (partitions)`));
+      this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, `${kind} streaming done`);
       await membership.admin({ kind: 'cmd', cmd: { op: 'normal', id: cfg.id } });
-      this.log.info({ epoch: membership.epoch }, 'joined the cluster as a normal member');
+      this.log.info({ epoch: membership.epoch }, state === 'joining' ? 'joined the cluster as a normal member' : 'replaced the dead member: serving as a normal member');
     }
     // A restart in the middle of a decommission picks the streaming up again.
     if (membership.topology.member(cfg.id)?.state === 'leaving') void this.leave();
@@ -251,7 +264,8 @@ export class KvNode {
     this.leaving = true;
     try {
       const started = Date.now();
-      const r = await (this.antiEntropy as AntiEntropy).stream('leave', () => this.stopped);
+      const r = await this.operations.run('decommission', this.config.id, (op) => (this.antiEntropy as AntiEntropy).stream('leave', () => this.stopped, op),
+        progressLogger(this.log, 'leave streaming (partitions)'));
       this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'leave streaming done');
       await this.m.admin({ kind: 'cmd', cmd: { op: 'remove', id: this.config.id } });
       this.log.info('decommissioned: removed from the cluster');
