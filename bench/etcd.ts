@@ -30,14 +30,14 @@
  * self time over the load window (bench/top-profile.ts).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from '../lib/cli/args.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { freePort, kill, KV_BIN, waitHealthy, type NodeProc } from '../test/helpers/proc.ts';
 import { cleanupOnSignals, startEtcdCluster, type EtcdCluster } from './etcd-cluster.ts';
-import { formatResult, median, preload, runLoad, type LoadOptions, type LoadResult } from './load.ts';
+import { cpuSeconds, formatResult, median, preload, runLoad, type LoadOptions, type LoadResult } from './load.ts';
 import { formatSummary, summarise } from './top-profile.ts';
 
 const flags = parseArgs(process.argv.slice(2), new Set(['fsync'])).flags;
@@ -82,20 +82,6 @@ const kvPutLoad: Workload = { request: (w, i) => ({ method: 'PUT', path: kvPaths
 const kvGetLoad: Workload = { request: (w, i) => ({ method: 'GET', path: kvPaths[keyOf(w, i)] as string }) };
 const etcdPutLoad: Workload = { request: (w, i) => ({ method: 'POST', path: '/v3/kv/put', body: etcdPut[keyOf(w, i)] as Buffer, headers: JSON_HEADERS }) };
 const etcdGetLoad: Workload = { request: (w, i) => ({ method: 'POST', path: '/v3/kv/range', body: etcdRange[keyOf(w, i)] as Buffer, headers: JSON_HEADERS }) };
-
-/** User+system CPU seconds of a process so far (Linux /proc; undefined elsewhere). */
-function cpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const USER_HZ = 100; // the unit of /proc tick counts, fixed by the kernel ABI
-    return (Number(f[11]) + Number(f[12])) / USER_HZ;
-  } catch {
-    return undefined;
-  }
-}
 
 interface Measured extends LoadResult {
   /** Cores the servers kept busy on average during the run. */

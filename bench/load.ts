@@ -4,7 +4,30 @@
  * each with its own keep-alive socket, send one request, wait for the answer, repeat,
  * until `durationMs` has passed. Latency is measured per request with hrtime.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+
+/** User+system CPU seconds of a process so far (Linux /proc; undefined elsewhere). */
+export function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const USER_HZ = 100; // the unit of /proc tick counts, fixed by the kernel ABI
+    return (Number(f[11]) + Number(f[12])) / USER_HZ;
+  } catch {
+    return undefined;
+  }
+}
+
+/** HTTPS with this CA (bench/tls.ts); plain HTTP when absent. */
+export interface LoadTls { ca: Buffer }
+
+function agentFor(tls: LoadTls | undefined, maxSockets: number): http.Agent {
+  return tls ? new https.Agent({ keepAlive: true, maxSockets, ca: tls.ca }) : new http.Agent({ keepAlive: true, maxSockets });
+}
 
 export interface LoadResult {
   name: string;
@@ -25,6 +48,7 @@ export interface LoadOptions {
   request: (w: number, i: number) => { method: string; path: string; body?: Buffer; headers?: Record<string, string> };
   /** Status codes that count as success. Default: 2xx. */
   ok?: (status: number) => boolean;
+  tls?: LoadTls;
 }
 
 export function percentile(sorted: Float64Array, p: number): number {
@@ -41,14 +65,15 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const worker = async (w: number): Promise<void> => {
     const target = o.targets[w % o.targets.length] as string;
     const i = target.lastIndexOf(':');
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const agent = agentFor(o.tls, 1);
+    const proto = o.tls ? https : http;
     let n = 0;
     try {
       while (process.hrtime.bigint() < end) {
         const r = o.request(w, n++);
         const t0 = process.hrtime.bigint();
         const status = await new Promise<number>((resolve) => {
-          const req = http.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
+          const req = proto.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
             headers: { ...(r.body ? { 'content-length': String(r.body.length) } : {}), ...r.headers } }, (res) => {
             res.resume();
             res.on('end', () => resolve(res.statusCode ?? 0));
@@ -85,8 +110,9 @@ export function median(xs: number[]): number {
 export type PreloadRequest = (k: number) => { method: string; path: string; body: Buffer; headers?: Record<string, string> };
 
 /** Write keys key-0..key-(count-1) once each, 32 at a time. */
-export async function preload(target: string, count: number, value: Buffer, build?: PreloadRequest): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+export async function preload(target: string, count: number, value: Buffer, build?: PreloadRequest, tls?: LoadTls): Promise<void> {
+  const agent = agentFor(tls, 32);
+  const proto = tls ? https : http;
   const i = target.lastIndexOf(':');
   const requestFor: PreloadRequest = build ?? ((k) => ({ method: 'PUT', path: `/kv/key-${k}`, body: value }));
   let next = 0;
@@ -94,7 +120,7 @@ export async function preload(target: string, count: number, value: Buffer, buil
     while (next < count) {
       const r = requestFor(next++);
       await new Promise<void>((resolve, reject) => {
-        const req = http.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
+        const req = proto.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
           headers: { 'content-length': String(r.body.length), ...r.headers } }, (res) => { res.resume(); res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`preload ${r.method} ${r.path}: ${res.statusCode}`)))); });
         req.on('error', reject);
         req.end(r.body);

@@ -14,7 +14,7 @@
  *                a new leader and committed. This is the issue's figure.
  * The killed node is restarted before the next run.
  *
- * --change address (default): POST /cluster/join (signed with the cluster secret) for
+ * --change address (default): a signed join (challenge, then POST /cluster/join) for
  * the killed node's id at a fresh address, the step a node replaced on a new machine
  * takes; the killed node then restarts there. Nothing accumulates across runs.
  * --change join: a fresh node joins through a survivor (TestCluster.add), the way an
@@ -25,7 +25,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from '../lib/cli/args.ts';
-import { signJoin } from '../lib/node/join.ts';
+import { joinThrough } from '../lib/node/join.ts';
 import { median } from './load.ts';
 import { TestCluster, type ClusterView } from '../test/helpers/cluster.ts';
 import { freePort } from '../test/helpers/proc.ts';
@@ -83,12 +83,8 @@ async function requestChange(run: number, victim: string, survivors: string[]): 
   for (let i = 0; ; i++) {
     const via = survivors[i % survivors.length] as string;
     try {
-      const res = await fetch(`http://${c.addr(via)}/cluster/join`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(signJoin(SECRET, victim, addr)), signal: AbortSignal.timeout(30_000),
-      });
-      if (res.ok) return { newPort };
-      if (performance.now() > deadline) throw new Error(`address change refused: ${res.status} ${await res.text()}`);
+      await joinThrough(c.addr(via), SECRET, victim, addr);
+      return { newPort };
     } catch (err) {
       if (performance.now() > deadline) throw err;
     }

@@ -7,10 +7,20 @@
 import { readFileSync } from 'node:fs';
 import { KvError } from './errors.ts';
 import { NODE_ID_RE } from './core/hlc.ts';
+import { DEFAULT_TRANSPORT_LIMITS } from './net/limits.ts';
 
 const SECOND = 1000;
 const KiB = 1024;
 const MiB = 1024 * KiB;
+
+/** The built-in secret: public (it is in this file), so only for nodes that nobody else can reach. */
+export const DEV_SECRET = 'kv-development-secret';
+
+/**
+ * Bytes a peer frame needs around one record besides its value: the envelope tuple, the key
+ * (counted separately), the version, msgpack headers of the record and of the batch.
+ */
+export const PEER_RECORD_OVERHEAD_BYTES = 4 * KiB;
 
 export interface Config {
   /** Node id, unique in the cluster ([A-Za-z0-9_.-], ≤ 64 chars). Default: derived from listen address. */
@@ -41,8 +51,23 @@ export interface Config {
   /** How long discovery keeps looking before the node gives up and exits (a supervisor restarts it).
    *  Default 10 min: covers pods scheduled minutes apart; restarting does no harm, waiting forever hides a fault. */
   discoveryTimeoutMs: number;
-  /** Shared cluster secret for peer authentication. Default: a fixed development secret (logged as a warning). */
+  /** Shared cluster secret for peer authentication and joins. Default: a fixed, public development secret,
+   *  accepted only when every listen and advertise address is loopback (the node refuses to start otherwise). */
   secret: string;
+  /** File of hashed client tokens (`kv token`; README "Security"), reloaded on change. Default none: then the
+   *  node serves clients without credentials only when every address is loopback (protected mode). */
+  tokensFile: string;
+  /** `tokens` (default): client and admin routes need a bearer token, or loopback-only open mode without a
+   *  tokens file. `none`: no client authentication on any address, an explicit opt-out. */
+  auth: string;
+  /** Serve GET /metrics without a token (for scrapers on a trusted network). Default false: needs `read`. */
+  metricsOpen: boolean;
+  /** PEM certificate of this node (with --tls-key and --tls-ca): the port speaks HTTPS and peers use mutual TLS. */
+  tlsCert: string;
+  /** PEM private key of --tls-cert. */
+  tlsKey: string;
+  /** PEM certificate of the cluster CA: peer certificates must chain to it (both directions). */
+  tlsCa: string;
   /** Log level: fatal, error, warn, info, debug, trace, silent. */
   logLevel: string;
 
@@ -80,6 +105,23 @@ export interface Config {
   maxClockSkewMs: number;
   /** Client requests in flight on one node before new ones get 429. Default 10,000. */
   maxInflightRequests: number;
+  /** Open client connections (HTTP keep-alive sockets; peer links not counted); beyond it a new connection
+   *  gets 503 KV_OVERLOADED and is closed. Default 4096: far above what pooled clients keep open (k6 with a
+   *  few hundred VUs, a client pool of 64 per node), while an idle-socket flood stays within a few MB and
+   *  below common file-descriptor limits. */
+  maxConnections: number;
+  /** Request body bytes a node holds or has been promised (declared Content-Length; a body of unknown length
+   *  counts as maxValueBytes until it ends) across all requests in flight; beyond it 503 KV_OVERLOADED with
+   *  Retry-After. Default 256 MiB: 256 maximum values or ~25,000 10 KiB values at once, while 10,000
+   *  stalled uploads can no longer pin 10 GiB. */
+  maxInflightBytes: number;
+  /** A request body that sends no byte for this long is cut off (408 KV_TIMEOUT) and its bytes released.
+   *  Default 10 s: a LAN upload never pauses that long; a client holding a reservation open does not keep it. */
+  bodyIdleTimeoutMs: number;
+  /** SIGTERM/SIGINT: the node closes every socket and exits within this bound, finished or not. Default 10 s:
+   *  in-flight requests (5 s quorum deadline) get to finish, and supervisors' stop timeouts (systemd 90 s,
+   *  Kubernetes 30 s) are never reached. */
+  shutdownTimeoutMs: number;
 
   /** Repair stale replicas seen by reads. Default true. */
   readRepair: boolean;
@@ -128,7 +170,13 @@ export const DEFAULTS: Config = {
   replace: '',
   seedBootstrap: false,
   discoveryTimeoutMs: 10 * 60 * SECOND,
-  secret: 'kv-development-secret',
+  secret: DEV_SECRET,
+  tokensFile: '',
+  auth: 'tokens',
+  metricsOpen: false,
+  tlsCert: '',
+  tlsKey: '',
+  tlsCa: '',
   logLevel: 'info',
   fsync: false,
   n: 3,
@@ -144,6 +192,10 @@ export const DEFAULTS: Config = {
   httpRequestTimeoutMs: 30 * SECOND,
   maxClockSkewMs: 10 * SECOND,
   maxInflightRequests: 10_000,
+  maxConnections: 4096,
+  maxInflightBytes: 256 * MiB,
+  bodyIdleTimeoutMs: 10 * SECOND,
+  shutdownTimeoutMs: 10 * SECOND,
   readRepair: true,
   hintedHandoff: true,
   hintsMaxCount: 100_000,
@@ -277,13 +329,25 @@ export function validateConfig(cfg: Config): Config {
   if ((cfg.partitions & (cfg.partitions - 1)) !== 0) bad('partitions', `must be a power of two, got ${cfg.partitions}`);
   int(cfg, 'vnodes', 1, 4096);
   int(cfg, 'maxKeyBytes', 1, 64 * KiB);
-  int(cfg, 'maxValueBytes', 0, 64 * MiB);
+  // A value must fit one peer frame with its key and envelope, or replication, hints and anti-entropy could
+  // never move it (the coordinator alone would hold it, and the retries would go on forever).
+  const maxValue = DEFAULT_TRANSPORT_LIMITS.maxFrameBytes - cfg.maxKeyBytes - PEER_RECORD_OVERHEAD_BYTES;
+  if (Number.isInteger(cfg.maxValueBytes) && cfg.maxValueBytes > maxValue) {
+    bad('maxValueBytes', `${cfg.maxValueBytes} bytes do not fit a peer frame (${DEFAULT_TRANSPORT_LIMITS.maxFrameBytes} bytes); the most is ${maxValue} with maxKeyBytes ${cfg.maxKeyBytes}`);
+  }
+  int(cfg, 'maxValueBytes', 0, maxValue);
   int(cfg, 'maxUrlBytes', 256, 1 * MiB);
   int(cfg, 'maxHeaderBytes', 1 * KiB, 1 * MiB);
   int(cfg, 'requestTimeoutMs', 1, 10 * 60 * SECOND);
   int(cfg, 'httpRequestTimeoutMs', 1, 60 * 60 * SECOND);
   int(cfg, 'maxClockSkewMs', 1, 24 * 3600 * SECOND);
   int(cfg, 'maxInflightRequests', 1, 1_000_000);
+  int(cfg, 'maxConnections', 1, 1_000_000);
+  int(cfg, 'maxInflightBytes', 1 * MiB, 64 * 1024 * MiB);
+  if (cfg.maxInflightBytes < cfg.maxValueBytes) bad('maxInflightBytes', `must hold at least one maximum value (maxValueBytes ${cfg.maxValueBytes})`);
+  int(cfg, 'bodyIdleTimeoutMs', 100, 10 * 60 * SECOND);
+  int(cfg, 'shutdownTimeoutMs', 100, 10 * 60 * SECOND);
+  validateSecurity(cfg);
   int(cfg, 'hintsMaxCount', 0, 100_000_000);
   int(cfg, 'hintsMaxBytes', 0, 64 * 1024 * MiB);
   int(cfg, 'hintsMaxAgeMs', 0, 30 * 24 * 3600 * SECOND);
@@ -297,4 +361,35 @@ export function validateConfig(cfg: Config): Config {
   int(cfg, 'swimSuspicionMaxTimeoutMult', 1, 100);
   int(cfg, 'swimRetransmitMult', 1, 100);
   return cfg;
+}
+
+const LOOPBACK_V4_RE = /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
+
+/** Whether HOST (of HOST:PORT) can only be reached from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || LOOPBACK_V4_RE.test(h);
+}
+
+/** Whether every address this node listens on or advertises is loopback. */
+export function loopbackOnly(cfg: Pick<Config, 'listen' | 'advertise'>): boolean {
+  return [cfg.listen, cfg.advertise || cfg.listen].every((a) => isLoopbackHost(parseHostPort(a).host));
+}
+
+/**
+ * The rules that keep a reachable node from being open by accident (README "Security"): the public
+ * development secret and running without client tokens are loopback-only unless opted out explicitly.
+ */
+function validateSecurity(cfg: Config): void {
+  if (cfg.auth !== 'tokens' && cfg.auth !== 'none') bad('auth', `must be "tokens" or "none", got "${cfg.auth}"`);
+  if (cfg.auth === 'none' && cfg.tokensFile) bad('auth', '--auth none and --tokens-file exclude each other');
+  const local = loopbackOnly(cfg);
+  if (cfg.secret === DEV_SECRET && !local) {
+    bad('secret', `the built-in development secret is public and refused on a non-loopback address (${cfg.listen}, advertise ${cfg.advertise}): set --secret or KV_SECRET`);
+  }
+  if (cfg.auth === 'tokens' && !cfg.tokensFile && !local) {
+    bad('tokensFile', `no client tokens on a non-loopback address (${cfg.listen}, advertise ${cfg.advertise}): pass --tokens-file FILE (KV_TOKENS_FILE), or --auth none to serve without authentication`);
+  }
+  const tls = [cfg.tlsCert, cfg.tlsKey, cfg.tlsCa].filter((x) => x !== '').length;
+  if (tls !== 0 && tls !== 3) bad('tlsCert', '--tls-cert, --tls-key and --tls-ca go together');
 }

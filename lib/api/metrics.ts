@@ -26,6 +26,15 @@ export class Metrics {
     name: 'kv_versions_refused_total', help: 'Record versions from peers, hints or sessions refused for being too far ahead of local time',
     labelNames: ['source'] as const, registers: [this.registry],
   });
+  readonly peerRefused = new Counter({
+    name: 'kv_peer_refused_total', help: 'Peer messages refused: sender not a member, Raft sender mismatch, invalid snapshot',
+    labelNames: ['reason'] as const, registers: [this.registry],
+  });
+  readonly connectionsRefused = new Counter({
+    name: 'kv_connections_refused_total', help: 'Sockets refused or cut: over maxConnections, stray upgrades, stalled bodies',
+    labelNames: ['reason'] as const, registers: [this.registry],
+  });
+  readonly inflightBytes = new Gauge({ name: 'kv_http_inflight_body_bytes', help: 'Request body bytes held or promised (maxInflightBytes)', registers: [this.registry] });
   private readonly children = new Map<string, { count: Counter.Internal; dur: Histogram.Internal<'route' | 'method' | 'status'> }>();
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {

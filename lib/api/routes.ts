@@ -9,6 +9,14 @@
  * takes the rest of the path, slashes included; the handler validates it.
  */
 
+/**
+ * Who may call a route (README "Security"): a token role, `open` (no token: /health, the
+ * MAC-signed join handshake, the dashboard's static files and the API description, which hold
+ * no data), `data` (read for GET/HEAD, write for PUT/DELETE) or `metrics` (read unless
+ * --metrics-open). Every route must say, so none can be left open by omission.
+ */
+export type RouteAccess = 'read' | 'write' | 'admin' | 'open' | 'data' | 'metrics';
+
 export interface RouteSpec {
   /** OpenAPI path template, e.g. `/kv/{key}`. */
   readonly path: string;
@@ -16,23 +24,25 @@ export interface RouteSpec {
   readonly methods: readonly string[];
   /** The `route` label of kv_http_* metrics: a fixed set, so client-chosen paths cannot grow the registry. */
   readonly label: string;
+  readonly access: RouteAccess;
 }
 
 export const ROUTES: readonly RouteSpec[] = [
-  { path: '/kv/{key}', methods: ['GET', 'HEAD', 'PUT', 'DELETE'], label: 'kv' },
-  { path: '/health', methods: ['GET'], label: '/health' },
-  { path: '/metrics', methods: ['GET'], label: '/metrics' },
-  { path: '/cluster', methods: ['GET'], label: '/cluster' },
-  { path: '/cluster/ring', methods: ['GET'], label: '/cluster/ring' },
-  { path: '/cluster/partitions', methods: ['GET'], label: '/cluster/partitions' },
-  { path: '/cluster/stats', methods: ['GET'], label: '/cluster/stats' },
-  { path: '/cluster/records/{key}', methods: ['GET'], label: '/cluster/records/:key' },
-  { path: '/cluster/decommission', methods: ['POST'], label: '/cluster/decommission' },
-  { path: '/cluster/scrub', methods: ['POST'], label: '/cluster/scrub' },
-  { path: '/cluster/join', methods: ['POST'], label: '/cluster/join' },
-  { path: '/ui', methods: ['GET'], label: '/ui' },
-  { path: '/ui/{file}', methods: ['GET'], label: '/ui/:file' },
-  { path: '/openapi.json', methods: ['GET'], label: '/openapi.json' },
+  { path: '/kv/{key}', methods: ['GET', 'HEAD', 'PUT', 'DELETE'], label: 'kv', access: 'data' },
+  { path: '/health', methods: ['GET'], label: '/health', access: 'open' },
+  { path: '/metrics', methods: ['GET'], label: '/metrics', access: 'metrics' },
+  { path: '/cluster', methods: ['GET'], label: '/cluster', access: 'read' },
+  { path: '/cluster/ring', methods: ['GET'], label: '/cluster/ring', access: 'read' },
+  { path: '/cluster/partitions', methods: ['GET'], label: '/cluster/partitions', access: 'read' },
+  { path: '/cluster/stats', methods: ['GET'], label: '/cluster/stats', access: 'read' },
+  { path: '/cluster/records/{key}', methods: ['GET'], label: '/cluster/records/:key', access: 'read' },
+  { path: '/cluster/decommission', methods: ['POST'], label: '/cluster/decommission', access: 'admin' },
+  { path: '/cluster/scrub', methods: ['POST'], label: '/cluster/scrub', access: 'admin' },
+  { path: '/cluster/join/challenge', methods: ['POST'], label: '/cluster/join/challenge', access: 'open' },
+  { path: '/cluster/join', methods: ['POST'], label: '/cluster/join', access: 'open' },
+  { path: '/ui', methods: ['GET'], label: '/ui', access: 'open' },
+  { path: '/ui/{file}', methods: ['GET'], label: '/ui/:file', access: 'open' },
+  { path: '/openapi.json', methods: ['GET'], label: '/openapi.json', access: 'open' },
 ];
 
 interface Compiled { spec: RouteSpec; exact?: string; prefix?: string }
@@ -58,4 +68,14 @@ export function matchRoute(path: string): { spec: RouteSpec; param?: string } | 
     if (path.startsWith(c.prefix)) return { spec: c.spec, param: path.slice(c.prefix.length) };
   }
   return undefined;
+}
+
+/** The token role a request needs, or null when the route is open. */
+export function roleFor(spec: RouteSpec, method: string, metricsOpen: boolean): 'read' | 'write' | 'admin' | null {
+  switch (spec.access) {
+    case 'open': return null;
+    case 'metrics': return metricsOpen ? null : 'read';
+    case 'data': return method === 'PUT' || method === 'DELETE' ? 'write' : 'read';
+    default: return spec.access;
+  }
 }

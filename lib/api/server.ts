@@ -1,9 +1,20 @@
 /**
- * The HTTP API (DESIGN.md §10) on node:http. Client KV routes, cluster/admin routes,
- * /health and /metrics. Every error is `{"error":{"code","message"}}` with the status
- * from lib/errors.ts; the node never dies from a request.
+ * The HTTP API (DESIGN.md §10) on node:http, or node:https with TLS. Client KV routes,
+ * cluster/admin routes, /health and /metrics. Every error is `{"error":{"code","message"}}`
+ * with the status from lib/errors.ts; the node never dies from a request.
+ *
+ * Who may do what (README "Security"): every route but /health and the join handshake needs
+ * a bearer token of the route's role (ROUTE_ROLES), unless the node runs open.
+ *
+ * Bounded resources: open client sockets (maxConnections), requests in flight
+ * (maxInflightRequests), body bytes held or promised (maxInflightBytes), body idle time
+ * (bodyIdleTimeoutMs), one scrub at a time. Upgrades are the peer transport's at its path;
+ * any other upgrade is destroyed at once, so a stray socket never outlives its request.
  */
 import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { KvError, isKvError } from '../errors.ts';
@@ -11,8 +22,9 @@ import { parseQuorum } from '../core/quorum.ts';
 import { parseSession } from '../core/session.ts';
 import type { Metrics } from './metrics.ts';
 import type { ClusterService, KvService, WriteOptions } from './service.ts';
-import { matchRoute } from './routes.ts';
+import { matchRoute, roleFor } from './routes.ts';
 import { serveAsset } from './static-files.ts';
+import { OPEN_AUTH, type Authenticator, type Role } from './tokens.ts';
 
 export interface ApiLimits {
   maxKeyBytes: number;
@@ -21,6 +33,15 @@ export interface ApiLimits {
   maxHeaderBytes: number;
   httpRequestTimeoutMs: number;
   maxInflightRequests: number;
+  maxConnections: number;
+  maxInflightBytes: number;
+  bodyIdleTimeoutMs: number;
+}
+
+export interface ApiTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca: string | Buffer;
 }
 
 export interface ApiDeps {
@@ -31,7 +52,21 @@ export interface ApiDeps {
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
   /** Every member's numbers, gathered through this node (GET /cluster/stats; lib/node/stats.ts). */
   stats?: () => Promise<unknown>;
+  /** Who may call which route. Default: open (tests and embedded use). */
+  auth?: Authenticator;
+  /** Serve /metrics without a token. */
+  metricsOpen?: boolean;
+  /** HTTPS with client certificates requested (verified by the peer transport for peer upgrades). */
+  tls?: ApiTls;
+  /** Takes an upgrade for the peer path; false = not ours (the socket is destroyed). */
+  onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 }
+
+/** TLS handshake deadline for client and peer sockets. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Retry hint on 503 KV_OVERLOADED: load sheds within a second or two. */
+const RETRY_AFTER_S = '1';
 
 /** Admin request bodies are tiny JSON documents. */
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
@@ -109,8 +144,9 @@ function drain(req: http.IncomingMessage, already: number): void {
   req.resume();
 }
 
-/** Read the body, refusing (413) as soon as it passes the cap: nothing past the cap is buffered. */
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+/** Read the body, refusing (413) as soon as it passes the cap: nothing past the cap is buffered.
+ *  A body silent for `idleMs` is refused (408) and its connection closed. */
+function readBody(req: http.IncomingMessage, max: number, idleMs: number): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > max) {
     if (Number(declared) <= DRAIN_MAX_BYTES) drain(req, 0);
@@ -120,14 +156,23 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    let idle: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        finish(new KvError('KV_REQUEST_TIMEOUT', `request body sent nothing for ${idleMs} ms`));
+      }, idleMs);
+    };
     const finish = (err: Error | null, buf?: Buffer): void => {
       if (done) return;
       done = true;
+      clearTimeout(idle);
       req.removeListener('data', onData);
       if (err) reject(err);
       else resolve(buf as Buffer);
     };
     const onData = (chunk: Buffer): void => {
+      arm();
       size += chunk.length;
       if (size > max) {
         chunks.length = 0;
@@ -137,6 +182,7 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
       }
       chunks.push(chunk);
     };
+    arm();
     req.on('data', onData);
     req.once('end', () => finish(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
     req.once('error', (err) => finish(new KvError('KV_INVALID_ARGUMENT', `request body aborted: ${err.message}`)));
@@ -147,17 +193,63 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
 export class ApiServer {
   readonly server: http.Server;
   private inflight = 0;
+  private inflightBytes = 0;
+  private readonly auth: Authenticator;
+  /** Client sockets (not yet upgraded to a peer link): counted for maxConnections, cut at shutdown. */
+  private readonly sockets = new Set<Duplex>();
+  private scrubbing = false;
+  private closing = false;
 
   constructor(private readonly deps: ApiDeps) {
     const { limits } = deps;
-    this.server = http.createServer({
+    this.auth = deps.auth ?? OPEN_AUTH;
+    const opts: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderBytes,
       requestTimeout: limits.httpRequestTimeoutMs,
       headersTimeout: Math.min(limits.httpRequestTimeoutMs, 60_000),
       // Keep-alive longer than typical client pools' idle timeout avoids racing a reused socket's close.
       keepAliveTimeout: 65_000,
-    }, (req, res) => void this.handle(req, res));
+    };
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => void this.handle(req, res);
+    // Client certificates are requested but not required here: clients use tokens; the peer
+    // transport requires a verified certificate for the peer path (mutual TLS between nodes).
+    this.server = deps.tls
+      ? https.createServer({
+        ...opts, cert: deps.tls.cert, key: deps.tls.key, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: false,
+        // A TLS handshake takes milliseconds; a socket that never finishes one must not wait out the 120 s default.
+        handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+      }, handler)
+      : http.createServer(opts, handler);
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+    this.server.on(deps.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.onConnection(socket));
+    if (deps.tls) this.server.on('tlsClientError', (_err: Error, socket: Duplex) => socket.destroy());
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+  }
+
+  /** Open client sockets now (peer links not counted). */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  private onConnection(socket: Socket | TLSSocket): void {
+    if (this.closing || this.sockets.size >= this.deps.limits.maxConnections) {
+      this.deps.metrics.connectionsRefused.labels({ reason: 'max-connections' }).inc();
+      socket.on('error', () => {});
+      const body = JSON.stringify({ error: { code: 'KV_OVERLOADED', message: `more than ${this.deps.limits.maxConnections} open connections; retry later` } });
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: ${RETRY_AFTER_S}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    // The socket leaves the HTTP layer either way: a peer link is the transport's, anything else dies now.
+    this.sockets.delete(socket);
+    if (!this.closing && this.deps.onUpgrade?.(req, socket, head) === true) return;
+    this.deps.metrics.connectionsRefused.labels({ reason: 'stray-upgrade' }).inc();
+    socket.destroy();
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -172,6 +264,34 @@ export class ApiServer {
     const body = JSON.stringify({ error: { code, message } });
     socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     this.deps.metrics.httpErrors.labels({ code }).inc();
+  }
+
+  /**
+   * Body bytes this request may still bring: its declared length, or for a body of unknown
+   * length the route's cap (it may send that much before we refuse it).
+   */
+  private bodyReservation(req: http.IncomingMessage, cap: number): number {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined) {
+      const n = Number(declared);
+      return Number.isFinite(n) && n > 0 ? Math.min(n, cap) : 0;
+    }
+    return req.headers['transfer-encoding'] !== undefined ? cap : 0;
+  }
+
+  private reserve(req: http.IncomingMessage, res: http.ServerResponse, cap: number): void {
+    const bytes = this.bodyReservation(req, cap);
+    if (bytes === 0) return;
+    if (this.inflightBytes + bytes > this.deps.limits.maxInflightBytes) {
+      throw new KvError('KV_OVERLOADED', `request bodies in flight would exceed ${this.deps.limits.maxInflightBytes} bytes; retry later`);
+    }
+    this.inflightBytes += bytes;
+    this.deps.metrics.inflightBytes.set(this.inflightBytes);
+    // Held until the answer is out: the value stays in memory while it is replicated.
+    res.once('close', () => {
+      this.inflightBytes -= bytes;
+      this.deps.metrics.inflightBytes.set(this.inflightBytes);
+    });
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -194,12 +314,17 @@ export class ApiServer {
       if (!matched.spec.methods.includes(req.method ?? '')) {
         throw new KvError('KV_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${matched.spec.path} (${matched.spec.methods.join(', ')})`);
       }
+      const method = req.method ?? '';
+      const role = roleFor(matched.spec, method, this.deps.metricsOpen === true);
+      if (role !== null) this.auth.check(req.headers.authorization, role);
       if (path.startsWith('/kv/')) {
         if (this.inflight > this.deps.limits.maxInflightRequests) {
           throw new KvError('KV_TOO_MANY_REQUESTS', 'too many requests in flight; retry later');
         }
+        this.reserve(req, res, method === 'PUT' ? this.deps.limits.maxValueBytes : MAX_ADMIN_BODY_BYTES);
         await this.handleKv(req, res, path.slice(4), parseQuery(query));
       } else {
+        this.reserve(req, res, MAX_ADMIN_BODY_BYTES);
         await this.handleOther(req, res, path);
       }
     } catch (err) {
@@ -223,10 +348,20 @@ export class ApiServer {
       res.destroy();
       return;
     }
-    // An unread body (refused before reading, e.g. a bad key) would otherwise be parsed as the
-    // next request: drain it (bounded) so the client reads our answer and the connection lives on.
-    if (!req.complete && req.listenerCount('data') === 0) drain(req, 0);
-    sendJson(res, kv.status, errorBody(kv));
+    const headers: Record<string, string> = {};
+    if (kv.code === 'KV_OVERLOADED' || kv.code === 'KV_BUSY') headers['retry-after'] = RETRY_AFTER_S;
+    if (kv.code === 'KV_UNAUTHORIZED') headers['www-authenticate'] = 'Bearer realm="kv"';
+    if (kv.code === 'KV_REQUEST_TIMEOUT') {
+      // The client stalled mid-body: what it sends next cannot be parsed as a request, so the connection ends.
+      this.deps.metrics.connectionsRefused.labels({ reason: 'body-timeout' }).inc();
+      headers['connection'] = 'close';
+      res.once('finish', () => req.socket.destroy());
+    } else if (!req.complete && req.listenerCount('data') === 0) {
+      // An unread body (refused before reading, e.g. a bad key) would otherwise be parsed as the
+      // next request: drain it (bounded) so the client reads our answer and the connection lives on.
+      drain(req, 0);
+    }
+    sendJson(res, kv.status, errorBody(kv), headers);
   }
 
   private async handleKv(req: http.IncomingMessage, res: http.ServerResponse, rawKey: string, q: Map<string, string>): Promise<void> {
@@ -258,7 +393,7 @@ export class ApiServer {
     if (sloppy !== undefined) opts.sloppy = sloppy;
     if (session) opts.session = session;
     // A DELETE body is meaningless; drain it (bounded) so the connection stays usable.
-    const value = method === 'PUT' ? await readBody(req, limits.maxValueBytes) : (await readBody(req, MAX_ADMIN_BODY_BYTES), null);
+    const value = method === 'PUT' ? await readBody(req, limits.maxValueBytes, limits.bodyIdleTimeoutMs) : (await readBody(req, MAX_ADMIN_BODY_BYTES, limits.bodyIdleTimeoutMs), null);
     const done = value === null ? await kv.del(key, opts) : await kv.put(key, value, opts);
     const headers: Record<string, string> = { 'x-kv-version': done.version };
     if (done.session !== undefined) headers['x-kv-session'] = done.session;
@@ -312,19 +447,32 @@ export class ApiServer {
         return;
       case '/cluster/decommission': {
         only('POST');
-        const body = await readJson(req);
+        const body = await readJson(req, this.deps.limits.bodyIdleTimeoutMs);
         const id = (body as { id?: unknown } | null)?.id;
         if (typeof id !== 'string' || id === '') throw new KvError('KV_INVALID_ARGUMENT', 'body must be {"id": "<node id>"}');
         sendJson(res, 200, await cluster.decommission(id));
         return;
       }
-      case '/cluster/scrub':
+      case '/cluster/scrub': {
         only('POST');
-        sendJson(res, 200, await cluster.scrub());
+        // A scrub reads every record of the node; two at once only double the load for the same answer.
+        if (this.scrubbing) throw new KvError('KV_BUSY', 'a scrub is already running on this node; retry when it finished');
+        this.scrubbing = true;
+        try {
+          sendJson(res, 200, await cluster.scrub());
+        } finally {
+          this.scrubbing = false;
+        }
         return;
+      }
+      case '/cluster/join/challenge': {
+        only('POST');
+        sendJson(res, 200, await cluster.joinChallenge(await readJson(req, this.deps.limits.bodyIdleTimeoutMs)));
+        return;
+      }
       case '/cluster/join': {
         only('POST');
-        sendJson(res, 200, await cluster.join(await readJson(req)));
+        sendJson(res, 200, await cluster.join(await readJson(req, this.deps.limits.bodyIdleTimeoutMs)));
         return;
       }
       case '/cluster/stats':
@@ -348,18 +496,25 @@ export class ApiServer {
     });
   }
 
-  /** Stop accepting, let in-flight requests finish (bounded), close idle keep-alive sockets. */
-  async close(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeIdleConnections();
-      setTimeout(() => this.server.closeAllConnections(), 2000).unref();
-    });
+  /**
+   * Stop accepting, close idle keep-alive sockets, let requests in flight finish for up to
+   * `graceMs`, then cut every client socket still open (slow bodies, busy keep-alive). Resolves
+   * without waiting for the server's own 'close': upgraded peer sockets are the transport's to end.
+   */
+  async close(graceMs = 2000): Promise<void> {
+    this.closing = true;
+    this.server.close();
+    this.server.closeIdleConnections();
+    const deadline = Date.now() + graceMs;
+    while (this.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.server.closeAllConnections();
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
   }
 }
 
-async function readJson(req: http.IncomingMessage): Promise<unknown> {
-  const buf = await readBody(req, MAX_ADMIN_BODY_BYTES);
+async function readJson(req: http.IncomingMessage, idleMs: number): Promise<unknown> {
+  const buf = await readBody(req, MAX_ADMIN_BODY_BYTES, idleMs);
   if (buf.length === 0) return null;
   try {
     return JSON.parse(buf.toString('utf8'));

@@ -48,7 +48,9 @@ export interface ClusterService {
   ring(): Promise<unknown>;
   partitions(): Promise<unknown>;
   decommission(id: string): Promise<unknown>;
-  /** Internal admin: add a member (forwarded to the Raft leader). */
+  /** First step of a join (lib/node/join.ts): a single-use ticket for the joiner. */
+  joinChallenge(body: unknown): Promise<unknown>;
+  /** Second step: a signed join adds the member (forwarded to the Raft leader). */
   join(body: unknown): Promise<unknown>;
   /** This node's own stored record of a key (no quorum): version, tombstone, size. */
   localRecord(key: string): Promise<unknown>;

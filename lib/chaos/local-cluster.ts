@@ -85,7 +85,8 @@ export class LocalCluster {
     const argv = [process.execPath, KV_BIN, 'node', '--id', s.id, '--listen', s.addr, '--data', s.dataDir, ...role, ...this.opts.nodeArgs];
     const cmd = this.opts.net ? [...this.opts.net.execPrefix(s.index), ...argv] : argv;
     const child = spawn(cmd[0] as string, cmd.slice(1), {
-      env: { ...process.env, KV_SECRET: this.opts.secret },
+      // Chaos nodes listen on namespace addresses: no client tokens there, by explicit choice.
+      env: { ...process.env, KV_SECRET: this.opts.secret, KV_AUTH: 'none' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let log = this.logs.get(s.id);

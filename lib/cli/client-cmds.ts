@@ -1,12 +1,46 @@
-/** Client subcommands: put, get, del, status, decommission. */
+/**
+ * Client subcommands: put, get, del, status, decommission. The token comes from `--token`,
+ * then `$KV_TOKEN`, then `./data/admin.token` (what `kv start` writes), so a local cluster
+ * needs no flag; the file is sent only to loopback nodes, so a local admin token never goes
+ * to a remote server by accident. `--ca FILE` (or `$KV_CA`) switches to HTTPS trusting that CA.
+ */
+import { existsSync, readFileSync } from 'node:fs';
 import { KvError } from '../errors.ts';
-import { KvClient } from '../client/client.ts';
+import { isLoopbackHost, parseHostPort } from '../config.ts';
+import { KvClient, type ClientOptions } from '../client/client.ts';
 import type { ParsedArgs } from './args.ts';
 
-function client(args: ParsedArgs): KvClient {
+/** Where `kv start` leaves the admin token of a cluster started in this directory. */
+const LOCAL_ADMIN_TOKEN = './data/admin.token';
+
+export function findToken(flags: ParsedArgs['flags'], nodes: readonly string[], env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const flag = flags['token'];
+  if (typeof flag === 'string' && flag !== '') return flag;
+  if (env['KV_TOKEN']) return env['KV_TOKEN'];
+  const local = nodes.every((n) => isLoopbackHost(parseHostPort(n).host));
+  if (local && existsSync(LOCAL_ADMIN_TOKEN)) return readFileSync(LOCAL_ADMIN_TOKEN, 'utf8').trim() || undefined;
+  return undefined;
+}
+
+export function clientOptions(args: ParsedArgs): ClientOptions {
   const node = args.flags['node'];
   const nodes = typeof node === 'string' ? node.split(',') : (process.env['KV_NODES'] ?? '127.0.0.1:7001').split(',');
-  return new KvClient({ nodes });
+  const token = findToken(args.flags, nodes);
+  const caFlag = args.flags['ca'];
+  const ca = typeof caFlag === 'string' ? caFlag : process.env['KV_CA'];
+  let caPem: Buffer | undefined;
+  if (ca) {
+    try {
+      caPem = readFileSync(ca);
+    } catch (err) {
+      throw new KvError('KV_INVALID_ARGUMENT', `cannot read --ca ${ca}: ${(err as Error).message}`);
+    }
+  }
+  return { nodes, ...(token ? { token } : {}), ...(caPem ? { ca: caPem } : {}) };
+}
+
+function client(args: ParsedArgs): KvClient {
+  return new KvClient(clientOptions(args));
 }
 
 function need(args: ParsedArgs, n: number, usage: string): string[] {

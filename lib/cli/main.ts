@@ -7,13 +7,15 @@ import { parseArgs, type ParsedArgs } from './args.ts';
 
 const BOOLEAN_FLAGS = new Set([
   ...Object.entries(DEFAULTS).filter(([, v]) => typeof v === 'boolean').map(([k]) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)),
-  'sloppy', 'json', 'help', 'keep', 'no-partitions',
+  'sloppy', 'json', 'help', 'keep', 'no-partitions', 'tls',
 ]);
 
 const USAGE = `usage: kv <command> [options]
 
-  kv start [--nodes 3] [--base-port 7001] [--data ./data]   run a local cluster in the foreground
+  kv start [--nodes 3] [--base-port 7001] [--data ./data] [--tls]   run a local cluster in the foreground
   kv node --id ID --listen HOST:PORT --data DIR (--bootstrap | --join HOST:PORT[,...]) [--secret S] [--fsync]
+          [--tokens-file FILE | --auth none] [--tls-cert F --tls-key F --tls-ca F]
+  kv token [--role read|write|admin] [--label NAME] [--tokens-file FILE]
   kv put KEY VALUE [--w W] [--sloppy] [--node HOST:PORT]
   kv get KEY [--r R] [--node HOST:PORT]
   kv del KEY [--w W] [--node HOST:PORT]
@@ -21,6 +23,7 @@ const USAGE = `usage: kv <command> [options]
   kv decommission ID [--node HOST:PORT]
   kv chaos [--duration SECONDS] [--seed N] [--nodes 5] ...
 
+Client commands take --token T (else $KV_TOKEN, else ./data/admin.token) and --ca FILE for HTTPS.
 Node options also come from KV_* environment variables and --config FILE (see README).`;
 
 type Command = (args: ParsedArgs) => Promise<number>;
@@ -34,6 +37,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   status: async () => (await import('./client-cmds.ts')).statusCommand,
   decommission: async () => (await import('./client-cmds.ts')).decommissionCommand,
   chaos: async () => (await import('./chaos-cmd.ts')).chaosCommand,
+  token: async () => (await import('./token-cmd.ts')).tokenCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -55,6 +59,8 @@ main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (isKvError(err)) process.stderr.write(`kv: ${err.code}: ${err.message}\n`);
+    // Network and TLS failures (refused, reset, an unknown CA) are the user's to fix, not a crash: no stack.
+    else if (typeof (err as NodeJS.ErrnoException)?.code === 'string') process.stderr.write(`kv: ${(err as NodeJS.ErrnoException).code}: ${(err as Error).message}\n`);
     else process.stderr.write(`kv: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exitCode = 1;
   },

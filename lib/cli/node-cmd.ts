@@ -1,5 +1,5 @@
 /** `kv node`: run one node in the foreground until SIGINT/SIGTERM. */
-import { loadConfig } from '../config.ts';
+import { DEV_SECRET, loadConfig } from '../config.ts';
 import { createLogger } from '../node/log.ts';
 import { KvNode } from '../node/node.ts';
 import type { ParsedArgs } from './args.ts';
@@ -8,13 +8,19 @@ import { exitOnStdinEofRequested, watchParentPipe } from './parent-watch.ts';
 export async function nodeCommand(args: ParsedArgs): Promise<number> {
   const config = loadConfig({ flags: args.flags, env: process.env });
   const log = createLogger(config.id, config.logLevel);
-  if (config.secret === 'kv-development-secret') log.warn('using the built-in development secret; set --secret or KV_SECRET for anything real');
+  if (config.secret === DEV_SECRET) log.warn('using the built-in development secret (accepted on loopback only); set --secret or KV_SECRET for anything real');
   const node = new KvNode(config, log);
   let stopping: Promise<void> | undefined;
   const stop = (signal: string): void => {
     if (stopping) return;
-    log.info({ signal }, 'shutting down');
-    stopping = node.stop().then(
+    log.info({ signal, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down');
+    // Whatever is still open then (a stuck disk, a peer that never closes), the process ends.
+    setTimeout(() => {
+      log.error({ shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish in time; exiting anyway');
+      process.exit(1);
+    }, config.shutdownTimeoutMs).unref();
+    // Requests in flight get half the bound, at most 5 s (the quorum deadline); closing takes the rest.
+    stopping = node.stop(Math.min(5000, config.shutdownTimeoutMs / 2)).then(
       () => { process.exit(0); },
       (err: unknown) => { log.error({ err }, 'unclean shutdown'); process.exit(1); },
     );

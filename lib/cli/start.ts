@@ -18,6 +18,8 @@ import { KvError } from '../errors.ts';
 import { loadConfig } from '../config.ts';
 import { intFlag, type ParsedArgs } from './args.ts';
 import { RESTART_BACKOFF_CAP_MS, RESTART_STABLE_UPTIME_MS, Supervisor, type NodeLaunch } from './supervisor.ts';
+import { localClusterArgs } from './local-credentials.ts';
+import { KvClient } from '../client/client.ts';
 
 const KV_BIN = fileURLToPath(new URL('../../bin/kv.js', import.meta.url));
 const SECOND = 1000;
@@ -35,7 +37,7 @@ export const SHUTDOWN_BOUND_MS = 10 * SECOND + 2 * SECOND;
 const SEED_HEALTHY_TIMEOUT_MS = 60 * SECOND;
 
 /** Flags `kv start` keeps for itself; every other flag is passed to each node. */
-const OWN_FLAGS = ['nodes', 'base-port', 'data', 'host', 'restart-delay', 'no-restart'];
+const OWN_FLAGS = ['nodes', 'base-port', 'data', 'host', 'restart-delay', 'no-restart', 'tls'];
 
 /** Everything the nodes of one `kv start` share. */
 export interface ClusterPlan {
@@ -46,6 +48,8 @@ export interface ClusterPlan {
   secret: string;
   /** Flags given to `kv start` that are node options (`--fsync`, `--log-level debug`...). */
   passthrough: string[];
+  /** Per node: its tokens file and, with --tls, its certificate flags (lib/cli/local-credentials.ts). */
+  credentials: ReadonlyMap<string, string[]>;
 }
 
 export function nodeId(i: number): string {
@@ -70,7 +74,8 @@ export function nodeLaunch(plan: ClusterPlan, i: number): NodeLaunch {
   const newCluster = others.every((k) => !hasData(plan, k));
   const role = hasData(plan, i) ? [] : i === 1 && newCluster ? ['--bootstrap'] : ['--join', others.map((k) => nodeAddr(plan, k)).join(',')];
   return {
-    argv: [KV_BIN, 'node', '--id', nodeId(i), '--listen', nodeAddr(plan, i), '--data', join(plan.dataDir, nodeId(i)), ...role, ...plan.passthrough],
+    argv: [KV_BIN, 'node', '--id', nodeId(i), '--listen', nodeAddr(plan, i), '--data', join(plan.dataDir, nodeId(i)), ...role,
+      ...(plan.credentials.get(nodeId(i)) ?? []), ...plan.passthrough],
     env: { ...process.env, KV_SECRET: plan.secret },
   };
 }
@@ -118,11 +123,16 @@ export async function startCommand(args: ParsedArgs): Promise<number> {
   // A bad node option would make every node exit at once and be restarted forever: refuse it here.
   loadConfig({ flags: { ...Object.fromEntries(nodeFlags), id: nodeId(1), listen: `${host}:${basePort}`, data: join(dataDir, nodeId(1)) }, env: process.env });
   mkdirSync(dataDir, { recursive: true });
+  // Tokens always (auth is on), certificates with --tls: made once in the data dir, reused after.
+  const creds = localClusterArgs(dataDir, { tls: args.flags['tls'] === true, nodes: Array.from({ length: nodes }, (_, i) => ({ id: nodeId(i + 1), host })) });
+  for (const line of creds.notes) process.stdout.write(`${line}\n`);
   const plan: ClusterPlan = {
     nodes, basePort, host, dataDir,
     secret: clusterSecret(dataDir),
     passthrough: nodeFlags.flatMap(([k, v]) => (v === true ? [`--${k}`] : [`--${k}`, String(v)])),
+    credentials: creds.perNode,
   };
+  const scheme = creds.ca ? 'https' : 'http';
 
   const supervisor = new Supervisor({
     restart: { baseDelayMs, capMs: RESTART_BACKOFF_CAP_MS, stableUptimeMs: RESTART_STABLE_UPTIME_MS },
@@ -138,7 +148,7 @@ export async function startCommand(args: ParsedArgs): Promise<number> {
     supervisor.add(nodeId(i), () => nodeLaunch(plan, i));
     if (!bootstrapping) continue;
     try {
-      await supervisor.waitHealthy(nodeId(1), nodeAddr(plan, 1), SEED_HEALTHY_TIMEOUT_MS);
+      await supervisor.waitHealthy(nodeId(1), nodeAddr(plan, 1), SEED_HEALTHY_TIMEOUT_MS, creds.ca ? healthCheck(nodeAddr(plan, 1), creds.ca) : undefined);
     } catch (err) {
       if (supervisor.stopping) return supervisor.done; // Ctrl-C while the seed was starting
       // Without a serving seed the others cannot join: give up rather than restart blindly.
@@ -149,7 +159,20 @@ export async function startCommand(args: ParsedArgs): Promise<number> {
   }
   const restartNote = baseDelayMs === null ? 'exited nodes stay down (--no-restart)' : `exited nodes restart after ${baseDelayMs / SECOND} s`;
   process.stdout.write(`local cluster of ${nodes} node(s), data in ${dataDir}; ${restartNote}\n`);
-  for (let i = 1; i <= nodes; i++) process.stdout.write(`  ${nodeId(i)}  http://${nodeAddr(plan, i)}  pid ${supervisor.pid(nodeId(i)) ?? '-'}\n`);
+  for (let i = 1; i <= nodes; i++) process.stdout.write(`  ${nodeId(i)}  ${scheme}://${nodeAddr(plan, i)}  pid ${supervisor.pid(nodeId(i)) ?? '-'}\n`);
   process.stdout.write(`try: kv put hello world --node ${nodeAddr(plan, 1)}   |   Ctrl-C stops all nodes\n`);
   return supervisor.done;
+}
+
+/** /health over HTTPS with the cluster CA (the seed of a `kv start --tls` cluster). */
+function healthCheck(addr: string, ca: string): () => Promise<boolean> {
+  return async () => {
+    const client = new KvClient({ nodes: [addr], timeoutMs: 2000, ca: readFileSync(ca) });
+    try {
+      await client.request('GET', '/health', undefined);
+      return true;
+    } finally {
+      client.close();
+    }
+  };
 }

@@ -109,7 +109,8 @@ export class Supervisor {
   }
 
   /** Waits until node `id` answers /health, failing if it exits first or the deadline passes. */
-  async waitHealthy(id: string, addr: string, timeoutMs: number): Promise<void> {
+  /** Polls `healthy` (default: GET http://addr/health answers 200) until it holds, the node exits or the time is up. */
+  async waitHealthy(id: string, addr: string, timeoutMs: number, healthy?: () => Promise<boolean>): Promise<void> {
     const slot = this.slots.get(id);
     if (!slot?.child) throw new KvError('KV_UNAVAILABLE', `node ${id} is not running`);
     const child = slot.child;
@@ -121,8 +122,7 @@ export class Supervisor {
         throw new KvError('KV_UNAVAILABLE', `node ${id} exited (${child.signalCode ?? child.exitCode}) before it served`);
       }
       try {
-        const res = await fetch(`http://${addr}/health`, { signal: AbortSignal.timeout(2 * SECOND) });
-        if (res.ok) return;
+        if (healthy ? await healthy() : (await fetch(`http://${addr}/health`, { signal: AbortSignal.timeout(2 * SECOND) })).ok) return;
       } catch { /* not listening yet */ }
       await new Promise((r) => setTimeout(r, 100));
     }

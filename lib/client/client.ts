@@ -5,12 +5,17 @@
  * is never one that may already have been applied.
  */
 import http from 'node:http';
+import https from 'node:https';
 import { KvError, type ErrorCode, type Outcome } from '../errors.ts';
 import { ClientSession } from './session.ts';
 
 export interface ClientOptions {
   /** HOST:PORT of one or more nodes. */
   nodes: string[];
+  /** Bearer token sent as `Authorization: Bearer <token>` (README "Security"). */
+  token?: string;
+  /** PEM of the cluster CA: speak HTTPS and trust only certificates it signed (the CLI's --ca). */
+  ca?: string | Buffer;
   /** Per-request deadline. Default 10 s (above the server's 5 s quorum deadline, so the server answers first). */
   timeoutMs?: number;
   /** Sockets kept per node. Default 64. */
@@ -38,6 +43,8 @@ export class KvClient {
   private readonly nodes: string[];
   private readonly agent: http.Agent;
   private readonly timeoutMs: number;
+  private readonly token: string | undefined;
+  private readonly proto: typeof http | typeof https;
   private next = 0;
   /** This client's session (undefined when sessions are off). */
   readonly session: ClientSession | undefined;
@@ -46,7 +53,10 @@ export class KvClient {
     if (opts.nodes.length === 0) throw new KvError('KV_INVALID_ARGUMENT', 'client needs at least one node');
     this.nodes = [...opts.nodes];
     this.timeoutMs = opts.timeoutMs ?? 10_000;
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 64 });
+    this.token = opts.token;
+    const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 64 };
+    this.proto = opts.ca !== undefined ? https : http;
+    this.agent = opts.ca !== undefined ? new https.Agent({ ...agentOpts, ca: opts.ca }) : new http.Agent(agentOpts);
     this.session = opts.session === false ? undefined : new ClientSession();
   }
 
@@ -119,9 +129,11 @@ export class KvClient {
     Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
     const i = node.lastIndexOf(':');
     return new Promise((resolve, reject) => {
-      const req = http.request({
-        host: node.slice(0, i), port: Number(node.slice(i + 1)), method, path, agent: this.agent,
-        headers: { ...(body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {}), ...extra },
+      const headers: Record<string, string | number> = { ...(body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {}), ...extra };
+      if (this.token !== undefined) headers['authorization'] = `Bearer ${this.token}`;
+      const req = this.proto.request({
+        host: node.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(node.slice(i + 1)), method, path, agent: this.agent,
+        headers,
         timeout: this.timeoutMs,
       }, (res) => {
         const chunks: Buffer[] = [];

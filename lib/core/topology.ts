@@ -69,6 +69,55 @@ export function validateTopologyCommand(x: unknown): TopologyCommand {
   }
 }
 
+const MEMBER_STATES: readonly MemberState[] = ['joining', 'normal', 'leaving', 'removed'];
+/** Members a snapshot may list (removed ones included): far above any cluster this design serves. */
+const SNAPSHOT_MEMBERS_MAX = 10_000;
+
+/**
+ * Validate a topology snapshot from a peer's Raft snapshot or from disk before it touches
+ * state: the schema, every member, and what the log rules imply (an epoch counts every
+ * committed change, so it is at least the number of members; Q a power of two).
+ * Throws KV_INVALID_ARGUMENT naming the first problem.
+ */
+export function validateTopologySnapshot(x: unknown): TopologySnapshot {
+  const bad = (why: string): never => { throw new KvError('KV_INVALID_ARGUMENT', `invalid topology snapshot: ${why}`); };
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return bad('not an object');
+  const s = x as Record<string, unknown>;
+  const int = (k: string, min: number, max: number): number => {
+    const v = s[k];
+    return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : bad(`bad ${k}`);
+  };
+  const epoch = int('epoch', 0, Number.MAX_SAFE_INTEGER);
+  const clusterId = s['clusterId'];
+  if (typeof clusterId !== 'string' || clusterId.length > 64) bad('bad clusterId');
+  const members = s['members'];
+  if (!Array.isArray(members) || members.length > SNAPSHOT_MEMBERS_MAX) return bad('members must be an array');
+  if (epoch === 0) {
+    // The state before `create`: nothing in it.
+    if (clusterId !== '' || members.length > 0) bad('epoch 0 holds no cluster');
+    return { clusterId: '', partitions: 0, n: 0, vnodes: 0, epoch: 0, members: [] };
+  }
+  if (clusterId === '') bad('bad clusterId');
+  const partitions = int('partitions', 1, 65536);
+  if ((partitions & (partitions - 1)) !== 0) bad('partitions must be a power of two');
+  const n = int('n', 1, 7);
+  const vnodes = int('vnodes', 1, 4096);
+  if (members.length === 0) bad('a created cluster has members');
+  if (epoch < members.length) bad(`epoch ${epoch} is below the ${members.length} members it must have added`);
+  const seen = new Set<string>();
+  const out: Member[] = members.map((m: unknown) => {
+    if (typeof m !== 'object' || m === null) return bad('member is not an object');
+    const { id, addr, state } = m as Record<string, unknown>;
+    if (typeof id !== 'string' || !NODE_ID_RE.test(id)) bad('bad member id');
+    if (typeof addr !== 'string' || !ADDR_RE.test(addr)) bad(`bad addr of ${String(id)}`);
+    if (!MEMBER_STATES.includes(state as MemberState)) bad(`bad state of ${String(id)}`);
+    if (seen.has(id as string)) bad(`member ${String(id)} listed twice`);
+    seen.add(id as string);
+    return { id: id as string, addr: addr as string, state: state as MemberState };
+  });
+  return { clusterId: clusterId as string, partitions, n, vnodes, epoch, members: out };
+}
+
 export class Topology {
   clusterId = '';
   partitions = 0;
@@ -79,7 +128,9 @@ export class Topology {
   private readonly members = new Map<string, Member>();
   private tables: { current: PartitionTable; future: PartitionTable } | undefined;
 
-  static fromSnapshot(s: TopologySnapshot): Topology {
+  /** Builds the state a snapshot holds; throws KV_INVALID_ARGUMENT (and builds nothing) if it is not valid. */
+  static fromSnapshot(raw: unknown): Topology {
+    const s = validateTopologySnapshot(raw);
     const t = new Topology();
     t.clusterId = s.clusterId;
     t.partitions = s.partitions;

@@ -81,6 +81,11 @@ const defaultHlcNow = (): string => {
   return lastHlc;
 };
 
+/** A refused peer is logged at most once per interval (with the count since): a flood cannot flood the log. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+/** Peers tracked for that throttle; the map is reset beyond it (authenticated peers are few). */
+const REFUSAL_LOG_PEERS_MAX = 1024;
+
 export abstract class BaseTransport implements Transport {
   readonly selfId: string;
   protected readonly limits: TransportLimits;
@@ -100,6 +105,9 @@ export abstract class BaseTransport implements Transport {
   private readonly getEpoch: () => number;
   private readonly hlcNow: () => string;
   private readonly onEnvelope: ((env: Envelope) => void) | undefined;
+  private readonly admit: ((env: Envelope) => string | null) | undefined;
+  /** Per peer: when a refusal was last logged and how many since (one line per peer per interval). */
+  private readonly refusalLog = new Map<string, { atMs: number; suppressed: number }>();
   /** Types already checked against MESSAGE_TYPE_RE, so the hot path skips the regex. */
   private readonly validTypes = new Set<string>();
   private readonly knowsType = (type: string): boolean => this.handlers.has(type);
@@ -112,6 +120,7 @@ export abstract class BaseTransport implements Transport {
     this.getEpoch = opts.getEpoch ?? (() => 0);
     this.hlcNow = opts.hlcNow ?? defaultHlcNow;
     this.onEnvelope = opts.onEnvelope;
+    this.admit = opts.admit;
   }
 
   // ---- public API -------------------------------------------------------------------
@@ -403,6 +412,13 @@ export abstract class BaseTransport implements Transport {
   // ---- receiving --------------------------------------------------------------------
 
   private dispatch(peer: PeerState, link: Link, env: Envelope): void {
+    if (this.admit !== undefined && (env.kind === 'msg' || env.kind === 'req')) {
+      const why = this.admit(env);
+      if (why !== null) {
+        this.forbidden(peer, env, why);
+        return;
+      }
+    }
     if (this.onEnvelope !== undefined) {
       try {
         this.onEnvelope(env);
@@ -439,6 +455,20 @@ export abstract class BaseTransport implements Transport {
         return;
       }
     }
+  }
+
+  private forbidden(peer: PeerState, env: Envelope, why: string): void {
+    this.counters.envelopesForbidden++;
+    const now = Date.now();
+    const seen = this.refusalLog.get(peer.id);
+    if (seen === undefined || now - seen.atMs >= REFUSAL_LOG_INTERVAL_MS) {
+      if (this.refusalLog.size >= REFUSAL_LOG_PEERS_MAX) this.refusalLog.clear();
+      this.refusalLog.set(peer.id, { atMs: now, suppressed: 0 });
+      this.log.warn({ peer: peer.id, type: env.type, kind: env.kind, why, suppressed: seen?.suppressed ?? 0 }, 'peer message refused');
+    } else {
+      seen.suppressed++;
+    }
+    if (env.kind === 'req') this.respond(peer, env, 'err', { code: 'KV_FORBIDDEN', message: `refused: ${why}` });
   }
 
   private rejectEnvelope(peer: PeerState, env: Envelope, err: unknown): void {

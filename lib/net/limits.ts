@@ -53,10 +53,19 @@ export interface TransportLimits {
    */
   handshakeTimeoutMs: number;
   /**
-   * Unauthenticated sockets in the handshake at once; more upgrades are refused with
-   * 503. Default 64: a cluster's simultaneous reconnects fit; a flood does not pin memory.
+   * Unauthenticated sockets in the handshake at once. A new upgrade beyond it closes the
+   * oldest pending one instead of being refused: an honest dialer finishes its handshake in
+   * two round trips (milliseconds), so it is never the oldest, while half-open sockets held
+   * by a flood are; authenticated links are never counted or touched. Default 64: a
+   * cluster's simultaneous reconnects fit; a flood does not pin memory.
    */
   maxPendingHandshakes: number;
+  /**
+   * The same cap per remote address (oldest from that address closed first). Default 8:
+   * one host runs one node, which dials each peer once; a single flooding host cannot
+   * take the whole pool.
+   */
+  maxPendingHandshakesPerAddress: number;
   /**
    * Default per-request timeout. Default 5 s: above any healthy round trip including a
    * synced LevelDB write, below common HTTP client timeouts, so the client request that
@@ -94,6 +103,7 @@ export const DEFAULT_TRANSPORT_LIMITS: Readonly<TransportLimits> = Object.freeze
   maxBufferedBytesPerPeer: 16 * MiB,
   handshakeTimeoutMs: 5 * SECOND,
   maxPendingHandshakes: 64,
+  maxPendingHandshakesPerAddress: 8,
   defaultRequestTimeoutMs: 5 * SECOND,
   reconnectBaseMs: 100,
   reconnectMaxMs: 5 * SECOND,

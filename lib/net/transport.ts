@@ -44,6 +44,10 @@ export interface TransportStats {
   handlerErrors: number;
   /** Envelopes rejected because onEnvelope threw (clock skew and the like). */
   envelopesRejected: number;
+  /** Messages and requests refused by the admission hook (sender not a member). */
+  envelopesForbidden: number;
+  /** Unauthenticated handshakes closed to make room (per-address or total cap reached). */
+  handshakesEvicted: number;
   authFailures: number;
   /** Connections closed for a malformed (4002), unknown-type (4003) or oversized (1009) frame. */
   invalidFrames: number;
@@ -56,7 +60,7 @@ export function emptyStats(): TransportStats {
   return {
     framesOut: 0, framesIn: 0, bytesOut: 0, bytesIn: 0, envelopesOut: 0, envelopesIn: 0,
     requestsSent: 0, requestTimeouts: 0, lateResponses: 0, sendsDropped: 0, responsesDropped: 0,
-    handlerErrors: 0, envelopesRejected: 0, authFailures: 0, invalidFrames: 0,
+    handlerErrors: 0, envelopesRejected: 0, envelopesForbidden: 0, handshakesEvicted: 0, authFailures: 0, invalidFrames: 0,
     connectionsOpened: 0, connectionsClosed: 0, dialAttempts: 0,
   };
 }
@@ -106,6 +110,13 @@ export interface TransportHooks {
    * pending request with the error (maybeDelivered: the peer did run it).
    */
   onEnvelope?: (env: Envelope) => void;
+  /**
+   * Admission of every inbound message and request (not responses: those answer our own
+   * requests), before anything else sees it: returns why the sender may not send it, or
+   * null. Refused → a request gets KV_FORBIDDEN, a message is dropped; both are counted
+   * (envelopesForbidden) and logged with the peer id (throttled per peer).
+   */
+  admit?: (env: Envelope) => string | null;
 }
 
 /** Structural subset of pino's logger, so any pino child logger fits. */

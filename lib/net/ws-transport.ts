@@ -13,9 +13,15 @@
  *
  * Dialling is declared with connect()/setPeers(); a declared peer without a connection is
  * redialled with capped exponential backoff and jitter. Any authenticated node may dial
- * in (a joining node is not yet declared anywhere).
+ * in (a joining node is not yet declared anywhere); what it may send is the admission
+ * hook's call (BaseTransport `admit`).
+ *
+ * With `tls`, peers dial wss:// and check the acceptor's certificate against the cluster
+ * CA, and the acceptor takes a peer upgrade only from a socket whose client certificate
+ * verified against the same CA (mutual TLS); the HMAC handshake runs inside as before.
  */
 import type { IncomingMessage, Server } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { Packr } from 'msgpackr';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -39,6 +45,8 @@ export interface WsTransportOptions extends BaseTransportOptions {
   readonly path?: string;
   /** Jitter source in [0, 1); default Math.random (this is a runtime shell, not a core). */
   readonly random?: () => number;
+  /** Mutual TLS: dial wss:// with this certificate, verify both sides against `ca`. */
+  readonly tls?: { cert: string | Buffer; key: string | Buffer; ca: string | Buffer };
 }
 
 type ConnState = 'challenge' | 'auth' | 'welcome' | 'open' | 'closed';
@@ -54,6 +62,8 @@ class WsConn implements Link {
   closing = false;
   /** Became the peer's current link at some point (a duplicate that lost never does). */
   adopted = false;
+  /** Remote address of an accepted socket (handshake caps per address). */
+  remote = '';
   nonceA: Buffer | null = null;
   nonceD: Buffer | null = null;
   handshakeTimer: NodeJS.Timeout | undefined;
@@ -113,7 +123,9 @@ export class WsTransport extends BaseTransport {
   private readonly conns = new Set<WsConn>();
   private readonly dials = new Map<string, DialState>();
   private readonly detachers = new Set<() => void>();
-  private pendingHandshakes = 0;
+  /** Accepted sockets still in the handshake, oldest first (the eviction order). */
+  private readonly pendingAccepts = new Set<WsConn>();
+  private readonly tls: WsTransportOptions['tls'];
   private readonly pingTimer: NodeJS.Timeout;
   private closePromise: Promise<void> | null = null;
 
@@ -130,6 +142,7 @@ export class WsTransport extends BaseTransport {
     this.auth = { clusterId: opts.clusterId, secret };
     this.path = opts.path ?? PEER_PATH;
     this.random = opts.random ?? Math.random;
+    this.tls = opts.tls;
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -160,20 +173,49 @@ export class WsTransport extends BaseTransport {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const url = req.url ?? '';
     if (url !== this.path && !url.startsWith(`${this.path}?`)) return false;
-    if (this.closed || this.pendingHandshakes >= this.limits.maxPendingHandshakes) {
-      socket.on('error', () => {});
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    socket.on('error', () => {});
+    const remote = req.socket.remoteAddress ?? '?';
+    if (this.closed) {
+      socket.destroy();
+      return true;
+    }
+    if (this.tls !== undefined && (req.socket as TLSSocket).authorized !== true) {
+      this.counters.authFailures++;
+      this.log.warn({ remote, why: (req.socket as TLSSocket).authorizationError ?? 'no client certificate' }, 'peer upgrade without a certificate of the cluster CA refused');
+      socket.destroy();
       return true;
     }
     // Counted from accept(): ws answers a malformed upgrade itself and never calls back,
     // and a slot taken here would then leak.
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req.socket.remoteAddress ?? '?'));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, remote));
     return true;
+  }
+
+  /** Closes the oldest pending handshakes from `remote`, then overall, until a new one fits. */
+  private makeRoom(remote: string): void {
+    const evict = (conn: WsConn): void => {
+      this.pendingAccepts.delete(conn);
+      this.counters.handshakesEvicted++;
+      conn.closing = true;
+      conn.ws.terminate();
+    };
+    let fromRemote = 0;
+    for (const c of this.pendingAccepts) if (c.remote === remote) fromRemote++;
+    for (const c of [...this.pendingAccepts]) {
+      if (fromRemote < this.limits.maxPendingHandshakesPerAddress) break;
+      if (c.remote === remote) { evict(c); fromRemote--; }
+    }
+    for (const c of [...this.pendingAccepts]) {
+      if (this.pendingAccepts.size < this.limits.maxPendingHandshakes) break;
+      evict(c);
+    }
   }
 
   private accept(ws: WebSocket, remote: string): void {
     const conn = new WsConn(ws, false, '', this.limits.closeGraceMs);
-    this.pendingHandshakes++;
+    conn.remote = remote;
+    this.makeRoom(remote);
+    this.pendingAccepts.add(conn);
     this.track(conn, remote);
     if (this.closed) {
       conn.close(CloseCode.GOING_AWAY, 'shutting down');
@@ -251,7 +293,9 @@ export class WsTransport extends BaseTransport {
   private dial(peerId: string, d: DialState): void {
     if (this.closed || this.dials.get(peerId) !== d || this.currentLink(peerId) !== null) return;
     this.counters.dialAttempts++;
-    const ws = new WebSocket(`ws://${d.addr}${this.path}`, {
+    const tls = this.tls;
+    const ws = new WebSocket(`${tls ? 'wss' : 'ws'}://${d.addr}${this.path}`, {
+      ...(tls ? { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true } : {}),
       perMessageDeflate: false,
       maxPayload: this.limits.maxFrameBytes,
       handshakeTimeout: this.limits.handshakeTimeoutMs,
@@ -293,7 +337,7 @@ export class WsTransport extends BaseTransport {
     const wasAdopted = conn.adopted;
     conn.onClosed();
     this.conns.delete(conn);
-    if (inHandshake && !conn.dialed) this.pendingHandshakes--;
+    if (inHandshake && !conn.dialed) this.pendingAccepts.delete(conn);
     if (wasAdopted) {
       this.log.info({ peer: conn.peerId, code, reason }, 'peer connection closed');
       this.linkDown(conn, `closed ${code}${reason ? ` ${reason}` : ''}`);
@@ -385,7 +429,7 @@ export class WsTransport extends BaseTransport {
 
   private established(conn: WsConn): void {
     clearTimeout(conn.handshakeTimer);
-    if (!conn.dialed) this.pendingHandshakes--;
+    if (!conn.dialed) this.pendingAccepts.delete(conn);
     conn.state = 'open';
     conn.nonceA = null;
     conn.nonceD = null;

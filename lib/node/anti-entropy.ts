@@ -26,7 +26,7 @@ import { Counter } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
 import { parseVersion, type Version } from '../core/hlc.ts';
-import { replicasOf } from '../core/partitioner.ts';
+import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import type { Topology } from '../core/topology.ts';
 import { recordToWire, type StoredRecord } from '../storage/record.ts';
 import type { RecordStore } from '../storage/record-store.ts';
@@ -37,6 +37,7 @@ import type { Metrics } from '../api/metrics.ts';
 import { validateKey, validateWireRecord } from './replica.ts';
 import type { Logger } from './log.ts';
 import type { Operation } from './operations.ts';
+import type { VersionGuard, VersionSource } from './peer-guard.ts';
 
 /** Responder sessions open at once; an exchange holds one per partition pair. 256 bounds memory. */
 const MAX_SESSIONS = 256;
@@ -81,6 +82,8 @@ export interface AntiEntropyOptions {
   tombstoneGraceMs: number;
   maxKeyBytes: number;
   maxValueBytes: number;
+  /** Bounds every record version a peer pushes or answers (kv_versions_refused_total). */
+  versions?: VersionGuard;
   now?: () => number;
 }
 
@@ -128,7 +131,7 @@ export class AntiEntropy {
     t.handle('ae.msg', (from, payload, env) => this.onMessage(from, payload, env.epoch));
     t.handle('ae.pull', (_from, payload, env) => this.onPull(payload, env.epoch));
     t.handle('ae.push', (_from, payload, env) => this.onPush(payload, env.epoch));
-    t.handle('ae.purge', (_from, payload) => this.onPurge(payload));
+    t.handle('ae.purge', (from, payload, env) => this.onPurge(from, payload, env.epoch));
     t.handle('ae.sync', (_from, payload) => this.onSync(payload));
   }
 
@@ -475,19 +478,39 @@ export class AntiEntropy {
       if (typeof o !== 'object' || o === null || typeof o.handled !== 'number' || !Number.isInteger(o.handled) || o.handled < 1 || o.handled > keys.length) {
         throw new KvError('KV_INVALID_ARGUMENT', 'ae.pull answer must be {handled, records}');
       }
-      n += await this.applyRecords(o.records);
+      n += await this.applyRecords(o.records, 'ae.pull');
       i += o.handled;
     }
     return n;
   }
 
-  private async applyRecords(payload: unknown): Promise<number> {
+  /**
+   * Applies records a peer pushed or answered. Records whose version is too far ahead of
+   * local time are not applied (they would win every comparison); the others are, so one
+   * bad record does not hold up the rest, and then the whole batch fails with KV_CLOCK_SKEW
+   * so the exchange does not count as converged.
+   */
+  private async applyRecords(payload: unknown, source: VersionSource): Promise<number> {
     if (!Array.isArray(payload) || payload.length > MOVE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `expected at most ${MOVE_BATCH} [key, record] pairs`);
     const parsed = payload.map((x: unknown) => {
       if (!Array.isArray(x) || x.length !== 2) throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, record]');
       return [validateKey(x[0], this.o.maxKeyBytes), validateWireRecord(x[1], this.o.maxValueBytes)] as [string, StoredRecord];
     });
-    const results = await Promise.all(parsed.map(([k, rec]) => this.o.store.apply(k, rec)));
+    let refused: unknown;
+    const ok = parsed.filter(([, rec]) => {
+      try {
+        this.o.versions?.check(rec.version, source);
+        return true;
+      } catch (err) {
+        refused ??= err;
+        return false;
+      }
+    });
+    const results = await Promise.all(ok.map(([k, rec]) => this.o.store.apply(k, rec)));
+    if (refused !== undefined) {
+      this.o.log.warn({ source, refused: parsed.length - ok.length, err: (refused as Error).message }, 'records refused: versions too far ahead');
+      throw refused;
+    }
     return results.filter((r) => r.applied).length;
   }
 
@@ -537,7 +560,7 @@ export class AntiEntropy {
 
   private onPush(payload: unknown, epoch: number): Promise<number> {
     if (Array.isArray(payload)) for (const x of payload) if (Array.isArray(x)) this.o.fence?.check(validateKey(x[0], this.o.maxKeyBytes), epoch);
-    return this.applyRecords(payload);
+    return this.applyRecords(payload, 'ae.push');
   }
 
   private syncServed = 0;
@@ -563,12 +586,29 @@ export class AntiEntropy {
     }
   }
 
-  private async onPurge(payload: unknown): Promise<number> {
+  /**
+   * A purge is a write that deletes, so it passes what every write passes (the epoch fence)
+   * plus what only the GC leader may ask: this node must replicate the key now, the sender
+   * must be the partition's first current replica (the only node that runs its GC), and each
+   * tombstone must be past its grace period by this node's clock.
+   */
+  private async onPurge(from: string, payload: unknown, epoch: number): Promise<number> {
     if (!Array.isArray(payload) || payload.length > PURGE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `ae.purge takes at most ${PURGE_BATCH} entries`);
+    const t = this.o.topology();
+    if (t.epoch === 0) throw new KvError('KV_UNAVAILABLE', 'no topology yet');
+    const table = t.table('current');
+    const cutoff = this.now() - this.o.tombstoneGraceMs;
     const entries = payload.map((x: unknown) => {
       if (!Array.isArray(x) || x.length !== 2 || typeof x[1] !== 'string') throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, version]');
-      parseVersion(x[1]);
-      return [validateKey(x[0], this.o.maxKeyBytes), x[1] as Version] as const;
+      const { ts } = parseVersion(x[1]);
+      const key = validateKey(x[0], this.o.maxKeyBytes);
+      this.o.fence?.check(key, epoch);
+      const replicas = replicasOf(table, partitionOf(key, t.partitions));
+      if (replicas[0] !== from || !replicas.includes(this.o.selfId)) {
+        throw new KvError('KV_FORBIDDEN', `ae.purge of a key whose tombstones ${from} does not collect here`);
+      }
+      if (ts.wall >= cutoff) throw new KvError('KV_INVALID_ARGUMENT', 'ae.purge of a tombstone inside its grace period');
+      return [key, x[1] as Version] as const;
     });
     // Only tombstones are ever purged: a record that is a value here is kept.
     const tombstones: MerkleEntry[] = [];

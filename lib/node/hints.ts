@@ -14,6 +14,7 @@ import { recordToWire, validateRecord, type StoredRecord } from '../storage/reco
 import type { Transport } from '../net/transport.ts';
 import { validateKey, validateWireRecord } from './replica.ts';
 import type { Logger } from './log.ts';
+import type { VersionGuard } from './peer-guard.ts';
 
 const packr = new Packr({ useRecords: false });
 
@@ -23,6 +24,8 @@ export interface HintLimits {
   hintsMaxAgeMs: number;
   maxKeyBytes: number;
   maxValueBytes: number;
+  /** Bounds the version of every hint taken from a peer and of every hint replayed (kv_versions_refused_total). */
+  versionGuard?: VersionGuard;
 }
 
 /** Delivery round period. 1 s: hints reach a recovered node within a second or two of it being seen alive. */
@@ -60,7 +63,10 @@ export class HintStore {
       if (!Array.isArray(payload) || payload.length !== 3) throw new KvError('KV_INVALID_ARGUMENT', 'hint.put takes [target, key, record]');
       const [target, key, rec] = payload as [unknown, unknown, unknown];
       if (typeof target !== 'string' || target.length === 0 || target.length > 64) throw new KvError('KV_INVALID_ARGUMENT', 'bad hint target');
-      return this.add(target, validateKey(key, limits.maxKeyBytes), validateWireRecord(rec, limits.maxValueBytes));
+      const record = validateWireRecord(rec, limits.maxValueBytes);
+      // A far-future version kept as a hint would be replayed later and win every comparison there.
+      limits.versionGuard?.check(record.version, 'hint');
+      return this.add(target, validateKey(key, limits.maxKeyBytes), record);
     });
   }
 
@@ -151,6 +157,16 @@ export class HintStore {
     return now - Math.min(createdAt, parseVersion(rec.version).ts.wall) > this.limits.hintsMaxAgeMs;
   }
 
+  private inBound(h: Hint): boolean {
+    try {
+      this.limits.versionGuard?.check(h.rec.version, 'hint');
+      return true;
+    } catch {
+      this.log.debug({ target: h.target, version: h.rec.version.slice(0, 80) }, 'hint dropped: version too far ahead of this node\'s clock');
+      return false;
+    }
+  }
+
   private async deliver(target: string): Promise<void> {
     const hints: Hint[] = [];
     for await (const [k, v] of this.backend.range(SUBLEVELS.hints, { gt: `${target}\u0000`, lt: `${target}\u0001`, limit: DELIVERY_BATCH })) {
@@ -164,8 +180,9 @@ export class HintStore {
     const worker = async (): Promise<void> => {
       while (i < hints.length) {
         const h = hints[i++] as Hint;
-        if (this.tooOld(h.rec, h.createdAt, now) || !this.isOwner(target, h.key)) {
-          // Too old, or the target no longer owns the key (a copy there would outlive tombstone GC).
+        if (this.tooOld(h.rec, h.createdAt, now) || !this.isOwner(target, h.key) || !this.inBound(h)) {
+          // Too old, the target no longer owns the key (a copy there would outlive tombstone GC),
+          // or a version too far ahead (a hint stored before versions were bounded): dropped.
           this.stats.expired++;
         } else {
           try {

@@ -61,6 +61,8 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
     private readonly isAlive: (id: string) => boolean,
     /** A voter dead (per gossip) this long loses its seat to a live learner (config `deadVoterMs`). */
     private readonly deadVoterMs: number,
+    /** Gossip has heard from this member itself (not only of it): a node that never connected has not. */
+    private readonly heardFrom: (id: string) => boolean = () => true,
   ) {
     super();
     transport.handle('admin', (_from, payload) => this.handleAdmin(validateAdmin(payload)));
@@ -207,8 +209,14 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
       const desired = Math.min(active.size >= 5 ? 5 : 3, active.size);
       const progress = new Map(this.raft.core.progress().map((p) => [p.id, p]));
       const last = this.raft.core.lastIndex;
-      const promotable = st.learners.filter((id) => active.has(id) && this.isAlive(id) &&
-        (progress.get(id)?.match ?? 0) >= last - CAUGHT_UP_SLACK).sort();
+      // Promote only a learner that answers: gossip heard from it, and it acknowledged log entries
+      // (match > 0) close to ours. A join signed for a node that never connects must not take a
+      // voter seat: with it the group would count a member that can never vote.
+      const caughtUp = (id: string): boolean => {
+        const match = progress.get(id)?.match ?? 0;
+        return match > 0 && match >= last - CAUGHT_UP_SLACK;
+      };
+      const promotable = st.learners.filter((id) => active.has(id) && this.isAlive(id) && this.heardFrom(id) && caughtUp(id)).sort();
       const deadVoter = st.voters.find((id) => id !== this.selfId && longDead(id));
       if (st.voters.length < desired && promotable[0]) return await this.change({ type: 'addVoter', id: promotable[0] });
       if (deadVoter && promotable[0]) return await this.change({ type: 'remove', id: deadVoter });

@@ -30,7 +30,10 @@ import { DurableClock, markLeaseMs } from './clock.ts';
 import { HintStore } from './hints.ts';
 import { Coordinator } from './coordinator.ts';
 import { PartitionFence, decodeFence, encodeFence } from './fence.ts';
-import { requestJoin, verifyJoin } from './join.ts';
+import { JoinSeed, loadJoinAnswer, requestJoin, saveJoinAnswer } from './join.ts';
+import { PeerGuard, versionGuard } from './peer-guard.ts';
+import { authFromConfig, type TokenStore } from '../api/tokens.ts';
+import { readTlsFiles, type TlsFiles } from '../net/tls.ts';
 import { Gossip } from './gossip.ts';
 import { AntiEntropy } from './anti-entropy.ts';
 import { StatsService } from './stats.ts';
@@ -40,7 +43,7 @@ import { SUBLEVELS } from '../storage/backend.ts';
 import { h64 } from '../core/partitioner.ts';
 import { readMeta, writeMeta, type NodeMeta } from './meta.ts';
 import type { Logger } from './log.ts';
-import type { Topology } from '../core/topology.ts';
+import { Topology, validateTopologySnapshot } from '../core/topology.ts';
 
 /** Liveness as the data path sees it; gossip provides it. */
 export interface Liveness {
@@ -73,6 +76,9 @@ export class KvNode {
   private serving = false;
   private stopped = false;
   private background: Promise<void> | undefined;
+  private tls: TlsFiles | undefined;
+  private tokens: TokenStore | undefined;
+  private joinAnswer: { epoch: number; members: { id: string; addr: string }[] } | undefined;
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.hlc = new Hlc({ maxClockSkewMs: config.maxClockSkewMs });
@@ -80,6 +86,9 @@ export class KvNode {
 
   async start(): Promise<void> {
     const cfg = this.config;
+    this.tls = readTlsFiles(cfg);
+    const { auth, store: tokens } = authFromConfig(cfg, this.log);
+    this.tokens = tokens;
     mkdirSync(cfg.data, { recursive: true });
     this.backend = new LevelBackend(join(cfg.data, 'db'));
     await this.backend.open();
@@ -100,11 +109,17 @@ export class KvNode {
     const savedFence = await backend.get(SUBLEVELS.meta, FENCE_KEY);
     if (savedFence !== undefined) this.fence.restore(decodeFence(savedFence));
 
+    this.joinAnswer ??= loadJoinAnswer(cfg.data);
+    const versions = versionGuard(cfg.maxClockSkewMs, this.metrics);
+    const guard = new PeerGuard({ topology: () => this.membership?.topology ?? new Topology(), joinAnswer: () => this.joinAnswer, versions, metrics: this.metrics });
     const transport = new WsTransport({
       selfId: cfg.id, clusterId: this.meta.clusterId, secret: cfg.secret, logger: this.log.child({ c: 'net' }),
       getEpoch: () => this.membership?.epoch ?? 0,
       hlcNow: () => encodeTs(this.hlc.now(Date.now())),
+      ...(this.tls ? { tls: this.tls } : {}),
+      admit: guard.admit,
       onEnvelope: (env) => {
+        guard.inspect(env);
         try {
           this.hlc.update(decodeTs(env.hlc), Date.now());
         } catch (err) {
@@ -121,13 +136,19 @@ export class KvNode {
     (epoch, from) => this.log.info({ epoch, from, local: this.membership?.epoch }, 'a peer knows a newer epoch; Raft replication will bring it'));
     this.liveness = gossip;
     const isAlive = (id: string): boolean => this.liveness?.isAlive(id) ?? false;
-    const membership = new Membership(cfg.id, transport, this.log.child({ c: 'membership' }), isAlive, cfg.deadVoterMs);
+    const membership = new Membership(cfg.id, transport, this.log.child({ c: 'membership' }), isAlive, cfg.deadVoterMs,
+      (id) => gossip.view(id).lastHeardMs !== null);
     this.membership = membership;
     membership.on('change', (t) => this.onTopology(t));
     const raft = new RaftRuntime({
       id: cfg.id, transport, store: raftStore, log: this.log.child({ c: 'raft' }),
       apply: membership.applyEntry, restore: membership.restoreSnapshot, snapshotData: membership.snapshotData,
       onFatal: () => { process.exitCode = 70; void this.stop().finally(() => process.exit(70)); },
+      validateSnapshot: (data) => {
+        const snap = validateTopologySnapshot(data);
+        if (snap.epoch > 0 && snap.clusterId !== this.meta?.clusterId) throw new KvError('KV_INVALID_ARGUMENT', `snapshot of another cluster (${snap.clusterId})`);
+      },
+      onRefused: (reason) => this.metrics.peerRefused.labels({ reason }).inc(),
     });
     this.raft = raft;
     membership.attach(raft);
@@ -140,7 +161,10 @@ export class KvNode {
     if (cfg.hintedHandoff) {
       // A hint must never outlive tombstone GC: replaying an old value after its tombstone was purged would
       // resurrect it. Ages count from the record's version time, with room for a slow request and skewed clocks.
-      const hintLimits = { ...cfg, hintsMaxAgeMs: Math.max(0, Math.min(cfg.hintsMaxAgeMs, cfg.tombstoneGraceMs - cfg.requestTimeoutMs - cfg.maxClockSkewMs)) };
+      const hintLimits = {
+        ...cfg, versionGuard: versions,
+        hintsMaxAgeMs: Math.max(0, Math.min(cfg.hintsMaxAgeMs, cfg.tombstoneGraceMs - cfg.requestTimeoutMs - cfg.maxClockSkewMs)),
+      };
       const owns = (target: string, key: string): boolean => {
         const t = membership.topology;
         if (t.epoch === 0) return true;
@@ -161,7 +185,7 @@ export class KvNode {
     this.antiEntropy = new AntiEntropy({
       selfId: cfg.id, store: this.store, index: this.index, transport, metrics: this.metrics, log: this.log.child({ c: 'ae' }),
       topology: () => membership.topology, isAlive, fence: this.fence, intervalMs: cfg.antiEntropyIntervalMs, tombstoneGraceMs: cfg.tombstoneGraceMs,
-      maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes,
+      maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, versions,
     });
     await this.antiEntropy.open();
     const coordinator = new Coordinator({
@@ -179,8 +203,12 @@ export class KvNode {
       hints: () => (this.hints ? { pending: this.hints.pending(), stats: this.hints.stats } : undefined),
       antiEntropy: () => ({ ...ae.progress, lastWalkDoneMs: ae.lastWalkDoneMs }), clusterView: () => this.clusterView(),
     });
-    this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log, stats: () => stats.gather() });
-    transport.attach(this.api.server);
+    this.api = new ApiServer({
+      kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log,
+      auth, metricsOpen: cfg.metricsOpen, ...(this.tls ? { tls: this.tls } : {}),
+      onUpgrade: (req, socket, head) => transport.handleUpgrade(req, socket, head),
+      stats: () => stats.gather(),
+    });
 
     const persisted = await raftStore.load();
     await raft.start(persisted, fresh && this.meta.bootstrapped ? { voters: [cfg.id], learners: [] } : undefined);
@@ -189,7 +217,7 @@ export class KvNode {
     gossip.start();
     this.antiEntropy.start();
     this.serving = true;
-    this.log.info({ listen: cfg.listen, data: cfg.data, clusterId: this.meta.clusterId, fsync: cfg.fsync }, 'node serving');
+    this.log.info({ listen: cfg.listen, data: cfg.data, clusterId: this.meta.clusterId, fsync: cfg.fsync, tls: this.tls !== undefined, auth: auth.open ? 'open' : 'tokens' }, 'node serving');
     this.background = this.finishStart().catch((err: unknown) => {
       if (!this.stopped) this.log.error({ err }, 'could not finish joining the cluster');
     });
@@ -209,8 +237,11 @@ export class KvNode {
       meta = { id: cfg.id, clusterId: randomUUID(), partitions: cfg.partitions, bootstrapped: true, createdAt: Date.now() };
     } else if (cfg.join.length > 0 || found?.mode === 'join') {
       const replace = cfg.replace !== '';
-      const answer = await requestJoin(found?.mode === 'join' ? found.seeds : cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log, { replace });
+      const answer = await requestJoin(found?.mode === 'join' ? found.seeds : cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log,
+        { ...(this.tls ? { ca: this.tls.ca } : {}), replace });
       if (found && !replace) refuseLostMember(answer, cfg.id);
+      saveJoinAnswer(cfg.data, answer);
+      this.joinAnswer = answer;
       meta = { id: cfg.id, clusterId: answer.clusterId, partitions: answer.partitions, bootstrapped: false, createdAt: Date.now() };
       this.initialPeers = answer.members.filter((m) => m.id !== cfg.id);
     } else {
@@ -286,6 +317,8 @@ export class KvNode {
     const peers = new Map(t.activeMembers().filter((m) => m.id !== this.config.id).map((m) => [m.id, m.addr]));
     for (const p of this.initialPeers) if (!t.member(p.id)) peers.set(p.id, p.addr);
     this.transport?.setPeers(peers);
+    // A removed node is cut off: the admission hook refuses what it sends, and its link goes.
+    for (const m of t.memberList()) if (m.state === 'removed' && m.id !== this.config.id) this.transport?.disconnect(m.id);
     this.liveness?.setMembers(t.activeMembers().map((m) => m.id));
     this.fence.update(t);
     this.fence.flushed().catch((err: unknown) => this.log.error({ err }, 'saving the partition fence failed'));
@@ -335,11 +368,22 @@ export class KvNode {
         if (!rec) throw new KvError('KV_NOT_FOUND', 'this node holds no record of the key');
         return { id: this.config.id, key, version: rec.version, tombstone: rec.value === null, bytes: rec.value?.length ?? 0 };
       },
+      joinChallenge: async (body) => this.seed.challenge(body),
       join: async (body) => {
-        const { id, addr } = verifyJoin(this.config.secret, body);
-        return this.m.admin({ kind: 'join', id, addr });
+        const { id, addr, replace } = this.seed.verify(body);
+        return this.m.admin(replace ? { kind: 'join', id, addr, replace } : { kind: 'join', id, addr });
       },
     };
+  }
+
+  private seedState: JoinSeed | undefined;
+  /** The seed side of joins: tickets only once this node is in a created cluster. */
+  private get seed(): JoinSeed {
+    this.seedState ??= new JoinSeed({
+      selfId: this.config.id, secret: this.config.secret,
+      clusterId: () => ((this.membership?.epoch ?? 0) > 0 ? this.meta?.clusterId ?? '' : ''),
+    });
+    return this.seedState;
   }
 
   private get m(): Membership {
@@ -366,17 +410,25 @@ export class KvNode {
     };
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops within about `graceMs` plus a second: requests in flight get up to `graceMs`, then
+   * every client socket is cut, and the peer links close (1 s grace each) without waiting
+   * for the HTTP server: upgraded peer sockets keep a server open until they end, which is
+   * why stopping the server first once left nodes "shutting down" for as long as peers lived.
+   */
+  async stop(graceMs = 2000): Promise<void> {
     this.stopped = true;
     this.serving = false;
-    await this.api?.close();
+    await this.api?.close(graceMs);
     this.membership?.stop();
     this.raft?.stop();
     this.liveness?.stop();
     this.hints?.stop();
     this.antiEntropy?.stop();
+    this.tokens?.stop();
     await this.transport?.close();
-    await this.background;
+    // Background steps see `stopped` at their next turn; a forwarded admin request may wait longer.
+    await Promise.race([this.background, new Promise((r) => setTimeout(r, 1000).unref())]);
     await this.store?.close();
     this.log.info('node stopped');
   }

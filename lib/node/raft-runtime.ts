@@ -34,6 +34,14 @@ export interface RaftRuntimeOptions {
   onFatal?: (err: unknown) => void;
   /** Deadline for a proposal to be applied. Default 10 s. */
   proposeTimeoutMs?: number;
+  /**
+   * Checks a peer snapshot's application data before the core may accept it (throws when it
+   * is not a valid state): a snapshot the core took but the state machine could not install
+   * would leave Raft's applied index ahead of the real state.
+   */
+  validateSnapshot?: (data: unknown) => void;
+  /** A peer message refused here (sender mismatch, invalid snapshot): for the counter. */
+  onRefused?: (reason: 'raft-from' | 'raft-snapshot', peer: string) => void;
 }
 
 interface Waiter {
@@ -61,8 +69,25 @@ export class RaftRuntime {
     this.proposeTimeoutMs = o.proposeTimeoutMs ?? 10_000;
     // The core is deterministic given its rng; a per-process seed spreads election timeouts.
     this.core = new RaftNode({ id: o.id, rng: seededRng((Math.random() * 2 ** 32) >>> 0), electionTicks: o.electionTicks ?? 10 });
-    o.transport.handle('raft', (_from, payload) => {
-      this.core.step(validateRaftMessage(payload));
+    o.transport.handle('raft', (from, payload) => {
+      const m = validateRaftMessage(payload);
+      // The envelope's sender is the authenticated peer; the message must speak for it alone,
+      // or one member could step the core as any other (votes, a leader's term).
+      if (m.from !== from || m.to !== o.id) {
+        o.log.warn({ peer: from, claimed: m.from, to: m.to, type: m.type }, 'raft message refused: sender or recipient mismatch');
+        o.onRefused?.('raft-from', from);
+        return;
+      }
+      if (m.type === 'snapshot' && o.validateSnapshot) {
+        try {
+          o.validateSnapshot(m.snapshot.data);
+        } catch (err) {
+          o.log.error({ peer: from, index: m.snapshot.index, err: (err as Error).message }, 'raft snapshot refused: invalid data; keeping the current topology');
+          o.onRefused?.('raft-snapshot', from);
+          return;
+        }
+      }
+      this.core.step(m);
       this.schedule();
     });
   }

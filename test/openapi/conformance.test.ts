@@ -64,6 +64,8 @@ function probes(etag: string): Probe[] {
     { op: 'join', method: 'POST', path: '/cluster/join', status: 400, code: 'KV_INVALID_ARGUMENT' },
     // A join not signed with the cluster secret (the body's shape differs between join protocol versions: 400 or 401).
     { op: 'join', method: 'POST', path: '/cluster/join', body: JSON.stringify({ id: 'x', addr: '127.0.0.1:1', ts: Date.now(), mac: '00'.repeat(32) }), headers: json, status: [400, 401] },
+    { op: 'joinChallenge', method: 'POST', path: '/cluster/join/challenge', body: JSON.stringify({ id: 'x', addr: '127.0.0.1:1', nonce: '00'.repeat(32) }), headers: json, status: 200 },
+    { op: 'joinChallenge', method: 'POST', path: '/cluster/join/challenge', body: '{}', headers: json, status: 400, code: 'KV_INVALID_ARGUMENT' },
     { op: 'dashboard', method: 'GET', path: '/ui', status: 200 },
     { op: 'dashboard', method: 'GET', path: '/ui', headers: { 'if-none-match': etag }, status: 304 },
     { op: 'dashboardFile', method: 'GET', path: '/ui/app.js', status: 200 },
