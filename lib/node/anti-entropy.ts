@@ -676,9 +676,10 @@ export class AntiEntropy {
   }
 
   /** Scrub: rebuild every held partition's tree from its records (throttled by `pauseMs` between partitions). */
-  async scrub(pauseMs: number): Promise<{ partitions: number; repaired: number }> {
+  async scrub(pauseMs: number, op?: Operation): Promise<{ partitions: number; repaired: number }> {
     let repaired = 0;
     const parts = this.myPartitions(this.o.topology());
+    op?.total(parts.length);
     for (const p of parts) {
       if (this.stopped) break;
       await this.o.store.exclusive(p, async () => {
@@ -688,6 +689,7 @@ export class AntiEntropy {
         })();
         if (await this.o.index.rebuild(p, entries)) repaired++;
       });
+      op?.add(1);
       if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
     }
     return { partitions: parts.length, repaired };

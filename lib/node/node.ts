@@ -25,7 +25,7 @@ import { Membership } from './membership.ts';
 import { RaftRuntime } from './raft-runtime.ts';
 import { Replica } from './replica.ts';
 import { Operations, progressLogger } from './operations.ts';
-import { checkRemovable, removeDeadNode } from './removenode.ts';
+import { checkRemovable, removeDeadNode, type RemoveNodeDeps } from './removenode.ts';
 import { DurableClock, markLeaseMs } from './clock.ts';
 import { HintStore } from './hints.ts';
 import { Coordinator } from './coordinator.ts';
@@ -156,6 +156,7 @@ export class KvNode {
     const replica = new Replica({
       store: this.store, fence: this.fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, maxClockSkewMs: cfg.maxClockSkewMs,
       onVersionRefused: () => this.metrics.versionsRefused.labels({ source: 'replica' }).inc(),
+      serving: () => membership.topology.member(cfg.id)?.state !== 'replacing',
     });
     replica.register(transport);
     if (cfg.hintedHandoff) {
@@ -362,7 +363,24 @@ export class KvNode {
       },
       decommission: async (id) => this.m.admin({ kind: 'decommission', id }),
       // 10 ms between partitions: a full scrub of 1024 partitions yields the loop ~100 times a second.
-      scrub: async () => (this.antiEntropy as AntiEntropy).scrub(10),
+      scrub: async () => this.operations.run('scrub', this.config.id, (op) => (this.antiEntropy as AntiEntropy).scrub(10, op)),
+      removenode: async (id) => {
+        const running = this.operations.running('removenode', id);
+        if (running) return running.view;
+        const deps = this.removeNodeDeps();
+        checkRemovable(deps, id);
+        const op = this.operations.start('removenode', id, progressLogger(this.log, `removenode ${id}`));
+        removeDeadNode(deps, id, op).then(() => op.finish(), (err: unknown) => {
+          op.fail(err);
+          this.log.error({ err, id }, 'removenode failed; the member stays leaving: run removenode again');
+        });
+        return op.view;
+      },
+      repair: async () => {
+        const op = this.operations.running('repair') ?? this.operations.start('repair', this.config.id, progressLogger(this.log, 'repair walk (partitions)'));
+        return (this.antiEntropy as AntiEntropy).repairNow(op).view;
+      },
+      operations: async () => ({ id: this.config.id, operations: this.operations.list() }),
       localRecord: async (key) => {
         const rec = await (this.store as RecordStore).get(key);
         if (!rec) throw new KvError('KV_NOT_FOUND', 'this node holds no record of the key');
@@ -373,6 +391,16 @@ export class KvNode {
         const { id, addr, replace } = this.seed.verify(body);
         return this.m.admin(replace ? { kind: 'join', id, addr, replace } : { kind: 'join', id, addr });
       },
+    };
+  }
+
+  private removeNodeDeps(): RemoveNodeDeps {
+    const ae = this.antiEntropy as AntiEntropy;
+    return {
+      selfId: this.config.id, topology: () => this.m.topology, isAlive: (id) => this.liveness?.isAlive(id) ?? false,
+      propose: (cmd) => this.m.admin({ kind: 'cmd', cmd }),
+      exchangeHere: async (p, peer) => { const r = await ae.exchange(p, peer); return r.pushed + r.pulled; },
+      transport: this.transport as WsTransport, log: this.log.child({ c: 'removenode' }),
     };
   }
 
