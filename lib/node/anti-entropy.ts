@@ -52,8 +52,15 @@ const MOVE_BATCH_BYTES = 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Event-loop lag (p99) above which the scheduler halves its pace. */
 const LAG_BACKOFF_MS = 100;
-/** Partitions moved in parallel during join/leave streaming. */
-const STREAM_CONCURRENCY = 4;
+/** Partitions moved in parallel during join/leave/replace streaming: enough to hide round trips; the adaptive pause (yieldToClients) keeps client latency bounded. */
+const STREAM_CONCURRENCY = 8;
+/** Records per `ae.scan` answer at most (and MOVE_BATCH_BYTES): one answer stays one frame. */
+const SCAN_BATCH_RECORDS = 4096;
+/** Streaming pauses between batches while the event loop's p99 lag is above this. 20 ms: clients
+ *  feel more; below it streaming runs at full speed. */
+const STREAM_LAG_TARGET_MS = 20;
+/** Longest pause between two streaming batches. */
+const STREAM_PAUSE_MAX_MS = 200;
 /** A repair walk is unpaced, but pauses this long after a partition while the event loop lags. */
 const REPAIR_LAG_PAUSE_MS = 20;
 /** `ae.sync` requests (exchanges run for a removenode orchestrator) served at once. */
@@ -102,6 +109,7 @@ export class AntiEntropy {
   private stopped = false;
   private walking = false;
   private readonly lag = monitorEventLoopDelay({ resolution: 20 });
+  private readonly streamLag = monitorEventLoopDelay({ resolution: 10 });
   private readonly now: () => number;
   private readonly exchanges: Counter<'outcome'>;
   private readonly moved: Counter<'direction'>;
@@ -133,6 +141,8 @@ export class AntiEntropy {
     t.handle('ae.push', (_from, payload, env) => this.onPush(payload, env.epoch));
     t.handle('ae.purge', (from, payload, env) => this.onPurge(from, payload, env.epoch));
     t.handle('ae.sync', (_from, payload) => this.onSync(payload));
+    t.handle('ae.scan', (_from, payload, env) => this.onScan(payload, env.epoch));
+    t.handle('ae.count', (_from, payload) => this.onCount(payload));
   }
 
   /** Load the hand-offs a previous run left unfinished (before start). */
@@ -160,6 +170,7 @@ export class AntiEntropy {
 
   start(): void {
     this.lag.enable();
+    this.streamLag.enable();
     this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
   }
 
@@ -174,6 +185,7 @@ export class AntiEntropy {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.lag.disable();
+    this.streamLag.disable();
     this.sessions.clear();
   }
 
@@ -391,7 +403,110 @@ export class AntiEntropy {
   }
 
   /** Run one exchange of partition p with `peer`, moving records both ways. */
-  async exchange(p: number, peer: string, opts: { pull?: boolean } = {}): Promise<ExchangeResult> {
+  /**
+   * Exchange partition `p` with `peer`. With `bulk: 'pull'` and nothing of `p` here yet (a
+   * joining, replacing or new owner), the key-by-key exchange is skipped: the peer's records
+   * are read in key order, a range at a time (`ae.scan`). With `bulk: 'push'` and nothing of
+   * `p` on the peer (a leaving owner's new replica), ours go the same way.
+   */
+  async exchange(p: number, peer: string, opts: { pull?: boolean; bulk?: 'pull' | 'push' } = {}): Promise<ExchangeResult> {
+    if (opts.bulk === 'pull' && (await this.o.store.partitionKeyCount(p)) === 0) return this.bulkPull(p, peer);
+    if (opts.bulk === 'push' && (await this.o.transport.request<unknown>(peer, 'ae.count', { partition: p }, { timeoutMs: REQUEST_TIMEOUT_MS })) === 0) {
+      return this.bulkPush(p, peer);
+    }
+    return this.merkleExchange(p, peer, opts.pull !== false);
+  }
+
+  private async bulkPull(p: number, peer: string): Promise<ExchangeResult> {
+    let after: string | undefined;
+    let pulled = 0;
+    let bytes = 0;
+    for (;;) {
+      const r = await this.o.transport.request<unknown>(peer, 'ae.scan', after === undefined ? { partition: p } : { partition: p, after }, { timeoutMs: REQUEST_TIMEOUT_MS });
+      const o = r as { records?: unknown; next?: unknown; bytes?: unknown } | null;
+      if (typeof o !== 'object' || o === null || (o.next !== null && typeof o.next !== 'string') || typeof o.bytes !== 'number') {
+        throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan answer must be {records, next, bytes}');
+      }
+      pulled += await this.applyRecords(o.records, 'ae.pull', { max: SCAN_BATCH_RECORDS, partition: p });
+      bytes += o.bytes;
+      this.moved.labels({ direction: 'pulled' }).inc(Array.isArray(o.records) ? o.records.length : 0);
+      if (o.next === null) break;
+      if (after !== undefined && o.next <= after) throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan did not advance');
+      after = o.next as string;
+      await this.yieldToClients();
+    }
+    this.exchanges.labels({ outcome: 'bulk' }).inc();
+    return { outcome: 'bulk', pushed: 0, pulled, bytes };
+  }
+
+  private async bulkPush(p: number, peer: string): Promise<ExchangeResult> {
+    let batch: unknown[] = [];
+    let size = 0;
+    let pushed = 0;
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      await this.o.transport.request(peer, 'ae.push', batch, { timeoutMs: REQUEST_TIMEOUT_MS });
+      pushed += batch.length;
+      bytes += size;
+      batch = [];
+      size = 0;
+      await this.yieldToClients();
+    };
+    for await (const [key, rec] of this.o.store.scanPartition(p)) {
+      const n = key.length + (rec.value?.length ?? 0) + 64;
+      if (batch.length > 0 && (size + n > MOVE_BATCH_BYTES || batch.length >= MOVE_BATCH)) await flush();
+      batch.push([key, recordToWire(rec)]);
+      size += n;
+    }
+    await flush();
+    if (pushed) this.moved.labels({ direction: 'pushed' }).inc(pushed);
+    this.exchanges.labels({ outcome: 'bulk' }).inc();
+    return { outcome: 'bulk', pushed, pulled: 0, bytes };
+  }
+
+  /**
+   * Streaming's adaptive pace: while this node's event loop lags (client requests queue behind
+   * the moves), pause between batches, longer the worse it gets, so client latency stays bounded.
+   */
+  private async yieldToClients(): Promise<void> {
+    const lagMs = this.streamLag.percentile(99) / 1e6;
+    this.streamLag.reset();
+    if (lagMs > STREAM_LAG_TARGET_MS) await new Promise((r) => setTimeout(r, Math.min(STREAM_PAUSE_MAX_MS, lagMs)));
+  }
+
+  private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number }> {
+    const o = payload as { partition?: unknown; after?: unknown } | null;
+    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions ||
+      (o.after !== undefined && validateKey(o.after, this.o.maxKeyBytes) === '')) {
+      throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan takes {partition, after?}');
+    }
+    const p = o.partition as number;
+    this.o.fence?.checkPartition(p, epoch);
+    const records: unknown[] = [];
+    let bytes = 0;
+    let next: string | null = null;
+    for await (const [key, rec] of this.o.store.scanPartition(p, o.after === undefined ? {} : { after: o.after as string })) {
+      if (records.length >= SCAN_BATCH_RECORDS || (records.length > 0 && bytes >= MOVE_BATCH_BYTES)) {
+        next = (records.at(-1) as [string, unknown])[0];
+        break;
+      }
+      records.push([key, recordToWire(rec)]);
+      bytes += key.length + (rec.value?.length ?? 0) + 64;
+    }
+    return { records, next, bytes };
+  }
+
+  private async onCount(payload: unknown): Promise<number> {
+    const o = payload as { partition?: unknown } | null;
+    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions) {
+      throw new KvError('KV_INVALID_ARGUMENT', 'ae.count takes {partition}');
+    }
+    return this.o.store.partitionKeyCount(o.partition as number);
+  }
+
+  /** The key-by-key Merkle exchange: records move both ways (or only ours, with `pull` false). */
+  private async merkleExchange(p: number, peer: string, pull: boolean): Promise<ExchangeResult> {
     const tree = await this.o.index.tree(p);
     const sid = randomBytes(8).toString('hex');
     const { session, send } = MerkleExchange.initiate(tree, p);
@@ -412,7 +527,7 @@ export class AntiEntropy {
         bytes += encodedSize(m);
         const step = session.receive(m, await this.segments(p, session.segmentsToRead(m)));
         pushed += await this.push(peer, step.push);
-        if (opts.pull !== false) pulled += await this.pull(peer, step.pull);
+        if (pull) pulled += await this.pull(peer, step.pull);
         msg = step.done && step.send?.t !== 'mt-end' ? null : step.send;
         if (step.done && step.send) {
           // Tell the responder we are done so it frees its session now.
@@ -490,11 +605,17 @@ export class AntiEntropy {
    * bad record does not hold up the rest, and then the whole batch fails with KV_CLOCK_SKEW
    * so the exchange does not count as converged.
    */
-  private async applyRecords(payload: unknown, source: VersionSource): Promise<number> {
-    if (!Array.isArray(payload) || payload.length > MOVE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `expected at most ${MOVE_BATCH} [key, record] pairs`);
+  /** Validate and apply moved records; with `partition`, every key must belong to it (a bulk scan's answer). */
+  private async applyRecords(payload: unknown, source: VersionSource, opts: { max?: number; partition?: number } = {}): Promise<number> {
+    const max = opts.max ?? MOVE_BATCH;
+    if (!Array.isArray(payload) || payload.length > max) throw new KvError('KV_INVALID_ARGUMENT', `expected at most ${max} [key, record] pairs`);
     const parsed = payload.map((x: unknown) => {
       if (!Array.isArray(x) || x.length !== 2) throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, record]');
-      return [validateKey(x[0], this.o.maxKeyBytes), validateWireRecord(x[1], this.o.maxValueBytes)] as [string, StoredRecord];
+      const key = validateKey(x[0], this.o.maxKeyBytes);
+      if (opts.partition !== undefined && this.o.store.locate(key).partition !== opts.partition) {
+        throw new KvError('KV_INVALID_ARGUMENT', `key of another partition in a scan of partition ${opts.partition}`);
+      }
+      return [key, validateWireRecord(x[1], this.o.maxValueBytes)] as [string, StoredRecord];
     });
     let refused: unknown;
     const ok = parsed.filter(([, rec]) => {
@@ -579,7 +700,7 @@ export class AntiEntropy {
     if (this.syncServed >= MAX_SYNC_SERVED) throw new KvError('KV_TOO_MANY_REQUESTS', 'too many ae.sync exchanges at once');
     this.syncServed++;
     try {
-      const r = await this.exchange(o.partition as number, o.peer);
+      const r = await this.exchange(o.partition as number, o.peer, { bulk: 'pull' });
       return { outcome: r.outcome, moved: r.pushed + r.pulled };
     } finally {
       this.syncServed--;
@@ -652,7 +773,7 @@ export class AntiEntropy {
           for (let attempt = 0; !skipped.has(peer); attempt++) {
             if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
             try {
-              const r = await this.exchange(p, peer);
+              const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
               moved += r.pushed + r.pulled;
               failures.delete(peer);
               break;

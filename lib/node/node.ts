@@ -399,7 +399,7 @@ export class KvNode {
     return {
       selfId: this.config.id, topology: () => this.m.topology, isAlive: (id) => this.liveness?.isAlive(id) ?? false,
       propose: (cmd) => this.m.admin({ kind: 'cmd', cmd }),
-      exchangeHere: async (p, peer) => { const r = await ae.exchange(p, peer); return r.pushed + r.pulled; },
+      exchangeHere: async (p, peer) => { const r = await ae.exchange(p, peer, { bulk: 'pull' }); return r.pushed + r.pulled; },
       transport: this.transport as WsTransport, log: this.log.child({ c: 'removenode' }),
     };
   }
