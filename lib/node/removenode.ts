@@ -11,7 +11,8 @@
  *   4. only then commit `remove`.
  *
  * A run that fails (an owner down too long) leaves the target `leaving`; running removenode
- * again resumes from step 3. If the target comes back meanwhile, it streams its own data as a
+ * again resumes from step 3. A dead member that never finished joining owns nothing yet and
+ * is removed at once (a stuck joiner would otherwise block every other ownership change). If the target comes back meanwhile, it streams its own data as a
  * leaving node does; both paths converge on `remove`.
  */
 import { KvError, isKvError } from '../errors.ts';
@@ -50,7 +51,9 @@ export function checkRemovable(d: RemoveNodeDeps, id: string): void {
   if (d.isAlive(id)) {
     throw new KvError('KV_INVALID_ARGUMENT', `${id} is alive (gossip): removenode is for dead members; use kv decommission ${id}`);
   }
-  if (m.state !== 'normal' && m.state !== 'leaving') throw new KvError('KV_INVALID_ARGUMENT', `${id} is ${m.state}, not a normal or leaving member`);
+  if (m.state !== 'normal' && m.state !== 'leaving' && m.state !== 'joining') {
+    throw new KvError('KV_INVALID_ARGUMENT', `${id} is ${m.state}, not a normal, leaving or joining member`);
+  }
 }
 
 async function waitFor(d: RemoveNodeDeps, cond: (t: Topology) => boolean, what: string): Promise<void> {
@@ -65,6 +68,14 @@ interface Unit { p: number; owner: string; sources: string[] }
 
 export async function removeDeadNode(d: RemoveNodeDeps, id: string, op: Operation): Promise<{ epoch: number }> {
   checkRemovable(d, id);
+  if (d.topology().member(id)?.state === 'joining') {
+    // A joiner that died (or never came) owns nothing yet, but it blocks every other ownership
+    // change (one at a time): it goes at once, nothing to re-replicate.
+    op.step(`committing remove of ${id} (it never finished joining)`);
+    await d.propose({ op: 'remove', id });
+    await waitFor(d, (x) => x.member(id)?.state === 'removed', `${id} removed`);
+    return { epoch: d.topology().epoch };
+  }
   if (d.topology().member(id)?.state === 'normal') {
     op.step(`committing leave of ${id}`);
     await d.propose({ op: 'leave', id });
