@@ -44,6 +44,10 @@ export interface Config {
    *  either. Default false. A node whose volume was lost finds the others serving and never creates a
    *  second cluster; while they cannot be reached it waits. */
   seedBootstrap: boolean;
+  /** Take over dead member ID's place in the ring (`kv node --replace ID`, fresh data dir, with --join or
+   *  --seeds): the node's id becomes ID, so it owns the same partitions; it streams them from the other
+   *  replicas and serves reads only then. Refused while ID is alive. Default '' (no replacement). */
+  replace: string;
   /** How long discovery keeps looking before the node gives up and exits (a supervisor restarts it).
    *  Default 10 min: covers pods scheduled minutes apart; restarting does no harm, waiting forever hides a fault. */
   discoveryTimeoutMs: number;
@@ -163,6 +167,7 @@ export const DEFAULTS: Config = {
   bootstrap: false,
   join: [],
   seeds: [],
+  replace: '',
   seedBootstrap: false,
   discoveryTimeoutMs: 10 * 60 * SECOND,
   secret: DEV_SECRET,
@@ -299,6 +304,13 @@ export function validateConfig(cfg: Config): Config {
   if (!HOSTPORT_RE.test(cfg.listen) || parseHostPort(cfg.listen).port > 65535) bad('listen', `expected HOST:PORT, got "${cfg.listen}"`);
   if (!cfg.advertise) cfg.advertise = cfg.listen;
   if (!HOSTPORT_RE.test(cfg.advertise)) bad('advertise', `expected HOST:PORT, got "${cfg.advertise}"`);
+  if (cfg.replace) {
+    if (!NODE_ID_RE.test(cfg.replace)) bad('replace', 'must be the id of the dead member to take over');
+    if (cfg.id && cfg.id !== cfg.replace) bad('replace', `--replace ${cfg.replace} takes the dead member's id; --id ${cfg.id} differs`);
+    cfg.id = cfg.replace;
+    if (cfg.bootstrap) bad('replace', '--replace joins an existing cluster; it excludes --bootstrap');
+    if (cfg.join.length === 0 && cfg.seeds.length === 0) bad('replace', '--replace needs --join HOST:PORT (or --seeds) to reach the cluster');
+  }
   if (!cfg.id) cfg.id = `n${parseHostPort(cfg.advertise).port}`;
   if (!NODE_ID_RE.test(cfg.id)) bad('id', 'must be 1..64 characters of A-Z a-z 0-9 _ . -');
   if (!cfg.data) cfg.data = `./data/${cfg.id}`;

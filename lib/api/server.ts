@@ -453,6 +453,22 @@ export class ApiServer {
         sendJson(res, 200, await cluster.decommission(id));
         return;
       }
+      case '/cluster/removenode': {
+        only('POST');
+        const id = (await readJson(req, this.deps.limits.bodyIdleTimeoutMs) as { id?: unknown } | null)?.id;
+        if (typeof id !== 'string' || id === '') throw new KvError('KV_INVALID_ARGUMENT', 'body must be {"id": "<node id>"}');
+        sendJson(res, 202, await cluster.removenode(id));
+        return;
+      }
+      case '/cluster/repair':
+        only('POST');
+        await readJson(req, this.deps.limits.bodyIdleTimeoutMs);
+        sendJson(res, 202, await cluster.repair());
+        return;
+      case '/cluster/operations':
+        only('GET');
+        sendJson(res, 200, await cluster.operations());
+        return;
       case '/cluster/scrub': {
         only('POST');
         // A scrub reads every record of the node; two at once only double the load for the same answer.

@@ -56,6 +56,12 @@ export interface ClusterService {
   localRecord(key: string): Promise<unknown>;
   /** Rebuild this node's Merkle trees from its records (throttled); reports trees that were wrong. */
   scrub(): Promise<unknown>;
+  /** Remove a member that died for good: its partitions are re-replicated first (runs in the background). */
+  removenode(id: string): Promise<unknown>;
+  /** Start an anti-entropy walk of this node's partitions now (runs in the background). */
+  repair(): Promise<unknown>;
+  /** This node's long operations with their progress. */
+  operations(): Promise<unknown>;
   /** Whether the node is ready to serve (for /health). */
   ready(): boolean;
 }

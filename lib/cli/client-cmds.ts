@@ -1,5 +1,5 @@
 /**
- * Client subcommands: put, get, del, status, decommission. The token comes from `--token`,
+ * Client subcommands: put, get, del (the operator ones are in ops-cmds.ts). The token comes from `--token`,
  * then `$KV_TOKEN`, then `./data/admin.token` (what `kv start` writes), so a local cluster
  * needs no flag; the file is sent only to loopback nodes, so a local admin token never goes
  * to a remote server by accident. `--ca FILE` (or `$KV_CA`) switches to HTTPS trusting that CA.
@@ -83,41 +83,6 @@ export async function delCommand(args: ParsedArgs): Promise<number> {
   try {
     const res = await c.del(key, { w: str(args.flags['w']) });
     process.stdout.write(`${res.version}\n`);
-    return 0;
-  } finally { c.close(); }
-}
-
-interface ClusterView {
-  id: string; epoch: number; ringChecksum: string;
-  raft: { role: string; term: number; leader: string | null };
-  members: { id: string; addr: string; state: string; liveness?: string; incarnation?: number }[];
-}
-
-export async function statusCommand(args: ParsedArgs): Promise<number> {
-  const c = client(args);
-  try {
-    const view = await c.json<ClusterView>('GET', '/cluster');
-    if (args.flags['json']) {
-      process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
-      return 0;
-    }
-    const lines = [
-      `node ${view.id}  epoch ${view.epoch}  ring ${view.ringChecksum || '-'}  raft ${view.raft.role} term ${view.raft.term} leader ${view.raft.leader ?? '-'}`,
-      '',
-      `${'ID'.padEnd(16)}${'ADDRESS'.padEnd(24)}${'STATE'.padEnd(10)}${'LIVENESS'.padEnd(10)}INCARNATION`,
-      ...view.members.map((m) => `${m.id.padEnd(16)}${m.addr.padEnd(24)}${m.state.padEnd(10)}${(m.liveness ?? '-').padEnd(10)}${m.incarnation ?? '-'}`),
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
-    return 0;
-  } finally { c.close(); }
-}
-
-export async function decommissionCommand(args: ParsedArgs): Promise<number> {
-  const [id] = need(args, 1, 'kv decommission ID [--node HOST:PORT]') as [string];
-  const c = client(args);
-  try {
-    const res = await c.json('POST', '/cluster/decommission', { id });
-    process.stdout.write(`${JSON.stringify(res)}\n`);
     return 0;
   } finally { c.close(); }
 }

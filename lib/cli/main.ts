@@ -7,20 +7,25 @@ import { parseArgs, type ParsedArgs } from './args.ts';
 
 const BOOLEAN_FLAGS = new Set([
   ...Object.entries(DEFAULTS).filter(([, v]) => typeof v === 'boolean').map(([k]) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)),
-  'sloppy', 'json', 'help', 'keep', 'no-partitions', 'tls',
+  'sloppy', 'json', 'help', 'keep', 'no-partitions', 'tls', 'no-restart', 'no-wait',
 ]);
 
 const USAGE = `usage: kv <command> [options]
 
-  kv start [--nodes 3] [--base-port 7001] [--data ./data] [--tls]   run a local cluster in the foreground
+  kv start [--nodes 3] [--base-port 7001] [--data ./data] [--tls] [--restart-delay 5 | --no-restart]
+                                          run a local cluster in the foreground, supervised
   kv node --id ID --listen HOST:PORT --data DIR (--bootstrap | --join HOST:PORT[,...]) [--secret S] [--fsync]
           [--tokens-file FILE | --auth none] [--tls-cert F --tls-key F --tls-ca F]
+  kv node --replace ID --listen HOST:PORT --data FRESH_DIR --join HOST:PORT[,...]   take over a dead member's place
   kv token [--role read|write|admin] [--label NAME] [--tokens-file FILE]
   kv put KEY VALUE [--w W] [--sloppy] [--node HOST:PORT]
   kv get KEY [--r R] [--node HOST:PORT]
   kv del KEY [--w W] [--node HOST:PORT]
-  kv status [--node HOST:PORT] [--json]
-  kv decommission ID [--node HOST:PORT]
+  kv status [--node HOST:PORT] [--json]            every member: state, liveness, Raft role, keys, disk, share, hints, last repair
+  kv ring [--key KEY] [--node HOST:PORT] [--json]  partition → replicas; with --key, which replica holds which version
+  kv repair [--node HOST:PORT] [--json]           anti-entropy walk of that node's partitions now, with progress
+  kv decommission ID [--node HOST:PORT] [--no-wait] [--json]   a live member streams its data away, then leaves
+  kv removenode ID [--node HOST:PORT] [--json]    a dead member leaves: its partitions are re-replicated first
   kv chaos [--duration SECONDS] [--seed N] [--nodes 5] ...
 
 Client commands take --token T (else $KV_TOKEN, else ./data/admin.token) and --ca FILE for HTTPS.
@@ -34,8 +39,11 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   put: async () => (await import('./client-cmds.ts')).putCommand,
   get: async () => (await import('./client-cmds.ts')).getCommand,
   del: async () => (await import('./client-cmds.ts')).delCommand,
-  status: async () => (await import('./client-cmds.ts')).statusCommand,
-  decommission: async () => (await import('./client-cmds.ts')).decommissionCommand,
+  status: async () => (await import('./ops-cmds.ts')).statusCommand,
+  ring: async () => (await import('./ops-cmds.ts')).ringCommand,
+  repair: async () => (await import('./ops-cmds.ts')).repairCommand,
+  removenode: async () => (await import('./ops-cmds.ts')).removenodeCommand,
+  decommission: async () => (await import('./ops-cmds.ts')).decommissionCommand,
   chaos: async () => (await import('./chaos-cmd.ts')).chaosCommand,
   token: async () => (await import('./token-cmd.ts')).tokenCommand,
 };

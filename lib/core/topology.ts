@@ -3,16 +3,18 @@
  * deterministic: every node applying the same committed commands holds the same
  * state and therefore computes the same partition table for the same epoch.
  *
- * Member states: joining → normal → leaving → removed. Only normal and leaving members
- * own partitions (`current` ring); `future` is the ring once pending changes finish
- * (normal + joining). Data moves from current to future owners before a change
- * completes; writes go to both in the meantime.
+ * Member states: joining → normal → leaving → removed, and normal → replacing → normal
+ * when a new process takes over a dead member's id (same ring positions, empty data).
+ * Normal, leaving and replacing members own partitions (`current` ring); `future` is the
+ * ring once pending changes finish (normal + joining + replacing). Data moves from current
+ * to future owners before a change completes; writes go to both in the meantime. A
+ * replacing member receives writes but serves no reads until it has streamed its data.
  */
 import { KvError } from '../errors.ts';
 import { NODE_ID_RE } from './hlc.ts';
 import { buildPartitionTable, type PartitionTable } from './partitioner.ts';
 
-export type MemberState = 'joining' | 'normal' | 'leaving' | 'removed';
+export type MemberState = 'joining' | 'normal' | 'leaving' | 'replacing' | 'removed';
 
 export interface Member {
   readonly id: string;
@@ -26,7 +28,9 @@ export type TopologyCommand =
   | { op: 'normal'; id: string }
   | { op: 'leave'; id: string }
   | { op: 'remove'; id: string }
-  | { op: 'address'; id: string; addr: string };
+  | { op: 'address'; id: string; addr: string }
+  /** A new process (fresh data, maybe a new address) takes over member `id`'s place in the ring. */
+  | { op: 'replace'; id: string; addr: string };
 
 export interface TopologySnapshot {
   clusterId: string;
@@ -59,6 +63,7 @@ export function validateTopologyCommand(x: unknown): TopologyCommand {
     }
     case 'add': return { op: 'add', id: id(), addr: addr() };
     case 'address': return { op: 'address', id: id(), addr: addr() };
+    case 'replace': return { op: 'replace', id: id(), addr: addr() };
     case 'normal': case 'leave': case 'remove': return { op: c['op'], id: id() };
     default: return bad(`unknown op ${String(c['op']).slice(0, 20)}`);
   }
@@ -140,9 +145,9 @@ export class Topology {
     return { clusterId: this.clusterId, partitions: this.partitions, n: this.n, vnodes: this.vnodes, epoch: this.epoch, members: this.memberList() };
   }
 
-  /** Members whose ownership change is in progress (joining or leaving). */
+  /** Members whose ownership change is in progress (joining, leaving or being replaced). */
   changesInProgress(): Member[] {
-    return this.activeMembers().filter((m) => m.state === 'joining' || m.state === 'leaving');
+    return this.activeMembers().filter((m) => m.state === 'joining' || m.state === 'leaving' || m.state === 'replacing');
   }
 
   /**
@@ -153,7 +158,9 @@ export class Topology {
    * never received.
    */
   busyWith(cmd: TopologyCommand): Member[] | undefined {
-    const starts = (cmd.op === 'add' && (this.members.get(cmd.id)?.state ?? 'removed') === 'removed') || cmd.op === 'leave';
+    if (!('id' in cmd)) return undefined;
+    const state = this.members.get(cmd.id)?.state ?? 'removed';
+    const starts = (cmd.op === 'add' && state === 'removed') || cmd.op === 'leave' || (cmd.op === 'replace' && state === 'normal');
     if (!starts) return undefined;
     const busy = this.changesInProgress();
     return busy.length > 0 ? busy : undefined;
@@ -169,7 +176,8 @@ export class Topology {
     switch (cmd.op) {
       case 'add': return m && m.state !== 'removed' ? `${cmd.id} is already a member (${m.state})` : undefined;
       case 'address': return m && m.state !== 'removed' ? undefined : `${cmd.id} is not a member`;
-      case 'normal': return m?.state === 'joining' ? undefined : `${cmd.id} is not joining`;
+      case 'normal': return m?.state === 'joining' || m?.state === 'replacing' ? undefined : `${cmd.id} is not joining or being replaced`;
+      case 'replace': return m?.state === 'normal' ? undefined : `${cmd.id} is not a normal member`;
       case 'leave': {
         if (m?.state !== 'normal') return `${cmd.id} is not a normal member`;
         const owners = this.memberList().filter((x) => x.state === 'normal').length;
@@ -195,6 +203,7 @@ export class Topology {
       case 'normal': this.set(cmd.id, { state: 'normal' }); break;
       case 'leave': this.set(cmd.id, { state: 'leaving' }); break;
       case 'remove': this.set(cmd.id, { state: 'removed' }); break;
+      case 'replace': this.set(cmd.id, { state: 'replacing', addr: cmd.addr }); break;
     }
     this.epoch++;
     this.tables = undefined;
@@ -227,9 +236,9 @@ export class Topology {
         members: this.memberList().filter((m) => states.includes(m.state)).map((m) => m.id),
         partitions: this.partitions, n: this.n, vnodes: this.vnodes,
       });
-      const current = buildPartitionTable(spec(['normal', 'leaving']));
+      const current = buildPartitionTable(spec(['normal', 'leaving', 'replacing']));
       const hasPending = this.memberList().some((m) => m.state === 'joining' || m.state === 'leaving');
-      this.tables = { current, future: hasPending ? buildPartitionTable(spec(['normal', 'joining'])) : current };
+      this.tables = { current, future: hasPending ? buildPartitionTable(spec(['normal', 'joining', 'replacing'])) : current };
     }
     return this.tables[which];
   }

@@ -36,6 +36,7 @@ import type { Transport } from '../net/transport.ts';
 import type { Metrics } from '../api/metrics.ts';
 import { validateKey, validateWireRecord } from './replica.ts';
 import type { Logger } from './log.ts';
+import type { Operation } from './operations.ts';
 import type { VersionGuard, VersionSource } from './peer-guard.ts';
 
 /** Responder sessions open at once; an exchange holds one per partition pair. 256 bounds memory. */
@@ -51,8 +52,19 @@ const MOVE_BATCH_BYTES = 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Event-loop lag (p99) above which the scheduler halves its pace. */
 const LAG_BACKOFF_MS = 100;
-/** Partitions moved in parallel during join/leave streaming. */
-const STREAM_CONCURRENCY = 4;
+/** Partitions moved in parallel during join/leave/replace streaming: enough to hide round trips; the adaptive pause (yieldToClients) keeps client latency bounded. */
+const STREAM_CONCURRENCY = 8;
+/** Records per `ae.scan` answer at most (and MOVE_BATCH_BYTES): one answer stays one frame. */
+const SCAN_BATCH_RECORDS = 4096;
+/** Streaming pauses between batches while the event loop's p99 lag is above this. 20 ms: clients
+ *  feel more; below it streaming runs at full speed. */
+const STREAM_LAG_TARGET_MS = 20;
+/** Longest pause between two streaming batches. */
+const STREAM_PAUSE_MAX_MS = 200;
+/** A repair walk is unpaced, but pauses this long after a partition while the event loop lags. */
+const REPAIR_LAG_PAUSE_MS = 20;
+/** `ae.sync` requests (exchanges run for a removenode orchestrator) served at once. */
+const MAX_SYNC_SERVED = 4;
 /** Tombstones purged per partition per GC round (bounds one purge request). */
 const PURGE_BATCH = 1024;
 /** A hand-off may push for this share of the tombstone grace after the change; GC of the
@@ -97,6 +109,7 @@ export class AntiEntropy {
   private stopped = false;
   private walking = false;
   private readonly lag = monitorEventLoopDelay({ resolution: 20 });
+  private readonly streamLag = monitorEventLoopDelay({ resolution: 10 });
   private readonly now: () => number;
   private readonly exchanges: Counter<'outcome'>;
   private readonly moved: Counter<'direction'>;
@@ -127,6 +140,9 @@ export class AntiEntropy {
     t.handle('ae.pull', (_from, payload, env) => this.onPull(payload, env.epoch));
     t.handle('ae.push', (_from, payload, env) => this.onPush(payload, env.epoch));
     t.handle('ae.purge', (from, payload, env) => this.onPurge(from, payload, env.epoch));
+    t.handle('ae.sync', (_from, payload) => this.onSync(payload));
+    t.handle('ae.scan', (_from, payload, env) => this.onScan(payload, env.epoch));
+    t.handle('ae.count', (_from, payload) => this.onCount(payload));
   }
 
   /** Load the hand-offs a previous run left unfinished (before start). */
@@ -154,19 +170,22 @@ export class AntiEntropy {
 
   start(): void {
     this.lag.enable();
-    const step = (): void => {
-      if (this.stopped) return;
-      void this.walk().finally(() => {
-        if (!this.stopped) this.timer = setTimeout(step, Math.min(1000, this.o.intervalMs));
-      });
-    };
-    this.timer = setTimeout(step, Math.min(1000, this.o.intervalMs));
+    this.streamLag.enable();
+    this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
+  }
+
+  private scheduleNext(): void {
+    if (this.stopped) return;
+    void this.walk().finally(() => {
+      if (!this.stopped) this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
+    });
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.lag.disable();
+    this.streamLag.disable();
     this.sessions.clear();
   }
 
@@ -280,7 +299,7 @@ export class AntiEntropy {
     if (changed) await this.saveHandoffs();
   }
 
-  /** One walk over every partition, paced to take about intervalMs. */
+  /** One walk over every partition, paced to take about intervalMs (unpaced while a repair asked for it). */
   private async walk(): Promise<void> {
     if (this.walking) return;
     this.walking = true;
@@ -296,16 +315,41 @@ export class AntiEntropy {
         const started = this.now();
         await this.syncPartition(p).catch((err: unknown) => this.o.log.debug({ err, p }, 'anti-entropy of partition failed'));
         this.progress.partitionsDone++;
+        this.repairing?.progress(this.progress.partitionsDone);
         const lagged = this.lag.percentile(99) / 1e6 > LAG_BACKOFF_MS;
         this.lag.reset();
-        const wait = Math.max(0, (lagged ? 2 * pace : pace) - (this.now() - started));
+        const target = this.repairing ? (lagged ? REPAIR_LAG_PAUSE_MS : 0) : lagged ? 2 * pace : pace;
+        const wait = Math.max(0, target - (this.now() - started));
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
       this.walks.inc();
       this.lastWalkDoneMs = this.now();
+      this.repairing?.finish();
+      this.repairing = undefined;
     } finally {
       this.walking = false;
     }
+  }
+
+  private repairing: Operation | undefined;
+
+  /**
+   * `kv repair`: walk every partition now, unpaced (still yielding while the event loop
+   * lags). A walk already running finishes unpaced under this operation; a new one
+   * starts otherwise. Returns the walk's operation.
+   */
+  repairNow(op: Operation): Operation {
+    if (this.repairing) return this.repairing;
+    this.repairing = op;
+    op.total(this.walking ? this.progress.partitionsTotal : this.myPartitions(this.o.topology()).length);
+    op.progress(this.walking ? this.progress.partitionsDone : 0);
+    if (!this.walking) {
+      clearTimeout(this.timer);
+      void this.walk().finally(() => {
+        if (!this.stopped) this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
+      });
+    }
+    return op;
   }
 
   /** Exchange p with every other live replica (current and future); GC its tombstones if we lead it. */
@@ -359,7 +403,110 @@ export class AntiEntropy {
   }
 
   /** Run one exchange of partition p with `peer`, moving records both ways. */
-  async exchange(p: number, peer: string, opts: { pull?: boolean } = {}): Promise<ExchangeResult> {
+  /**
+   * Exchange partition `p` with `peer`. With `bulk: 'pull'` and nothing of `p` here yet (a
+   * joining, replacing or new owner), the key-by-key exchange is skipped: the peer's records
+   * are read in key order, a range at a time (`ae.scan`). With `bulk: 'push'` and nothing of
+   * `p` on the peer (a leaving owner's new replica), ours go the same way.
+   */
+  async exchange(p: number, peer: string, opts: { pull?: boolean; bulk?: 'pull' | 'push' } = {}): Promise<ExchangeResult> {
+    if (opts.bulk === 'pull' && (await this.o.store.partitionKeyCount(p)) === 0) return this.bulkPull(p, peer);
+    if (opts.bulk === 'push' && (await this.o.transport.request<unknown>(peer, 'ae.count', { partition: p }, { timeoutMs: REQUEST_TIMEOUT_MS })) === 0) {
+      return this.bulkPush(p, peer);
+    }
+    return this.merkleExchange(p, peer, opts.pull !== false);
+  }
+
+  private async bulkPull(p: number, peer: string): Promise<ExchangeResult> {
+    let after: string | undefined;
+    let pulled = 0;
+    let bytes = 0;
+    for (;;) {
+      const r = await this.o.transport.request<unknown>(peer, 'ae.scan', after === undefined ? { partition: p } : { partition: p, after }, { timeoutMs: REQUEST_TIMEOUT_MS });
+      const o = r as { records?: unknown; next?: unknown; bytes?: unknown } | null;
+      if (typeof o !== 'object' || o === null || (o.next !== null && typeof o.next !== 'string') || typeof o.bytes !== 'number') {
+        throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan answer must be {records, next, bytes}');
+      }
+      pulled += await this.applyRecords(o.records, 'ae.pull', { max: SCAN_BATCH_RECORDS, partition: p });
+      bytes += o.bytes;
+      this.moved.labels({ direction: 'pulled' }).inc(Array.isArray(o.records) ? o.records.length : 0);
+      if (o.next === null) break;
+      if (after !== undefined && o.next <= after) throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan did not advance');
+      after = o.next as string;
+      await this.yieldToClients();
+    }
+    this.exchanges.labels({ outcome: 'bulk' }).inc();
+    return { outcome: 'bulk', pushed: 0, pulled, bytes };
+  }
+
+  private async bulkPush(p: number, peer: string): Promise<ExchangeResult> {
+    let batch: unknown[] = [];
+    let size = 0;
+    let pushed = 0;
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      await this.o.transport.request(peer, 'ae.push', batch, { timeoutMs: REQUEST_TIMEOUT_MS });
+      pushed += batch.length;
+      bytes += size;
+      batch = [];
+      size = 0;
+      await this.yieldToClients();
+    };
+    for await (const [key, rec] of this.o.store.scanPartition(p)) {
+      const n = key.length + (rec.value?.length ?? 0) + 64;
+      if (batch.length > 0 && (size + n > MOVE_BATCH_BYTES || batch.length >= MOVE_BATCH)) await flush();
+      batch.push([key, recordToWire(rec)]);
+      size += n;
+    }
+    await flush();
+    if (pushed) this.moved.labels({ direction: 'pushed' }).inc(pushed);
+    this.exchanges.labels({ outcome: 'bulk' }).inc();
+    return { outcome: 'bulk', pushed, pulled: 0, bytes };
+  }
+
+  /**
+   * Streaming's adaptive pace: while this node's event loop lags (client requests queue behind
+   * the moves), pause between batches, longer the worse it gets, so client latency stays bounded.
+   */
+  private async yieldToClients(): Promise<void> {
+    const lagMs = this.streamLag.percentile(99) / 1e6;
+    this.streamLag.reset();
+    if (lagMs > STREAM_LAG_TARGET_MS) await new Promise((r) => setTimeout(r, Math.min(STREAM_PAUSE_MAX_MS, lagMs)));
+  }
+
+  private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number }> {
+    const o = payload as { partition?: unknown; after?: unknown } | null;
+    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions ||
+      (o.after !== undefined && validateKey(o.after, this.o.maxKeyBytes) === '')) {
+      throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan takes {partition, after?}');
+    }
+    const p = o.partition as number;
+    this.o.fence?.checkPartition(p, epoch);
+    const records: unknown[] = [];
+    let bytes = 0;
+    let next: string | null = null;
+    for await (const [key, rec] of this.o.store.scanPartition(p, o.after === undefined ? {} : { after: o.after as string })) {
+      if (records.length >= SCAN_BATCH_RECORDS || (records.length > 0 && bytes >= MOVE_BATCH_BYTES)) {
+        next = (records.at(-1) as [string, unknown])[0];
+        break;
+      }
+      records.push([key, recordToWire(rec)]);
+      bytes += key.length + (rec.value?.length ?? 0) + 64;
+    }
+    return { records, next, bytes };
+  }
+
+  private async onCount(payload: unknown): Promise<number> {
+    const o = payload as { partition?: unknown } | null;
+    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions) {
+      throw new KvError('KV_INVALID_ARGUMENT', 'ae.count takes {partition}');
+    }
+    return this.o.store.partitionKeyCount(o.partition as number);
+  }
+
+  /** The key-by-key Merkle exchange: records move both ways (or only ours, with `pull` false). */
+  private async merkleExchange(p: number, peer: string, pull: boolean): Promise<ExchangeResult> {
     const tree = await this.o.index.tree(p);
     const sid = randomBytes(8).toString('hex');
     const { session, send } = MerkleExchange.initiate(tree, p);
@@ -380,7 +527,7 @@ export class AntiEntropy {
         bytes += encodedSize(m);
         const step = session.receive(m, await this.segments(p, session.segmentsToRead(m)));
         pushed += await this.push(peer, step.push);
-        if (opts.pull !== false) pulled += await this.pull(peer, step.pull);
+        if (pull) pulled += await this.pull(peer, step.pull);
         msg = step.done && step.send?.t !== 'mt-end' ? null : step.send;
         if (step.done && step.send) {
           // Tell the responder we are done so it frees its session now.
@@ -458,11 +605,17 @@ export class AntiEntropy {
    * bad record does not hold up the rest, and then the whole batch fails with KV_CLOCK_SKEW
    * so the exchange does not count as converged.
    */
-  private async applyRecords(payload: unknown, source: VersionSource): Promise<number> {
-    if (!Array.isArray(payload) || payload.length > MOVE_BATCH) throw new KvError('KV_INVALID_ARGUMENT', `expected at most ${MOVE_BATCH} [key, record] pairs`);
+  /** Validate and apply moved records; with `partition`, every key must belong to it (a bulk scan's answer). */
+  private async applyRecords(payload: unknown, source: VersionSource, opts: { max?: number; partition?: number } = {}): Promise<number> {
+    const max = opts.max ?? MOVE_BATCH;
+    if (!Array.isArray(payload) || payload.length > max) throw new KvError('KV_INVALID_ARGUMENT', `expected at most ${max} [key, record] pairs`);
     const parsed = payload.map((x: unknown) => {
       if (!Array.isArray(x) || x.length !== 2) throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, record]');
-      return [validateKey(x[0], this.o.maxKeyBytes), validateWireRecord(x[1], this.o.maxValueBytes)] as [string, StoredRecord];
+      const key = validateKey(x[0], this.o.maxKeyBytes);
+      if (opts.partition !== undefined && this.o.store.locate(key).partition !== opts.partition) {
+        throw new KvError('KV_INVALID_ARGUMENT', `key of another partition in a scan of partition ${opts.partition}`);
+      }
+      return [key, validateWireRecord(x[1], this.o.maxValueBytes)] as [string, StoredRecord];
     });
     let refused: unknown;
     const ok = parsed.filter(([, rec]) => {
@@ -531,6 +684,29 @@ export class AntiEntropy {
     return this.applyRecords(payload, 'ae.push');
   }
 
+  private syncServed = 0;
+
+  /**
+   * A removenode orchestrator asks this node (a new owner of `partition`) to exchange the
+   * partition with `peer` (a surviving owner) now; answers once the exchange is done.
+   */
+  private async onSync(payload: unknown): Promise<{ outcome: string; moved: number }> {
+    const o = payload as { partition?: unknown; peer?: unknown } | null;
+    const t = this.o.topology();
+    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions ||
+      typeof o.peer !== 'string' || o.peer === this.o.selfId || t.member(o.peer) === undefined) {
+      throw new KvError('KV_INVALID_ARGUMENT', 'ae.sync takes {partition, peer} with a member other than this node');
+    }
+    if (this.syncServed >= MAX_SYNC_SERVED) throw new KvError('KV_TOO_MANY_REQUESTS', 'too many ae.sync exchanges at once');
+    this.syncServed++;
+    try {
+      const r = await this.exchange(o.partition as number, o.peer, { bulk: 'pull' });
+      return { outcome: r.outcome, moved: r.pushed + r.pulled };
+    } finally {
+      this.syncServed--;
+    }
+  }
+
   /**
    * A purge is a write that deletes, so it passes what every write passes (the epoch fence)
    * plus what only the GC leader may ask: this node must replicate the key now, the sender
@@ -569,7 +745,7 @@ export class AntiEntropy {
    * future owner with every current owner (join), or every partition we hold now with
    * its future owners (leave). Retries each partition until it succeeded with all peers.
    */
-  async stream(kind: 'join' | 'leave', shouldStop: () => boolean): Promise<{ partitions: number; moved: number }> {
+  async stream(kind: 'join' | 'leave' | 'replace', shouldStop: () => boolean, op?: Operation): Promise<{ partitions: number; moved: number }> {
     const t = this.o.topology();
     const cur = t.table('current');
     const fut = t.table('future');
@@ -579,9 +755,13 @@ export class AntiEntropy {
       const f = replicasOf(fut, p);
       if (kind === 'join' && f.includes(this.o.selfId)) work.push({ p, peers: c.filter((id) => id !== this.o.selfId) });
       if (kind === 'leave' && c.includes(this.o.selfId)) work.push({ p, peers: f.filter((id) => id !== this.o.selfId) });
+      // A replacement takes over the dead member's positions: it is a current owner with no data yet.
+      if (kind === 'replace' && c.includes(this.o.selfId)) work.push({ p, peers: c.filter((id) => id !== this.o.selfId) });
     }
     let moved = 0;
     let next = 0;
+    let done = 0;
+    op?.total(work.length);
     // Owners that kept failing while unreachable are skipped for the rest of this stream: a down owner
     // cannot give us anything, and with W ≥ 2 every acknowledged write is also on another owner.
     const skipped = new Set<string>();
@@ -593,7 +773,7 @@ export class AntiEntropy {
           for (let attempt = 0; !skipped.has(peer); attempt++) {
             if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
             try {
-              const r = await this.exchange(p, peer);
+              const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
               moved += r.pushed + r.pulled;
               failures.delete(peer);
               break;
@@ -609,6 +789,7 @@ export class AntiEntropy {
             }
           }
         }
+        op?.progress(++done, moved);
       }
     };
     await Promise.all(Array.from({ length: STREAM_CONCURRENCY }, worker));
@@ -616,9 +797,10 @@ export class AntiEntropy {
   }
 
   /** Scrub: rebuild every held partition's tree from its records (throttled by `pauseMs` between partitions). */
-  async scrub(pauseMs: number): Promise<{ partitions: number; repaired: number }> {
+  async scrub(pauseMs: number, op?: Operation): Promise<{ partitions: number; repaired: number }> {
     let repaired = 0;
     const parts = this.myPartitions(this.o.topology());
+    op?.total(parts.length);
     for (const p of parts) {
       if (this.stopped) break;
       await this.o.store.exclusive(p, async () => {
@@ -628,6 +810,7 @@ export class AntiEntropy {
         })();
         if (await this.o.index.rebuild(p, entries)) repaired++;
       });
+      op?.add(1);
       if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
     }
     return { partitions: parts.length, repaired };

@@ -115,6 +115,8 @@ interface Plan {
   readonly key: string;
   readonly epoch: number;
   readonly replicas: readonly string[];
+  /** The replicas reads may use (not one being replaced that is still streaming). */
+  readonly readable: readonly string[];
   /** Future owners that are not current ones: they receive writes but do not count toward W. */
   readonly pending: readonly string[];
   /** The partition's whole preference list: fallbacks follow the replicas. */
@@ -140,7 +142,9 @@ export class Coordinator implements KvService {
     const replicas = replicasOf(current, p);
     const future = t.table('future');
     const pending = future === current ? [] : replicasOf(future, p).filter((id) => !replicas.includes(id));
-    return { key, epoch: t.epoch, replicas, pending, preference: current.preference[p] ?? [] };
+    // A member being replaced takes writes but has no complete data yet: never read from it.
+    const readable = replicas.filter((id) => t.member(id)?.state !== 'replacing');
+    return { key, epoch: t.epoch, replicas, readable, pending, preference: current.preference[p] ?? [] };
   }
 
   /** Live fallbacks in preference order. Only sloppy writes and hints need them, so not every request pays. */
@@ -333,8 +337,8 @@ export class Coordinator implements KvService {
       const plan = this.plan(key);
       const need = this.need(opts.r, this.d.defaults.r, plan.replicas.length);
       if (need > plan.replicas.length) throw new KvError('KV_UNAVAILABLE', `r=${need} but the key has only ${plan.replicas.length} replicas`);
-      const live = plan.replicas.filter((id) => this.alive(id));
-      if (live.length < need) throw new KvError('KV_UNAVAILABLE', `r=${need} but only ${live.length} of ${plan.replicas.length} replicas are alive`);
+      const live = plan.readable.filter((id) => this.alive(id));
+      if (live.length < need) throw new KvError('KV_UNAVAILABLE', `r=${need} but only ${live.length} of ${plan.replicas.length} replicas are alive and serving reads`);
       const everyReplica = live.length === plan.replicas.length;
       const read = await this.gather(plan, live, need, want, everyReplica, deadline, opts.signal);
       const { tracker } = read;

@@ -13,7 +13,7 @@ import type { Logger } from './log.ts';
 
 export type AdminRequest =
   | { kind: 'cmd'; cmd: TopologyCommand }
-  | { kind: 'join'; id: string; addr: string }
+  | { kind: 'join'; id: string; addr: string; replace?: boolean }
   | { kind: 'decommission'; id: string };
 
 export interface JoinAnswer {
@@ -37,7 +37,7 @@ function validateAdmin(x: unknown): AdminRequest {
     case 'cmd': return { kind: 'cmd', cmd: validateTopologyCommand(o['cmd']) };
     case 'join': {
       const c = validateTopologyCommand({ op: 'add', id: o['id'], addr: o['addr'] }) as { id: string; addr: string };
-      return { kind: 'join', id: c.id, addr: c.addr };
+      return o['replace'] === true ? { kind: 'join', id: c.id, addr: c.addr, replace: true } : { kind: 'join', id: c.id, addr: c.addr };
     }
     case 'decommission': {
       const c = validateTopologyCommand({ op: 'remove', id: o['id'] }) as { id: string };
@@ -128,7 +128,8 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
     const st = this.r.status();
     if (st.role !== 'leader') throw new KvError('KV_NOT_LEADER', 'not the Raft leader', { details: { leader: st.leader } });
     const t = this.topology;
-    const cmd: TopologyCommand | undefined = req.kind === 'cmd' ? req.cmd : req.kind === 'join' ? { op: 'add', id: req.id, addr: req.addr }
+    const cmd: TopologyCommand | undefined = req.kind === 'cmd' ? req.cmd
+      : req.kind === 'join' ? { op: req.replace ? 'replace' : 'add', id: req.id, addr: req.addr }
       : t.member(req.id)?.state === 'leaving' ? undefined : { op: 'leave', id: req.id };
     const busy = cmd === undefined ? undefined : t.busyWith(cmd);
     if (busy) {
@@ -145,7 +146,10 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
       }
       case 'join': {
         const m = t.member(req.id);
-        if (!m || m.state === 'removed') await this.r.propose({ op: 'add', id: req.id, addr: req.addr });
+        if (req.replace) await this.admitReplacement(req.id, req.addr);
+        else if (!m || m.state === 'removed') await this.r.propose({ op: 'add', id: req.id, addr: req.addr });
+        // A retry of an admitted join is fine; a fresh process must not quietly take a member's seat.
+        else if (m.state !== 'joining') throw new KvError('KV_INVALID_ARGUMENT', `${req.id} is already a ${m.state} member; to take over a dead member use kv node --replace ${req.id}`);
         else if (m.addr !== req.addr) await this.r.propose({ op: 'address', id: req.id, addr: req.addr });
         const answer: JoinAnswer = {
           clusterId: this.topology.clusterId,
@@ -166,6 +170,22 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
         return { epoch: this.topology.epoch, state: 'leaving' };
       }
     }
+  }
+
+  /**
+   * A fresh process takes over dead member `id` (same id, so the same ring positions). Its
+   * Raft log is gone, so its old seat is removed from the Raft configuration before the
+   * topology changes; the voter policy adds it back as a learner that catches up like a new
+   * node (a voter that forgot its vote could elect two leaders in one term).
+   */
+  private async admitReplacement(id: string, addr: string): Promise<void> {
+    const m = this.topology.member(id);
+    if (m?.state === 'replacing') return; // a retry of an admitted replacement
+    if (!m || m.state !== 'normal') throw new KvError('KV_INVALID_ARGUMENT', `${id} is not a normal member; replace takes over a dead normal member`);
+    if (this.isAlive(id)) throw new KvError('KV_INVALID_ARGUMENT', `${id} is alive (gossip): only a dead member can be replaced`);
+    const st = this.r.status();
+    if (st.voters.includes(id) || st.learners.includes(id)) await this.change({ type: 'remove', id });
+    await this.r.propose({ op: 'replace', id, addr });
   }
 
   /** Leader only: keep the Raft configuration in line with the topology. One change per round. */

@@ -24,6 +24,8 @@ import { WsTransport } from '../net/ws-transport.ts';
 import { Membership } from './membership.ts';
 import { RaftRuntime } from './raft-runtime.ts';
 import { Replica } from './replica.ts';
+import { Operations, progressLogger } from './operations.ts';
+import { checkRemovable, removeDeadNode, type RemoveNodeDeps } from './removenode.ts';
 import { DurableClock, markLeaseMs } from './clock.ts';
 import { HintStore } from './hints.ts';
 import { Coordinator } from './coordinator.ts';
@@ -70,6 +72,7 @@ export class KvNode {
   private api: ApiServer | undefined;
   private meta: NodeMeta | undefined;
   private fence = new PartitionFence();
+  readonly operations = new Operations();
   private serving = false;
   private stopped = false;
   private background: Promise<void> | undefined;
@@ -153,6 +156,7 @@ export class KvNode {
     const replica = new Replica({
       store: this.store, fence: this.fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, maxClockSkewMs: cfg.maxClockSkewMs,
       onVersionRefused: () => this.metrics.versionsRefused.labels({ source: 'replica' }).inc(),
+      serving: () => membership.topology.member(cfg.id)?.state !== 'replacing',
     });
     replica.register(transport);
     if (cfg.hintedHandoff) {
@@ -233,8 +237,10 @@ export class KvNode {
     if (cfg.bootstrap || found?.mode === 'bootstrap') {
       meta = { id: cfg.id, clusterId: randomUUID(), partitions: cfg.partitions, bootstrapped: true, createdAt: Date.now() };
     } else if (cfg.join.length > 0 || found?.mode === 'join') {
-      const answer = await requestJoin(found?.mode === 'join' ? found.seeds : cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log, this.tls ? { ca: this.tls.ca } : {});
-      if (found) refuseLostMember(answer, cfg.id);
+      const replace = cfg.replace !== '';
+      const answer = await requestJoin(found?.mode === 'join' ? found.seeds : cfg.join, cfg.secret, cfg.id, cfg.advertise, this.log,
+        { ...(this.tls ? { ca: this.tls.ca } : {}), replace });
+      if (found && !replace) refuseLostMember(answer, cfg.id);
       saveJoinAnswer(cfg.data, answer);
       this.joinAnswer = answer;
       meta = { id: cfg.id, clusterId: answer.clusterId, partitions: answer.partitions, bootstrapped: false, createdAt: Date.now() };
@@ -261,13 +267,22 @@ export class KvNode {
       }
     }
     await this.until(() => membership.topology.member(cfg.id) !== undefined, 'this node in the committed membership');
-    if (membership.topology.member(cfg.id)?.state === 'joining') {
-      // Pull our future partitions from their current owners before reads may come here.
+    const me = membership.topology.member(cfg.id);
+    // A node resumed on a new address (moved to another machine with its data) says where it is now.
+    if (me && me.addr !== cfg.advertise && me.state !== 'removed') {
+      await membership.admin({ kind: 'cmd', cmd: { op: 'address', id: cfg.id, addr: cfg.advertise } });
+      this.log.info({ addr: cfg.advertise, was: me.addr }, 'advertised address changed');
+    }
+    const state = membership.topology.member(cfg.id)?.state;
+    if (state === 'joining' || state === 'replacing') {
+      // Pull our partitions from their current owners before reads may come here.
+      const kind = state === 'joining' ? 'join' : 'replace';
       const started = Date.now();
-      const r = await (this.antiEntropy as AntiEntropy).stream('join', () => this.stopped);
-      this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'join streaming done');
+      const r = await this.operations.run(kind, cfg.id, (op) => (this.antiEntropy as AntiEntropy).stream(kind, () => this.stopped, op),
+        progressLogger(this.log, `${kind} streaming (partitions)`));
+      this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, `${kind} streaming done`);
       await membership.admin({ kind: 'cmd', cmd: { op: 'normal', id: cfg.id } });
-      this.log.info({ epoch: membership.epoch }, 'joined the cluster as a normal member');
+      this.log.info({ epoch: membership.epoch }, state === 'joining' ? 'joined the cluster as a normal member' : 'replaced the dead member: serving as a normal member');
     }
     // A restart in the middle of a decommission picks the streaming up again.
     if (membership.topology.member(cfg.id)?.state === 'leaving') void this.leave();
@@ -281,7 +296,8 @@ export class KvNode {
     this.leaving = true;
     try {
       const started = Date.now();
-      const r = await (this.antiEntropy as AntiEntropy).stream('leave', () => this.stopped);
+      const r = await this.operations.run('decommission', this.config.id, (op) => (this.antiEntropy as AntiEntropy).stream('leave', () => this.stopped, op),
+        progressLogger(this.log, 'leave streaming (partitions)'));
       this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'leave streaming done');
       await this.m.admin({ kind: 'cmd', cmd: { op: 'remove', id: this.config.id } });
       this.log.info('decommissioned: removed from the cluster');
@@ -347,7 +363,24 @@ export class KvNode {
       },
       decommission: async (id) => this.m.admin({ kind: 'decommission', id }),
       // 10 ms between partitions: a full scrub of 1024 partitions yields the loop ~100 times a second.
-      scrub: async () => (this.antiEntropy as AntiEntropy).scrub(10),
+      scrub: async () => this.operations.run('scrub', this.config.id, (op) => (this.antiEntropy as AntiEntropy).scrub(10, op)),
+      removenode: async (id) => {
+        const running = this.operations.running('removenode', id);
+        if (running) return running.view;
+        const deps = this.removeNodeDeps();
+        checkRemovable(deps, id);
+        const op = this.operations.start('removenode', id, progressLogger(this.log, `removenode ${id}`));
+        removeDeadNode(deps, id, op).then(() => op.finish(), (err: unknown) => {
+          op.fail(err);
+          this.log.error({ err, id }, 'removenode failed; the member stays leaving: run removenode again');
+        });
+        return op.view;
+      },
+      repair: async () => {
+        const op = this.operations.running('repair') ?? this.operations.start('repair', this.config.id, progressLogger(this.log, 'repair walk (partitions)'));
+        return (this.antiEntropy as AntiEntropy).repairNow(op).view;
+      },
+      operations: async () => ({ id: this.config.id, operations: this.operations.list() }),
       localRecord: async (key) => {
         const rec = await (this.store as RecordStore).get(key);
         if (!rec) throw new KvError('KV_NOT_FOUND', 'this node holds no record of the key');
@@ -355,9 +388,19 @@ export class KvNode {
       },
       joinChallenge: async (body) => this.seed.challenge(body),
       join: async (body) => {
-        const { id, addr } = this.seed.verify(body);
-        return this.m.admin({ kind: 'join', id, addr });
+        const { id, addr, replace } = this.seed.verify(body);
+        return this.m.admin(replace ? { kind: 'join', id, addr, replace } : { kind: 'join', id, addr });
       },
+    };
+  }
+
+  private removeNodeDeps(): RemoveNodeDeps {
+    const ae = this.antiEntropy as AntiEntropy;
+    return {
+      selfId: this.config.id, topology: () => this.m.topology, isAlive: (id) => this.liveness?.isAlive(id) ?? false,
+      propose: (cmd) => this.m.admin({ kind: 'cmd', cmd }),
+      exchangeHere: async (p, peer) => { const r = await ae.exchange(p, peer, { bulk: 'pull' }); return r.pushed + r.pulled; },
+      transport: this.transport as WsTransport, log: this.log.child({ c: 'removenode' }),
     };
   }
 

@@ -127,7 +127,7 @@ export class RaftRuntime {
       // A failed sync write means we cannot promise anything we were about to send, and a
       // node with a frozen topology must not keep serving: stop Raft and let the process
       // exit so a supervisor restarts it from what is on disk (crash-only).
-      this.o.log.fatal({ err }, 'raft persistence failed; stopping the node');
+      this.o.log.fatal({ err }, 'raft persistence or snapshot install failed; stopping the node');
       this.stop();
       this.o.onFatal?.(err);
     } finally {
@@ -142,7 +142,11 @@ export class RaftRuntime {
       try {
         this.o.restore(rd.snapshot.data);
       } catch (err) {
-        this.o.log.error({ err, index: rd.snapshot.index }, 'raft snapshot could not be installed; keeping the previous topology');
+        // The core's applied index has moved to the snapshot: going on with the old topology would
+        // serve a state that no longer matches the log. Stop like a failed persist (crash-only):
+        // a restart installs the snapshot from disk or fetches it again. (Peers' snapshots are
+        // validated on arrival, so this is a bug or a local fault, not a hostile peer.)
+        throw new KvError('KV_INTERNAL', `raft snapshot at index ${rd.snapshot.index} could not be installed`, { cause: err });
       }
     }
     for (const e of rd.committed) this.applyEntry(e);

@@ -34,6 +34,9 @@ export interface ReplicaOptions {
   now?: () => number;
   /** A version refused for being too far ahead of this node's clock (metrics). */
   onVersionRefused?: () => void;
+  /** False while this node's data is incomplete (it is replacing a dead member and still streaming):
+   *  it takes writes but answers no reads, so an empty copy never counts toward R. */
+  serving?: () => boolean;
 }
 
 export function validateKey(k: unknown, maxKeyBytes: number): string {
@@ -88,6 +91,7 @@ export class Replica {
   /** The stored record of `key` (tombstones included) at `epoch`. */
   async read(key: string, epoch: number): Promise<StoredRecord | undefined> {
     this.o.fence.check(key, epoch);
+    if (this.o.serving && !this.o.serving()) throw new KvError('KV_UNAVAILABLE', 'this replica is still streaming its data (replacing a dead member)');
     return this.o.store.get(key);
   }
 

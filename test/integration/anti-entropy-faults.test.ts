@@ -160,6 +160,32 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
       await g.close();
     }
   });
+  it('bulk-pulls a partition it has nothing of (a new owner), a range at a time, without the key-by-key exchange', async () => {
+    const g = await group(['a', 'b'], 2);
+    const a = g.nodes.get('a') as Replica;
+    const b = g.nodes.get('b') as Replica;
+    try {
+      const p = 3;
+      let n = 0;
+      for (let i = 0; n < 5000; i++) {
+        const key = `bulk-${i}`;
+        if (partitionOf(key, Q) !== p) continue;
+        await b.store.apply(key, { version: makeVersion({ wall: Date.now(), logical: 0 }, 'b'), value: Buffer.alloc(300, n % 256) });
+        n++;
+      }
+      const r = await a.ae.exchange(p, 'b', { bulk: 'pull' });
+      expect(r.outcome).to.equal('bulk');
+      expect(r.pulled).to.equal(5000);
+      expect(await a.store.partitionKeyCount(p)).to.equal(5000);
+      expect((await a.index.root(p)), 'same Merkle root as the source').to.equal(await b.index.root(p));
+      // Now that a holds the partition, the same call runs the key-by-key exchange (in sync: nothing moves).
+      const again = await a.ae.exchange(p, 'b', { bulk: 'pull' });
+      expect(again.outcome).to.equal('in-sync');
+    } finally {
+      await g.close();
+    }
+  });
+
   it('keeps a partition it lost until every new owner confirmed it, pushing what only it had', async () => {
     const down = new Set<string>();
     const g = await group(['a', 'b', 'c'], 2, { members: ['a', 'b'], isAlive: (id) => !down.has(id) });

@@ -61,6 +61,11 @@ function probes(etag: string): Probe[] {
     { op: 'decommission', method: 'POST', path: '/cluster/decommission', body: 'not json', headers: json, status: 400, code: 'KV_INVALID_ARGUMENT' },
     { op: 'decommission', method: 'POST', path: '/cluster/decommission', body: '{"id":"nobody"}', headers: json, status: 404, code: 'KV_NOT_FOUND' },
     { op: 'scrub', method: 'POST', path: '/cluster/scrub', status: 200 },
+    { op: 'repair', method: 'POST', path: '/cluster/repair', status: 202 },
+    { op: 'operations', method: 'GET', path: '/cluster/operations', status: 200 },
+    { op: 'removenode', method: 'POST', path: '/cluster/removenode', body: '{}', headers: json, status: 400, code: 'KV_INVALID_ARGUMENT' },
+    { op: 'removenode', method: 'POST', path: '/cluster/removenode', body: '{"id":"nobody"}', headers: json, status: 404, code: 'KV_NOT_FOUND' },
+    { op: 'removenode', method: 'POST', path: '/cluster/removenode', body: '{"id":"n2"}', headers: json, status: 400, code: 'KV_INVALID_ARGUMENT' },
     { op: 'join', method: 'POST', path: '/cluster/join', status: 400, code: 'KV_INVALID_ARGUMENT' },
     // A join not signed with the cluster secret (the body's shape differs between join protocol versions: 400 or 401).
     { op: 'join', method: 'POST', path: '/cluster/join', body: JSON.stringify({ id: 'x', addr: '127.0.0.1:1', ts: Date.now(), mac: '00'.repeat(32) }), headers: json, status: [400, 401] },

@@ -15,7 +15,7 @@ import { pollUntil } from '../helpers/poll.ts';
 import { TestCluster } from '../helpers/cluster.ts';
 import { futureVersion, hostilePeer, raw, TEST_SECRET } from './helpers.ts';
 
-interface View { clusterId: string; epoch: number; raft: { role: string; term: number; leader: string; voters: string[]; learners: string[] } }
+interface View { clusterId: string; epoch: number; members: { id: string; state: string }[]; raft: { role: string; term: number; leader: string; voters: string[]; learners: string[] } }
 
 async function view(addr: string): Promise<View> {
   return JSON.parse((await raw(addr, 'GET', '/cluster')).body.toString()) as View;
@@ -161,7 +161,12 @@ describe('security: peers that cannot lie (real process)', function () {
         await new Promise((r) => setTimeout(r, 250));
       }
       const p = spawnNode({ id: 'n2', port: await freePort(), dataDir: join(tempDir('kv-sec-peers-'), 'n2'), args: ['--join', node.addr, '--partitions', '64'] });
-      await waitHealthy(p, 30_000);
+      // evil stays `joining` forever, and ownership changes go one at a time: n2 waits until the
+      // operator removes the stuck joiner, which removenode does once gossip has it dead.
+      await pollUntil(() => p.output().includes('KV_TOPOLOGY_BUSY'), { what: 'n2 told to wait', timeoutMs: 30_000 });
+      await pollUntil(async () => (await raw(node.addr, 'POST', '/cluster/removenode', { body: JSON.stringify({ id: 'evil' }) })).status === 202,
+        { what: 'evil removable (dead to gossip)', timeoutMs: 60_000 });
+      await waitHealthy(p, 60_000);
       await pollUntil(async () => (await view(node.addr)).raft.voters.includes('n2'), { timeoutMs: 30_000, what: 'n2 promoted' });
       expect((await view(node.addr)).raft.voters).to.not.include('evil');
       await intact();
@@ -181,6 +186,11 @@ describe('security: peers that cannot lie (real process)', function () {
     expect(await post(join), 'replay').to.equal(401);
     expect(() => signJoin('a-different-secret-0123', 'late', '127.0.0.1:9', nj, ch)).to.throw(KvError, /could not prove/);
     await intact();
+    // 'late' never comes: as a joining member it would block every other ownership change (one at a
+    // time) until removed, which removenode does once gossip has it dead.
+    await pollUntil(async () => (await raw(node.addr, 'POST', '/cluster/removenode', { body: JSON.stringify({ id: 'late' }) })).status === 202,
+      { what: 'late removable (dead to gossip)', timeoutMs: 60_000 });
+    await pollUntil(async () => !(await view(node.addr)).members.some((m) => m.id === 'late'), { what: 'late removed', timeoutMs: 30_000 });
   });
 });
 

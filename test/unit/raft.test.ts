@@ -200,6 +200,15 @@ describe('raft core', () => {
       expect(drain(b).messages[0]).to.include({ type: 'voteResp', reject: true });
     });
 
+    it('a node that knows no configuration (a fresh joiner, a replacement under a dead member\'s id) grants no vote', () => {
+      const fresh = mk('c');
+      fresh.step({ type: 'vote', from: 'b', to: 'c', term: 5, lastIndex: 0, lastTerm: 0 });
+      fresh.step({ type: 'preVote', from: 'a', to: 'c', term: 6, lastIndex: 0, lastTerm: 0 });
+      const replies = drain(fresh).messages;
+      expect(replies.map((m) => m.type)).to.deep.equal(['voteResp', 'preVoteResp']);
+      for (const m of replies) expect(m).to.include({ reject: true });
+    });
+
     it('CheckQuorum: a leader that hears from no quorum within an election timeout steps down', () => {
       const [a] = threeNodeCluster() as [RaftNode, RaftNode, RaftNode];
       for (let i = 0; i < 10; i++) a.tick(); // the first window counts peers as active

@@ -596,8 +596,12 @@ export class RaftNode {
   // ---------------------------------------------------------------- votes
 
   private handleVote(m: VoteMsg): void {
-    const canVote = this.vote === m.from || (this.vote === null && this.lead === null) ||
-      (m.type === 'preVote' && m.term > this._term);
+    // A node that knows no configuration has lost (or never had) its log: a fresh joiner, or a
+    // process replacing a dead member under its id. Its vote could complete a majority for a
+    // candidate whose log lacks committed entries, so it grants none until a leader feeds it.
+    const knowsConfig = this.cfg.voters.length > 0;
+    const canVote = knowsConfig && (this.vote === m.from || (this.vote === null && this.lead === null) ||
+      (m.type === 'preVote' && m.term > this._term));
     const upToDate = m.lastTerm > this.lastTerm || (m.lastTerm === this.lastTerm && m.lastIndex >= this.lastIndex);
     const respType = m.type === 'preVote' ? 'preVoteResp' : 'voteResp';
     if (canVote && upToDate) {

@@ -1,0 +1,144 @@
+/**
+ * Data movement rates on topology change, with real processes (issue: streaming ≥ 20 MB/s
+ * without raising client p99 by more than 2×):
+ *
+ *   npm run bench:streaming [-- --value-bytes 1024,65536 --mb 50 --ops join,decommission,removenode,replace]
+ *
+ * For each value size: a 3-node cluster (N=3, default Q) is loaded with about --mb MB of
+ * values (keys key-0...), then, in order, with a light client load (4 connections reading
+ * random keys through n1 and n2) running all the time:
+ *   join          a 4th node joins (it streams its partitions from the current owners);
+ *   decommission  that node leaves again (it streams its partitions to their new owners);
+ *   removenode    a 4th node joins, is killed, and `removenode` re-replicates its data from the
+ *                 survivors;
+ *   replace       n3 is killed and a fresh process replaces it under the same id.
+ * Each reports the operation's records and its duration (GET /cluster/operations on the node
+ * that ran it), the payload rate (records × (key + value bytes) / duration), and the client
+ * p99 during the operation beside the p99 of the same load just before it.
+ *
+ * Figures depend on the machine's load: take the final ones on a quiet machine.
+ */
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from '../lib/cli/args.ts';
+import { preload, runLoad, type LoadResult } from './load.ts';
+import { TestCluster } from '../test/helpers/cluster.ts';
+import { pollUntil } from '../test/helpers/poll.ts';
+import { freePort, spawnNode, waitHealthy } from '../test/helpers/proc.ts';
+
+const flags = parseArgs(process.argv.slice(2), new Set()).flags;
+const SIZES = String(flags['value-bytes'] ?? '1024,65536').split(',').map(Number);
+const MB_LOAD = Number(flags['mb'] ?? 50);
+const OPS = new Set(String(flags['ops'] ?? 'join,decommission,removenode,replace').split(','));
+const ARGS = ['--swim-probe-interval-ms', '200', '--swim-probe-timeout-ms', '100', '--anti-entropy-interval-ms', '600000'];
+const MB = 1_000_000;
+
+interface OpView { kind: string; target: string; state: string; records: number; startedAt: number; finishedAt?: number; done: number; total: number }
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function operation(c: TestCluster, on: string, kind: string, target: string): Promise<OpView> {
+  return pollUntil(async () => {
+    const res = await fetch(`http://${c.addr(on)}/cluster/operations`);
+    const { operations } = await res.json() as { operations: OpView[] };
+    const op = operations.filter((o) => o.kind === kind && o.target === target).at(-1);
+    if (op?.state === 'failed') throw new Error(`${kind} failed: ${JSON.stringify(op)}`);
+    return op?.state === 'done' ? op : undefined;
+  }, { timeoutMs: 900_000, intervalMs: 200, what: `${kind} of ${target} done on ${on}` });
+}
+
+async function stateOf(c: TestCluster, id: string): Promise<string | undefined> {
+  return (await c.view('n1')).members.find((m) => m.id === id)?.state;
+}
+
+/** Client load through n1 and n2 while `during` runs; returns its result and the baseline just before. */
+async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpView>): Promise<{ op: OpView; base: LoadResult; busy: LoadResult }> {
+  const load = (durationMs: number, name: string): Promise<LoadResult> => runLoad({
+    name, targets: [c.addr('n1'), c.addr('n2')], concurrency: 4, durationMs,
+    request: () => ({ method: 'GET', path: `/kv/key-${Math.floor(Math.random() * keys)}?r=2` }),
+  });
+  const base = await load(5000, 'before');
+  const started = performance.now();
+  let stop = false;
+  const results: LoadResult[] = [];
+  const background = (async () => {
+    while (!stop) results.push(await load(2000, 'during'));
+  })();
+  const op = await during();
+  stop = true;
+  await background;
+  const elapsed = (performance.now() - started) / 1000;
+  const during_ = results.filter((r) => r.requests > 0);
+  const p99 = Math.max(...during_.map((r) => r.p99ms));
+  const busy: LoadResult = { name: 'during', requests: during_.reduce((s, r) => s + r.requests, 0), errors: during_.reduce((s, r) => s + r.errors, 0),
+    seconds: elapsed, throughput: during_.reduce((s, r) => s + r.requests, 0) / elapsed, p50ms: NaN, p99ms: p99 };
+  return { op, base, busy };
+}
+
+function report(name: string, valueBytes: number, r: { op: OpView; base: LoadResult; busy: LoadResult }): void {
+  const seconds = ((r.op.finishedAt ?? r.op.startedAt) - r.op.startedAt) / 1000;
+  const payload = r.op.records * (valueBytes + 'key-00000'.length);
+  out(`${name.padEnd(13)} ${String(r.op.records).padStart(7)} records in ${seconds.toFixed(1).padStart(5)} s: ${(payload / MB / seconds).toFixed(1).padStart(6)} MB/s; ` +
+    `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`);
+}
+
+async function oneSize(valueBytes: number): Promise<void> {
+  const keys = Math.max(1000, Math.round((MB_LOAD * MB) / valueBytes));
+  out(`\n## ${valueBytes} B values: ${keys.toLocaleString('en')} keys (${((keys * valueBytes) / MB).toFixed(0)} MB), 3 nodes, N=3`);
+  const c = await TestCluster.start(3, { args: ARGS });
+  try {
+    const value = Buffer.alloc(valueBytes, 0x61);
+    const per = Math.ceil(keys / 3);
+    await Promise.all(['n1', 'n2', 'n3'].map((id, j) => preload(c.addr(id), Math.max(0, Math.min(per, keys - j * per)), value,
+      (k) => ({ method: 'PUT', path: `/kv/key-${j * per + k}`, body: value }))));
+    if (OPS.has('join') || OPS.has('decommission')) {
+      const r = await underLoad(c, keys, async () => {
+        await c.add('n4', { healthyTimeoutMs: 600_000 });
+        return operation(c, 'n4', 'join', 'n4');
+      });
+      report('join', valueBytes, r);
+      if (OPS.has('decommission')) {
+        const d = await underLoad(c, keys, async () => {
+          await fetch(`http://${c.addr('n1')}/cluster/decommission`, { method: 'POST', body: JSON.stringify({ id: 'n4' }) });
+          const op = await operation(c, 'n4', 'decommission', 'n4');
+          await pollUntil(async () => (await stateOf(c, 'n4')) === undefined, { timeoutMs: 120_000, what: 'n4 removed' });
+          return op;
+        });
+        report('decommission', valueBytes, d);
+      }
+      await c.kill('n4');
+    }
+    if (OPS.has('removenode')) {
+      await c.add('n5', { healthyTimeoutMs: 600_000 });
+      await pollUntil(async () => (await stateOf(c, 'n5')) === 'normal', { timeoutMs: 600_000, what: 'n5 normal' });
+      await c.kill('n5');
+      await pollUntil(async () => (await c.view('n1')).members.find((m) => m.id === 'n5')?.liveness === 'dead', { timeoutMs: 60_000, what: 'n5 dead' });
+      const r = await underLoad(c, keys, async () => {
+        const res = await fetch(`http://${c.addr('n1')}/cluster/removenode`, { method: 'POST', body: JSON.stringify({ id: 'n5' }) });
+        if (res.status !== 202) throw new Error(`removenode: ${res.status} ${await res.text()}`);
+        return operation(c, 'n1', 'removenode', 'n5');
+      });
+      report('removenode', valueBytes, r);
+    }
+    if (OPS.has('replace')) {
+      await c.kill('n3');
+      await pollUntil(async () => (await c.view('n1')).members.find((m) => m.id === 'n3')?.liveness === 'dead', { timeoutMs: 60_000, what: 'n3 dead' });
+      const r = await underLoad(c, keys, async () => {
+        const port = await freePort();
+        const p = spawnNode({ id: 'n3', port, dataDir: join(c.root, 'n3-new'), args: ['--replace', 'n3', '--join', c.addr('n1'), ...ARGS] });
+        c.nodes.set('n3', p);
+        c.ports.set('n3', port);
+        await waitHealthy(p, 600_000);
+        return operation(c, 'n3', 'replace', 'n3');
+      });
+      report('replace', valueBytes, r);
+    }
+  } finally {
+    await c.stop();
+  }
+}
+
+out(`streaming bench (${new Date().toISOString()}, node ${process.version}); figures depend on machine load`);
+for (const size of SIZES) await oneSize(size);
