@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Gauge } from 'prom-client';
 import { KvError } from '../errors.ts';
-import { Hlc, decodeTs, encodeTs } from '../core/hlc.ts';
+import { Hlc, decodeTs, encodeTs, type Timestamp } from '../core/hlc.ts';
 import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import { DEFAULT_MERKLE_SHAPE } from '../core/merkle.ts';
 import { parseHostPort, type Config } from '../config.ts';
@@ -80,6 +80,19 @@ export class KvNode {
   private tokens: TokenStore | undefined;
   private joinAnswer: { epoch: number; members: { id: string; addr: string }[] } | undefined;
 
+  private hlcLast: Timestamp | undefined;
+  private hlcLastText = '';
+
+  /** The HLC's latest timestamp as wire text, encoded once per change. */
+  private hlcText(): string {
+    const ts = this.hlc.peek();
+    if (ts !== this.hlcLast) {
+      this.hlcLast = ts;
+      this.hlcLastText = encodeTs(ts);
+    }
+    return this.hlcLastText;
+  }
+
   constructor(readonly config: Config, private readonly log: Logger) {
     this.hlc = new Hlc({ maxClockSkewMs: config.maxClockSkewMs });
   }
@@ -115,11 +128,14 @@ export class KvNode {
     const transport = new WsTransport({
       selfId: cfg.id, clusterId: this.meta.clusterId, secret: cfg.secret, logger: this.log.child({ c: 'net' }),
       getEpoch: () => this.membership?.epoch ?? 0,
-      hlcNow: () => encodeTs(this.hlc.now(Date.now())),
+      // Envelopes carry the clock's latest value (the receive rule merges the max); only versions need a fresh tick.
+      hlcNow: () => this.hlcText(),
       ...(this.tls ? { tls: this.tls } : {}),
       admit: guard.admit,
       onEnvelope: (env) => {
         guard.inspect(env);
+        // Fixed-width hex: string order is timestamp order, and most envelopes are not ahead of us.
+        if (env.hlc <= this.hlcText()) return;
         try {
           this.hlc.update(decodeTs(env.hlc), Date.now());
         } catch (err) {
