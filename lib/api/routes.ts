@@ -20,6 +20,7 @@ export interface RouteSpec {
 
 export const ROUTES: readonly RouteSpec[] = [
   { path: '/kv/{key}', methods: ['GET', 'HEAD', 'PUT', 'DELETE'], label: 'kv' },
+  { path: '/kv', methods: ['GET'], label: '/kv' },
   { path: '/health', methods: ['GET'], label: '/health' },
   { path: '/metrics', methods: ['GET'], label: '/metrics' },
   { path: '/cluster', methods: ['GET'], label: '/cluster' },

@@ -7,16 +7,17 @@ import { parseArgs, type ParsedArgs } from './args.ts';
 
 const BOOLEAN_FLAGS = new Set([
   ...Object.entries(DEFAULTS).filter(([, v]) => typeof v === 'boolean').map(([k]) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)),
-  'sloppy', 'json', 'help', 'keep', 'no-partitions',
+  'sloppy', 'json', 'help', 'keep', 'no-partitions', 'if-none-match', 'serial',
 ]);
 
 const USAGE = `usage: kv <command> [options]
 
   kv start [--nodes 3] [--base-port 7001] [--data ./data]   run a local cluster in the foreground
   kv node --id ID --listen HOST:PORT --data DIR (--bootstrap | --join HOST:PORT[,...]) [--secret S] [--fsync]
-  kv put KEY VALUE [--w W] [--sloppy] [--node HOST:PORT]
-  kv get KEY [--r R] [--node HOST:PORT]
-  kv del KEY [--w W] [--node HOST:PORT]
+  kv put KEY VALUE [--w W] [--sloppy] [--ttl SECONDS] [--if-match VERSION | --if-none-match] [--node HOST:PORT]
+  kv get KEY [--r R | --serial] [--node HOST:PORT]
+  kv del KEY [--w W] [--if-match VERSION] [--node HOST:PORT]
+  kv ls [PREFIX] [--limit N] [--node HOST:PORT]
   kv status [--node HOST:PORT] [--json]
   kv decommission ID [--node HOST:PORT]
   kv chaos [--duration SECONDS] [--seed N] [--nodes 5] ...
@@ -31,6 +32,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   put: async () => (await import('./client-cmds.ts')).putCommand,
   get: async () => (await import('./client-cmds.ts')).getCommand,
   del: async () => (await import('./client-cmds.ts')).delCommand,
+  ls: async () => (await import('./client-cmds.ts')).lsCommand,
   status: async () => (await import('./client-cmds.ts')).statusCommand,
   decommission: async () => (await import('./client-cmds.ts')).decommissionCommand,
   chaos: async () => (await import('./chaos-cmd.ts')).chaosCommand,

@@ -27,6 +27,9 @@ import { Replica } from './replica.ts';
 import { DurableClock, markLeaseMs } from './clock.ts';
 import { HintStore } from './hints.ts';
 import { Coordinator } from './coordinator.ts';
+import { CasCoordinator } from './cas.ts';
+import { PaxosReplica, paxosRetentionMs } from './paxos-replica.ts';
+import { Lister } from './list.ts';
 import { PartitionFence, decodeFence, encodeFence } from './fence.ts';
 import { requestJoin, verifyJoin } from './join.ts';
 import { Gossip } from './gossip.ts';
@@ -64,6 +67,7 @@ export class KvNode {
   private hints: HintStore | undefined;
   private index: MerkleIndex | undefined;
   antiEntropy: AntiEntropy | undefined;
+  private paxos: PaxosReplica | undefined;
   private api: ApiServer | undefined;
   private meta: NodeMeta | undefined;
   private fence = new PartitionFence();
@@ -168,6 +172,30 @@ export class KvNode {
       defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair, maxClockSkewMs: cfg.maxClockSkewMs,
       onVersionRefused: (source) => this.metrics.versionsRefused.labels({ source }).inc(),
     });
+    // Conditional writes (Paxos acceptor + proposer) and listing.
+    const owns = (key: string): boolean => {
+      const t = membership.topology;
+      const p = partitionOf(key, t.partitions);
+      return t.epoch > 0 && (replicasOf(t.table('current'), p).includes(cfg.id) || replicasOf(t.table('future'), p).includes(cfg.id));
+    };
+    const store = this.store;
+    const limits = { maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes };
+    this.paxos = new PaxosReplica({
+      backend: this.backend, replica, fence: this.fence, partitionOf: (key) => store.locate(key).partition, owns, epoch: () => membership.epoch,
+      sync: cfg.fsync, limits, maxClockSkewMs: cfg.maxClockSkewMs, retentionMs: paxosRetentionMs(cfg), log: this.log.child({ c: 'paxos' }),
+    });
+    this.paxos.register(transport);
+    const cas = new CasCoordinator({
+      selfId: cfg.id, transport, acceptor: this.paxos, clock, hints: this.hints, log: this.log.child({ c: 'cas' }),
+      topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline), isAlive,
+      requestTimeoutMs: cfg.requestTimeoutMs, maxClockSkewMs: cfg.maxClockSkewMs, limits, registry: this.metrics.registry,
+    });
+    this.paxos.setFinisher((key) => cas.serialGet(key, {}));
+    const lister = new Lister({
+      selfId: cfg.id, transport, store, fence: this.fence, topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline),
+      isAlive, defaultR: cfg.r, maxKeyBytes: cfg.maxKeyBytes, requestTimeoutMs: cfg.requestTimeoutMs,
+    });
+    lister.register(transport);
     const ae = this.antiEntropy;
     const stats = new StatsService({
       selfId: cfg.id, advertise: cfg.advertise, dataDir: cfg.data, transport, metrics: this.metrics,
@@ -176,7 +204,7 @@ export class KvNode {
       hints: () => (this.hints ? { pending: this.hints.pending(), stats: this.hints.stats } : undefined),
       antiEntropy: () => ({ ...ae.progress, lastWalkDoneMs: ae.lastWalkDoneMs }), clusterView: () => this.clusterView(),
     });
-    this.api = new ApiServer({ kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log, stats: () => stats.gather() });
+    this.api = new ApiServer({ kv: coordinator, cas, list: lister, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log, stats: () => stats.gather() });
     transport.attach(this.api.server);
 
     const persisted = await raftStore.load();
@@ -185,6 +213,7 @@ export class KvNode {
     await this.api.listen(host, port);
     gossip.start();
     this.antiEntropy.start();
+    this.paxos.start();
     this.serving = true;
     this.log.info({ listen: cfg.listen, data: cfg.data, clusterId: this.meta.clusterId, fsync: cfg.fsync }, 'node serving');
     this.background = this.finishStart().catch((err: unknown) => {
@@ -319,7 +348,8 @@ export class KvNode {
       localRecord: async (key) => {
         const rec = await (this.store as RecordStore).get(key);
         if (!rec) throw new KvError('KV_NOT_FOUND', 'this node holds no record of the key');
-        return { id: this.config.id, key, version: rec.version, tombstone: rec.value === null, bytes: rec.value?.length ?? 0 };
+        return { id: this.config.id, key, version: rec.version, tombstone: rec.value === null, bytes: rec.value?.length ?? 0,
+          ...(rec.expiresAt === undefined ? {} : { expiresAt: rec.expiresAt, expired: rec.expiresAt <= Date.now() }) };
       },
       join: async (body) => {
         const { id, addr } = verifyJoin(this.config.secret, body);
@@ -361,6 +391,7 @@ export class KvNode {
     this.liveness?.stop();
     this.hints?.stop();
     this.antiEntropy?.stop();
+    this.paxos?.stop();
     await this.transport?.close();
     await this.background;
     await this.store?.close();
