@@ -83,7 +83,7 @@ export type AcceptorSet = { readonly replicas: readonly string[] } | { readonly 
  */
 export function acceptorSet(current: readonly string[], future: readonly string[]): AcceptorSet {
   const union = [...current, ...future.filter((id) => !current.includes(id))];
-  if (union.length === current.length && future.every((id) => current.includes(id))) return { replicas: current };
+  if (union.length === current.length && future.length === current.length) return { replicas: current };
   const q = Math.floor(union.length / 2) + 1;
   const covers = (set: readonly string[]): boolean => set.length > 0 && union.length - set.length <= q - (Math.floor(set.length / 2) + 1);
   if (covers(current) && covers(future)) return { replicas: union };
