@@ -19,17 +19,13 @@
  */
 import http from 'node:http';
 import { loadavg } from 'node:os';
-import { parseArgs } from '../lib/cli/args.ts';
+import { intFlag as cliIntFlag, parseArgs } from '../lib/cli/args.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { median, percentile } from './load.ts';
 
-const flags = parseArgs(process.argv.slice(2), new Set()).flags;
-function intFlag(name: string, dflt: number, min = 1): number {
-  const raw = flags[name];
-  const n = raw === undefined ? dflt : Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min} (got ${String(raw)})`);
-  return n;
-}
+const args = parseArgs(process.argv.slice(2), new Set());
+const flags = args.flags;
+const intFlag = (name: string, dflt: number): number => cliIntFlag(args, name, dflt, 1, 1_000_000);
 const seconds = Number(flags['seconds'] ?? 10);
 if (!(seconds > 0)) throw new Error('--seconds must be > 0');
 const concurrency = intFlag('concurrency', 16);
