@@ -17,7 +17,11 @@
  * Acceptors are the key's current replicas; while its owners change (future ≠ current) they
  * are the union of the old and the new owners, which with one ownership change at a time
  * (one node swapped) makes every majority of the union a majority of both sets. A change
- * the union cannot cover that way answers 409 KV_TOPOLOGY_BUSY, nothing sent.
+ * the union cannot cover that way answers 409 KV_TOPOLOGY_BUSY, nothing sent. Before a
+ * joining node becomes normal, and before a leaving node asks to be removed, it finishes the
+ * proposals still in progress on the partitions' owners (settleOwnershipChange): a proposal
+ * a majority of the old owners accepted is then committed through the union, so the new
+ * owners alone see it.
  */
 import { randomInt } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
@@ -36,7 +40,7 @@ import type { CasService, CasWriteAnswer, CasWriteOptions, ReadAnswer } from '..
 import type { Transport } from '../net/transport.ts';
 import type { DurableClock } from './clock.ts';
 import type { HintStore } from './hints.ts';
-import { toStored, type PaxosReplica } from './paxos-replica.ts';
+import { PENDING_MAX, toStored, type PaxosReplica } from './paxos-replica.ts';
 import type { Logger } from './log.ts';
 
 /**
@@ -332,6 +336,41 @@ export class CasCoordinator implements CasService {
     const reply = validatePaxosMessage(raw, this.d.limits);
     if (!isPaxosReply(reply)) throw new KvError('KV_INTERNAL', `malformed paxos reply from ${to}`, { outcome: 'unknown' });
     return reply;
+  }
+
+  /**
+   * Finish every proposal in progress on the partitions this node is taking over ('join':
+   * future but not current owner) or giving up ('leave'), by a serial read of each key
+   * through the current acceptor set (old and new owners). Best effort within `shouldStop`:
+   * what it cannot finish, pruning or the next conditional write of the key finishes.
+   */
+  async settleOwnershipChange(kind: 'join' | 'leave', shouldStop: () => boolean): Promise<{ keys: number; unsettled: number }> {
+    const t = this.d.topology();
+    const self = this.d.selfId;
+    let keys = 0;
+    let unsettled = 0;
+    for (let p = 0; p < t.partitions && !shouldStop(); p++) {
+      const cur = replicasOf(t.table('current'), p);
+      const fut = replicasOf(t.table('future'), p);
+      if (kind === 'join' ? !fut.includes(self) || cur.includes(self) : !cur.includes(self) || fut.includes(self)) continue;
+      const pending = new Set<string>();
+      for (const id of cur) {
+        if (!this.alive(id)) continue;
+        const got = await (id === self ? this.d.acceptor.pendingKeys(p) : this.d.transport.request<unknown>(id, 'cas.pending', [p], { timeoutMs: this.d.requestTimeoutMs }))
+          .catch((err: unknown) => { this.d.log.debug({ err, id, p }, 'cas.pending failed'); return []; });
+        if (!Array.isArray(got)) continue;
+        for (const k of got.slice(0, PENDING_MAX)) if (typeof k === 'string' && k.length > 0 && Buffer.byteLength(k) <= this.d.limits.maxKeyBytes) pending.add(k);
+      }
+      for (const key of pending) {
+        keys++;
+        let done = false;
+        for (let attempt = 0; attempt < 3 && !done && !shouldStop(); attempt++) {
+          done = await this.serialGet(key, {}).then(() => true, (err: unknown) => { this.d.log.debug({ err, key }, 'could not settle a proposal yet'); return false; });
+        }
+        if (!done) unsettled++;
+      }
+    }
+    return { keys, unsettled };
   }
 
   /** The committed record is an ordinary record: a hint delivers it through rep.put like any write. */

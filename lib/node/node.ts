@@ -68,6 +68,7 @@ export class KvNode {
   private index: MerkleIndex | undefined;
   antiEntropy: AntiEntropy | undefined;
   private paxos: PaxosReplica | undefined;
+  private cas: CasCoordinator | undefined;
   private api: ApiServer | undefined;
   private meta: NodeMeta | undefined;
   private fence = new PartitionFence();
@@ -191,6 +192,7 @@ export class KvNode {
       requestTimeoutMs: cfg.requestTimeoutMs, maxClockSkewMs: cfg.maxClockSkewMs, limits, registry: this.metrics.registry,
     });
     this.paxos.setFinisher((key) => cas.serialGet(key, {}));
+    this.cas = cas;
     const lister = new Lister({
       selfId: cfg.id, transport, store, fence: this.fence, topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline),
       isAlive, defaultR: cfg.r, maxKeyBytes: cfg.maxKeyBytes, requestTimeoutMs: cfg.requestTimeoutMs,
@@ -265,6 +267,7 @@ export class KvNode {
       const started = Date.now();
       const r = await (this.antiEntropy as AntiEntropy).stream('join', () => this.stopped);
       this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'join streaming done');
+      await this.settleCas('join');
       await membership.admin({ kind: 'cmd', cmd: { op: 'normal', id: cfg.id } });
       this.log.info({ epoch: membership.epoch }, 'joined the cluster as a normal member');
     }
@@ -282,12 +285,19 @@ export class KvNode {
       const started = Date.now();
       const r = await (this.antiEntropy as AntiEntropy).stream('leave', () => this.stopped);
       this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'leave streaming done');
+      await this.settleCas('leave');
       await this.m.admin({ kind: 'cmd', cmd: { op: 'remove', id: this.config.id } });
       this.log.info('decommissioned: removed from the cluster');
     } catch (err) {
       if (!this.stopped) this.log.error({ err }, 'leaving failed; will retry');
       this.leaving = false;
     }
+  }
+
+  /** Conditional writes left half done on the old owners are finished before the new owners decide alone. */
+  private async settleCas(kind: 'join' | 'leave'): Promise<void> {
+    const r = await (this.cas as CasCoordinator).settleOwnershipChange(kind, () => this.stopped);
+    if (r.keys > 0) this.log.info({ ...r, kind }, 'settled conditional writes in progress on the old owners');
   }
 
   private async until(cond: () => boolean, what: string): Promise<void> {

@@ -22,6 +22,10 @@
  * progress in it. A state left with an unfinished proposal older than the horizon is first
  * finished by a serial read through the coordinator (which commits it if it was chosen),
  * then loses that proposal. States of keys this node no longer owns go the same way.
+ *
+ * Ownership changes: `cas.pending [partition]` → keys of the partition whose state holds a
+ * proposal in progress here, so a node taking a partition over (or giving it up) can finish
+ * them through the old and new owners together before the new owners decide alone.
  */
 import { Packr } from 'msgpackr';
 import { KvError, isKvError } from '../errors.ts';
@@ -46,6 +50,12 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 const MAX_INFLIGHT = 4096;
 /** States looked at per pruning round. 1000: one bounded range read a minute. */
 const PRUNE_BATCH = 1000;
+/**
+ * Keys one cas.pending answer lists at most. A proposal stays in progress only while its
+ * commits are in flight, or after its coordinator died: thousands at once in one partition
+ * mean something else is wrong, and the rest are finished by pruning.
+ */
+export const PENDING_MAX = 1000;
 /** Unfinished proposals finished (one serial read each) per pruning round at most. */
 const PRUNE_FINISH_MAX = 16;
 /** Pruning round period. 60 s: states live for the retention horizon (an hour by default) anyway. */
@@ -136,6 +146,21 @@ export class PaxosReplica {
       if (!isPaxosRequest(msg)) refused(new KvError('KV_INVALID_ARGUMENT', `cas.msg carries requests, not ${msg.type}`));
       return this.step(msg, epoch);
     });
+    transport.handle('cas.pending', (_from, payload) => {
+      const p = Array.isArray(payload) && payload.length === 1 ? payload[0] : undefined;
+      if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 0xffff) throw new KvError('KV_INVALID_ARGUMENT', 'cas.pending takes [partition]');
+      return this.pendingKeys(p);
+    });
+  }
+
+  /** Keys of partition `p` whose state here holds a proposal in progress (at most PENDING_MAX). */
+  async pendingKeys(p: number): Promise<string[]> {
+    const out: string[] = [];
+    for await (const [k, v] of this.o.backend.range(SUBLEVELS.paxos, { gte: hex4(p), lt: hex4(p + 1) })) {
+      if (this.decode(v).accepted !== null) out.push(k.slice(4));
+      if (out.length >= PENDING_MAX) break;
+    }
+    return out;
   }
 
   /** How the coordinator finishes stale unfinished proposals while pruning (set at wiring). */

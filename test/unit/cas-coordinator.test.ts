@@ -10,7 +10,8 @@ import { KvError } from '../../lib/errors.ts';
 import { makeVersion } from '../../lib/core/hlc.ts';
 import { parseSession } from '../../lib/core/session.ts';
 import type { PaxosRequest } from '../../lib/core/paxos/index.ts';
-import { Harness } from '../helpers/coordinator-harness.ts';
+import { partitionOf, replicasOf } from '../../lib/core/partitioner.ts';
+import { Harness, clusterCommands, topologyOf } from '../helpers/coordinator-harness.ts';
 import { pollUntil } from '../helpers/poll.ts';
 
 async function failure(p: Promise<unknown>): Promise<KvError> {
@@ -253,5 +254,42 @@ describe('CAS coordinator (in-process, memory transport)', function () {
     const again = await h.node('c').cas.serialGet(keyB, {});
     expect(again.version).to.equal(r.version);
     expect((await h.node('b').cas.casWrite(keyA, b('2'), { condition: { ifMatch: w.version } })).applied).to.equal(true);
+  });
+
+  it('finishes, before a joining node becomes normal, a chosen proposal whose commits never left, so the new owners alone see it', async () => {
+    h = await Harness.start(['a', 'b', 'c', 'd'], { members: ['a', 'b', 'c'] });
+    const joining = topologyOf([...clusterCommands(['a', 'b', 'c']), { op: 'add', id: 'd', addr: 'd:1' }]);
+    const joined = topologyOf([...clusterCommands(['a', 'b', 'c']), { op: 'add', id: 'd', addr: 'd:1' }, { op: 'normal', id: 'd' }]);
+    const owners = (key: string, t: typeof joined): string[] => [...replicasOf(t.table('current'), partitionOf(key, t.partitions))];
+    // A key that d takes over from one old owner (`gone`), keeping the other two.
+    let key = '';
+    for (let i = 0; key === '' && i < 10_000; i++) {
+      const k = `j${i}`;
+      const was = owners(k, h.latest);
+      if (owners(k, joined).includes('d') && owners(k, joined).filter((id) => was.includes(id)).length === 2) key = k;
+    }
+    const before = owners(key, h.latest);
+    const after = owners(key, joined);
+    const gone = before.find((id) => !after.includes(id)) as string;
+    const kept = before.filter((id) => id !== gone);
+    // A proposal accepted by `gone` and one kept owner (a majority of the old owners: chosen), never committed.
+    const ballot = makeVersion({ wall: Date.now(), logical: 1 }, 'zz');
+    const epoch = h.latest.epoch;
+    for (const id of [gone, kept[0] as string]) {
+      await h.node(id).paxos.step({ type: 'prepare', key, ballot }, epoch);
+      await h.node(id).paxos.step({ type: 'propose', key, ballot, record: { version: ballot, value: b('chosen') } }, epoch);
+    }
+    // d joins: every node sees it as a future owner, and d settles before becoming normal.
+    h.latest = joining;
+    for (const id of ['a', 'b', 'c', 'd']) h.setTopology(id, joining);
+    const settled = await h.node('d').cas.settleOwnershipChange('join', () => false);
+    expect(settled).to.deep.equal({ keys: 1, unsettled: 0 });
+    h.latest = joined;
+    for (const id of ['a', 'b', 'c', 'd']) h.setTopology(id, joined);
+    // The new owners without the kept owner that accepted it: only d and the other kept owner answer.
+    h.alive.delete(kept[0] as string);
+    const read = await h.node('d').cas.serialGet(key, {});
+    expect(read.value?.toString(), 'the chosen value survives the change of owners').to.equal('chosen');
+    expect(read.version).to.equal(ballot);
   });
 });
