@@ -268,7 +268,7 @@ export class ApiServer {
     const ttlMs = parseTtl(q.get('ttl'));
     if (ttlMs !== undefined && method !== 'PUT') throw new KvError('KV_INVALID_ARGUMENT', 'ttl is for PUT');
     if (condition !== undefined) {
-      if (q.has('w') || q.has('sloppy')) throw new KvError('KV_INVALID_ARGUMENT', 'w and sloppy do not apply to conditional writes (Paxos needs a majority of the replicas)');
+      if (q.has('w') || parseBool('sloppy', q.get('sloppy')) === true) throw new KvError('KV_INVALID_ARGUMENT', 'w and sloppy do not apply to conditional writes (Paxos needs a majority of the replicas)');
       const cas = this.casService();
       const body = method === 'PUT' ? await readBody(req, limits.maxValueBytes) : (await readBody(req, MAX_ADMIN_BODY_BYTES), null);
       const done = await cas.casWrite(key, body, { condition, signal, ...(session ? { session } : {}), ...(ttlMs === undefined ? {} : { ttlMs }) });

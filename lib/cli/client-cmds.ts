@@ -35,7 +35,7 @@ export async function putCommand(args: ParsedArgs): Promise<number> {
   const c = client(args);
   try {
     const res = await c.put(key, value, {
-      w: str(args.flags['w']), sloppy: args.flags['sloppy'] === true || args.flags['sloppy'] === 'true', ...conditionFlags(args, true),
+      w: str(args.flags['w']), ...(args.flags['sloppy'] === true || args.flags['sloppy'] === 'true' ? { sloppy: true } : {}), ...conditionFlags(args, true),
       ...(ttlRaw === undefined ? {} : { ttl: Number(ttlRaw) }),
     });
     process.stdout.write(`${res.version}\n`);
