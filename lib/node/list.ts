@@ -14,8 +14,8 @@
  *     most 1024 partitions (8 scanned ahead in parallel) and stops after 2 s, answering what
  *     it has with a cursor (a page can be short, even empty, while the cursor is not null;
  *     only a null cursor means done);
- *   - a replica reads at most 4096 records and returns at most 1000 entries or 512 KiB per
- *     request, with at most 8 scans running and 64 waiting on one node;
+ *   - a replica reads at most 4096 records or 16 MiB per request and returns at most 1000
+ *     entries or 512 KiB, with at most 8 scans running and 64 waiting on one node;
  *   - a coordinator runs at most 4 pages at once; more get 429 KV_TOO_MANY_REQUESTS.
  */
 import { KvError, isKvError } from '../errors.ts';
@@ -44,6 +44,8 @@ const PAGE_TIME_BUDGET_MS = 2000;
 const MAX_PAGES_IN_FLIGHT = 4;
 /** Records one replica reads per scan request: a few ms of LevelDB iteration. */
 const SCAN_MAX_RECORDS = 4096;
+/** Record bytes (values included: the store keeps them with the key) one scan request reads at most. */
+const SCAN_MAX_READ_BYTES = 16 * 1024 * 1024;
 /** Entry bytes per scan answer: a quarter of the peer frame limit. */
 const SCAN_MAX_BYTES = 512 * 1024;
 /** Scans running at once on one replica, and waiting behind them before KV_TOO_MANY_REQUESTS. */
@@ -143,13 +145,15 @@ export class Lister implements ListService {
       let reached: string | null = null;
       let bytes = 0;
       let read = 0;
+      let readBytes = 0;
       let done = true;
       for await (const [key, rec] of this.d.store.scanPartition(p, after === null ? {} : { after })) {
-        if (read >= SCAN_MAX_RECORDS || entries.length >= max || bytes >= SCAN_MAX_BYTES) {
+        if (read >= SCAN_MAX_RECORDS || readBytes >= SCAN_MAX_READ_BYTES || entries.length >= max || bytes >= SCAN_MAX_BYTES) {
           done = false;
           break;
         }
         read++;
+        readBytes += key.length + (rec.value?.length ?? 0);
         reached = key;
         if (!key.startsWith(prefix)) continue;
         entries.push([key, rec.version, rec.value === null, rec.expiresAt ?? null]);
