@@ -29,6 +29,7 @@ export interface RouteSpec {
 
 export const ROUTES: readonly RouteSpec[] = [
   { path: '/kv/{key}', methods: ['GET', 'HEAD', 'PUT', 'DELETE'], label: 'kv', access: 'data' },
+  { path: '/kv', methods: ['GET'], label: '/kv', access: 'read' },
   { path: '/health', methods: ['GET'], label: '/health', access: 'open' },
   { path: '/metrics', methods: ['GET'], label: '/metrics', access: 'metrics' },
   { path: '/cluster', methods: ['GET'], label: '/cluster', access: 'read' },

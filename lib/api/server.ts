@@ -21,7 +21,8 @@ import { KvError, isKvError } from '../errors.ts';
 import { parseQuorum } from '../core/quorum.ts';
 import { parseSession } from '../core/session.ts';
 import type { Metrics } from './metrics.ts';
-import type { ClusterService, KvService, WriteOptions } from './service.ts';
+import type { CasService, ClusterService, KvService, ListService, ReadAnswer, WriteOptions } from './service.ts';
+import { parseCondition, parseListQuery, parseTtl } from './kv-params.ts';
 import { matchRoute, roleFor } from './routes.ts';
 import { serveAsset } from './static-files.ts';
 import { OPEN_AUTH, type Authenticator, type Role } from './tokens.ts';
@@ -60,6 +61,10 @@ export interface ApiDeps {
   tls?: ApiTls;
   /** Takes an upgrade for the peer path; false = not ours (the socket is destroyed). */
   onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => boolean;
+  /** Conditional writes (If-Match / If-None-Match) and serial reads (lib/node/cas.ts). */
+  cas?: CasService;
+  /** GET /kv?prefix=&limit=&cursor= (lib/node/list.ts). */
+  list?: ListService;
 }
 
 /** TLS handshake deadline for client and peer sockets. */
@@ -112,8 +117,9 @@ function parseQuery(qs: string): Map<string, string> {
   return out;
 }
 
-const WRITE_PARAMS = new Set(['w', 'sloppy']);
-const READ_PARAMS = new Set(['r']);
+const WRITE_PARAMS = new Set(['w', 'sloppy', 'ttl']);
+const READ_PARAMS = new Set(['r', 'serial']);
+const LIST_PARAMS = new Set(['prefix', 'limit', 'cursor', 'r']);
 
 function checkParams(q: Map<string, string>, allowed: Set<string>): void {
   for (const name of q.keys()) {
@@ -317,12 +323,13 @@ export class ApiServer {
       const method = req.method ?? '';
       const role = roleFor(matched.spec, method, this.deps.metricsOpen === true);
       if (role !== null) this.auth.check(req.headers.authorization, role);
-      if (path.startsWith('/kv/')) {
+      if (path.startsWith('/kv/') || path === '/kv') {
         if (this.inflight > this.deps.limits.maxInflightRequests) {
           throw new KvError('KV_TOO_MANY_REQUESTS', 'too many requests in flight; retry later');
         }
         this.reserve(req, res, method === 'PUT' ? this.deps.limits.maxValueBytes : MAX_ADMIN_BODY_BYTES);
-        await this.handleKv(req, res, path.slice(4), parseQuery(query));
+        if (path === '/kv') await this.handleList(req, res, parseQuery(query));
+        else await this.handleKv(req, res, path.slice(4), parseQuery(query));
       } else {
         this.reserve(req, res, MAX_ADMIN_BODY_BYTES);
         await this.handleOther(req, res, path);
@@ -378,26 +385,68 @@ export class ApiServer {
     if (method === 'GET' || method === 'HEAD') {
       checkParams(q, READ_PARAMS);
       const rRaw = q.get('r');
-      const got = await kv.get(key, { signal, ...(rRaw === undefined ? {} : { r: parseQuorum('r', rRaw, n) }), ...(session ? { session } : {}) });
+      const serial = parseBool('serial', q.get('serial')) === true;
+      if (serial && rRaw !== undefined) throw new KvError('KV_INVALID_ARGUMENT', 'r does not apply to serial reads (they read a majority through Paxos)');
+      const got: ReadAnswer = serial ? await this.casService().serialGet(key, { signal, ...(session ? { session } : {}) })
+        : await kv.get(key, { signal, ...(rRaw === undefined ? {} : { r: parseQuorum('r', rRaw, n) }), ...(session ? { session } : {}) });
       if (got.session !== undefined) res.setHeader('x-kv-session', got.session);
       if (got.value === undefined) throw new KvError('KV_NOT_FOUND', 'key not found');
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': got.value.length, 'x-kv-version': got.version ?? '' });
+      const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'content-length': got.value.length, 'x-kv-version': got.version ?? '' };
+      // X-Kv-Expires: the record's expiry as wall-clock milliseconds since the Unix epoch.
+      if (got.expiresAt !== undefined) headers['x-kv-expires'] = String(got.expiresAt);
+      res.writeHead(200, headers);
       res.end(method === 'HEAD' ? undefined : got.value);
       return;
     }
     checkParams(q, WRITE_PARAMS);
+    const condition = parseCondition(method, req.headers['if-match'], req.headers['if-none-match']);
+    const ttlMs = parseTtl(q.get('ttl'));
+    if (ttlMs !== undefined && method !== 'PUT') throw new KvError('KV_INVALID_ARGUMENT', 'ttl is for PUT');
+    if (condition !== undefined) {
+      if (q.has('w') || parseBool('sloppy', q.get('sloppy')) === true) throw new KvError('KV_INVALID_ARGUMENT', 'w and sloppy do not apply to conditional writes (Paxos needs a majority of the replicas)');
+      const cas = this.casService();
+      const body = method === 'PUT' ? await readBody(req, limits.maxValueBytes, limits.bodyIdleTimeoutMs) : (await readBody(req, MAX_ADMIN_BODY_BYTES, limits.bodyIdleTimeoutMs), null);
+      const done = await cas.casWrite(key, body, { condition, signal, ...(session ? { session } : {}), ...(ttlMs === undefined ? {} : { ttlMs }) });
+      const headers: Record<string, string> = {};
+      if (done.session !== undefined) headers['x-kv-session'] = done.session;
+      if (done.applied) {
+        sendJson(res, 200, { version: done.version }, { ...headers, 'x-kv-version': done.version });
+        return;
+      }
+      const err = new KvError('KV_PRECONDITION_FAILED', done.current === undefined ? 'the condition is false: the key has no live value'
+        : `the condition is false: the current version is ${done.current}`, done.current === undefined ? {} : { details: { version: done.current } });
+      if (done.current !== undefined) headers['x-kv-version'] = done.current;
+      this.deps.metrics.httpErrors.labels({ code: err.code }).inc();
+      sendJson(res, err.status, errorBody(err), headers);
+      return;
+    }
     const wRaw = q.get('w');
     const opts: WriteOptions = { signal };
     if (wRaw !== undefined) opts.w = parseQuorum('w', wRaw, n);
     const sloppy = parseBool('sloppy', q.get('sloppy'));
     if (sloppy !== undefined) opts.sloppy = sloppy;
     if (session) opts.session = session;
+    if (ttlMs !== undefined) opts.ttlMs = ttlMs;
     // A DELETE body is meaningless; drain it (bounded) so the connection stays usable.
     const value = method === 'PUT' ? await readBody(req, limits.maxValueBytes, limits.bodyIdleTimeoutMs) : (await readBody(req, MAX_ADMIN_BODY_BYTES, limits.bodyIdleTimeoutMs), null);
     const done = value === null ? await kv.del(key, opts) : await kv.put(key, value, opts);
     const headers: Record<string, string> = { 'x-kv-version': done.version };
     if (done.session !== undefined) headers['x-kv-session'] = done.session;
     sendJson(res, 200, { version: done.version }, headers);
+  }
+
+  private casService(): CasService {
+    if (!this.deps.cas) throw new KvError('KV_UNAVAILABLE', 'node is starting');
+    return this.deps.cas;
+  }
+
+  /** GET /kv?prefix=&limit=&cursor=: one page of keys with their versions (JSON). */
+  private async handleList(req: http.IncomingMessage, res: http.ServerResponse, q: Map<string, string>): Promise<void> {
+    if (req.method !== 'GET') throw new KvError('KV_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on /kv (GET)`);
+    checkParams(q, LIST_PARAMS);
+    if (!this.deps.list) throw new KvError('KV_UNAVAILABLE', 'node is starting');
+    const opts = parseListQuery(q, this.deps.kv.replicationFactor(), this.deps.limits.maxKeyBytes);
+    sendJson(res, 200, await this.deps.list.list({ ...opts, signal: this.abortSignalFor(res) }));
   }
 
   /** Aborts when the client disconnects before we answered (the coordinator stops waiting). */

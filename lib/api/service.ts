@@ -11,6 +11,8 @@ export interface WriteOptions {
   signal?: AbortSignal;
   /** What the client has observed (X-Kv-Session): the new version is stamped above it. */
   session?: SessionToken;
+  /** Time to live (PUT ?ttl=): the coordinator writes `expiresAt` = its clock + ttlMs into the record. */
+  ttlMs?: number;
 }
 
 export interface ReadOptions {
@@ -33,6 +35,8 @@ export interface ReadAnswer {
   /** The version read (a tombstone's, for a deleted key). */
   version: Version | undefined;
   session: string | undefined;
+  /** Wall-clock ms at which the value expires (records written with a TTL), for X-Kv-Expires. */
+  expiresAt?: number;
 }
 
 export interface KvService {
@@ -64,4 +68,50 @@ export interface ClusterService {
   operations(): Promise<unknown>;
   /** Whether the node is ready to serve (for /health). */
   ready(): boolean;
+}
+
+/** The condition of a conditional write: HTTP `If-Match: <version>` or `If-None-Match: *`. */
+export type WriteCondition = { readonly ifMatch: Version } | { readonly ifNoneMatch: true };
+
+export interface CasWriteOptions {
+  condition: WriteCondition;
+  signal?: AbortSignal;
+  session?: SessionToken;
+  /** As WriteOptions.ttlMs: the written record expires then (a lock taken with a TTL frees itself). */
+  ttlMs?: number;
+}
+
+/** A conditional write's answer: written at `version`, or not, because the condition was false. */
+export type CasWriteAnswer =
+  | { readonly applied: true; readonly version: Version; readonly session: string | undefined }
+  /** `current`: the version of the live value the condition was evaluated against (undefined: none). */
+  | { readonly applied: false; readonly current: Version | undefined; readonly session: string | undefined };
+
+/** Conditional writes and linearizable reads, decided by per-key Paxos (lib/node/cas.ts). */
+export interface CasService {
+  /** value null: a conditional DELETE (writes a tombstone). */
+  casWrite(key: string, value: Buffer | null, opts: CasWriteOptions): Promise<CasWriteAnswer>;
+  /** A serial read (GET ?serial=true): linearizable with every conditional write of the key. */
+  serialGet(key: string, opts: { signal?: AbortSignal; session?: SessionToken }): Promise<ReadAnswer>;
+}
+
+export interface ListOptions {
+  prefix: string;
+  limit: number;
+  /** Opaque position from the previous page. */
+  cursor?: string;
+  /** Replicas read per partition (default: the configured R). */
+  r?: QuorumSpec;
+  signal?: AbortSignal;
+}
+
+export interface ListPage {
+  keys: { key: string; version: Version }[];
+  /** Where the next page starts; null once every partition was listed. */
+  cursor: string | null;
+}
+
+/** GET /kv?prefix=&limit=&cursor= (lib/node/list.ts). */
+export interface ListService {
+  list(opts: ListOptions): Promise<ListPage>;
 }

@@ -1,5 +1,5 @@
 /**
- * Client subcommands: put, get, del (the operator ones are in ops-cmds.ts). The token comes from `--token`,
+ * Client subcommands: put, get, del, ls (the operator ones are in ops-cmds.ts). The token comes from `--token`,
  * then `$KV_TOKEN`, then `./data/admin.token` (what `kv start` writes), so a local cluster
  * needs no flag; the file is sent only to loopback nodes, so a local admin token never goes
  * to a remote server by accident. `--ca FILE` (or `$KV_CA`) switches to HTTPS trusting that CA.
@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { KvError } from '../errors.ts';
 import { isLoopbackHost, parseHostPort } from '../config.ts';
 import { KvClient, type ClientOptions } from '../client/client.ts';
-import type { ParsedArgs } from './args.ts';
+import { intFlag, type ParsedArgs } from './args.ts';
 
 /** Where `kv start` leaves the admin token of a cluster started in this directory. */
 const LOCAL_ADMIN_TOKEN = './data/admin.token';
@@ -52,21 +52,37 @@ function str(v: string | boolean | undefined): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** --if-match V / --if-none-match: a conditional write. */
+function conditionFlags(args: ParsedArgs, allowNoneMatch: boolean): { ifMatch?: string; ifNoneMatch?: boolean } {
+  const ifMatch = args.flags['if-match'];
+  if (ifMatch === true) throw new KvError('KV_INVALID_ARGUMENT', '--if-match takes a version (as printed by kv put / shown in X-Kv-Version)');
+  const none = args.flags['if-none-match'] === true || args.flags['if-none-match'] === 'true';
+  if (none && !allowNoneMatch) throw new KvError('KV_INVALID_ARGUMENT', '--if-none-match is for kv put');
+  if (none && ifMatch !== undefined) throw new KvError('KV_INVALID_ARGUMENT', '--if-match and --if-none-match exclude each other');
+  return { ...(typeof ifMatch === 'string' ? { ifMatch } : {}), ...(none ? { ifNoneMatch: true } : {}) };
+}
+
 export async function putCommand(args: ParsedArgs): Promise<number> {
-  const [key, value] = need(args, 2, 'kv put KEY VALUE [--w W] [--node HOST:PORT]') as [string, string];
+  const [key, value] = need(args, 2, 'kv put KEY VALUE [--w W] [--ttl SECONDS] [--if-match VERSION | --if-none-match] [--node HOST:PORT]') as [string, string];
+  const ttlRaw = args.flags['ttl'];
+  if (ttlRaw === true) throw new KvError('KV_INVALID_ARGUMENT', '--ttl takes a number of seconds');
   const c = client(args);
   try {
-    const res = await c.put(key, value, { w: str(args.flags['w']), sloppy: args.flags['sloppy'] === true || args.flags['sloppy'] === 'true' });
+    const res = await c.put(key, value, {
+      w: str(args.flags['w']), ...(args.flags['sloppy'] === true || args.flags['sloppy'] === 'true' ? { sloppy: true } : {}), ...conditionFlags(args, true),
+      ...(ttlRaw === undefined ? {} : { ttl: Number(ttlRaw) }),
+    });
     process.stdout.write(`${res.version}\n`);
     return 0;
   } finally { c.close(); }
 }
 
 export async function getCommand(args: ParsedArgs): Promise<number> {
-  const [key] = need(args, 1, 'kv get KEY [--r R] [--node HOST:PORT]') as [string];
+  const [key] = need(args, 1, 'kv get KEY [--r R | --serial] [--node HOST:PORT]') as [string];
   const c = client(args);
   try {
-    const res = await c.get(key, { r: str(args.flags['r']) });
+    const serial = args.flags['serial'] === true || args.flags['serial'] === 'true';
+    const res = await c.get(key, { r: str(args.flags['r']), ...(serial ? { serial } : {}) });
     if (!res) {
       process.stderr.write('kv: KV_NOT_FOUND: key not found\n');
       return 1;
@@ -78,11 +94,28 @@ export async function getCommand(args: ParsedArgs): Promise<number> {
 }
 
 export async function delCommand(args: ParsedArgs): Promise<number> {
-  const [key] = need(args, 1, 'kv del KEY [--w W] [--node HOST:PORT]') as [string];
+  const [key] = need(args, 1, 'kv del KEY [--w W] [--if-match VERSION] [--node HOST:PORT]') as [string];
   const c = client(args);
   try {
-    const res = await c.del(key, { w: str(args.flags['w']) });
+    const res = await c.del(key, { w: str(args.flags['w']), ...conditionFlags(args, false) });
     process.stdout.write(`${res.version}\n`);
+    return 0;
+  } finally { c.close(); }
+}
+
+/** `kv ls [PREFIX] [--limit N] [--page-size N]`: KEY<TAB>VERSION lines, following cursors until the end (or N keys). */
+export async function lsCommand(args: ParsedArgs): Promise<number> {
+  if (args.positionals.length > 1) throw new KvError('KV_INVALID_ARGUMENT', 'usage: kv ls [PREFIX] [--limit N] [--page-size N] [--node HOST:PORT]');
+  const prefix = args.positionals[0] ?? '';
+  const max = intFlag(args, 'limit', Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
+  const pageSize = intFlag(args, 'page-size', 1000, 1, 1000);
+  const c = client(args);
+  try {
+    let n = 0;
+    for await (const k of c.listAll(prefix, { limit: Math.min(pageSize, max) })) {
+      process.stdout.write(`${k.key}\t${k.version}\n`);
+      if (++n >= max) break;
+    }
     return 0;
   } finally { c.close(); }
 }

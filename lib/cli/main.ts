@@ -7,7 +7,7 @@ import { parseArgs, type ParsedArgs } from './args.ts';
 
 const BOOLEAN_FLAGS = new Set([
   ...Object.entries(DEFAULTS).filter(([, v]) => typeof v === 'boolean').map(([k]) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)),
-  'sloppy', 'json', 'help', 'keep', 'no-partitions', 'tls', 'no-restart', 'no-wait',
+  'sloppy', 'json', 'help', 'keep', 'no-partitions', 'tls', 'no-restart', 'no-wait', 'if-none-match', 'serial',
 ]);
 
 const USAGE = `usage: kv <command> [options]
@@ -18,9 +18,10 @@ const USAGE = `usage: kv <command> [options]
           [--tokens-file FILE | --auth none] [--tls-cert F --tls-key F --tls-ca F]
   kv node --replace ID --listen HOST:PORT --data FRESH_DIR --join HOST:PORT[,...]   take over a dead member's place
   kv token [--role read|write|admin] [--label NAME] [--tokens-file FILE]
-  kv put KEY VALUE [--w W] [--sloppy] [--node HOST:PORT]
-  kv get KEY [--r R] [--node HOST:PORT]
-  kv del KEY [--w W] [--node HOST:PORT]
+  kv put KEY VALUE [--w W] [--sloppy] [--ttl SECONDS] [--if-match VERSION | --if-none-match] [--node HOST:PORT]
+  kv get KEY [--r R | --serial] [--node HOST:PORT]
+  kv del KEY [--w W] [--if-match VERSION] [--node HOST:PORT]
+  kv ls [PREFIX] [--limit N] [--node HOST:PORT]
   kv status [--node HOST:PORT] [--json]            every member: state, liveness, Raft role, keys, disk, share, hints, last repair
   kv ring [--key KEY] [--node HOST:PORT] [--json]  partition → replicas; with --key, which replica holds which version
   kv repair [--node HOST:PORT] [--json]           anti-entropy walk of that node's partitions now, with progress
@@ -39,6 +40,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   put: async () => (await import('./client-cmds.ts')).putCommand,
   get: async () => (await import('./client-cmds.ts')).getCommand,
   del: async () => (await import('./client-cmds.ts')).delCommand,
+  ls: async () => (await import('./client-cmds.ts')).lsCommand,
   status: async () => (await import('./ops-cmds.ts')).statusCommand,
   ring: async () => (await import('./ops-cmds.ts')).ringCommand,
   repair: async () => (await import('./ops-cmds.ts')).repairCommand,

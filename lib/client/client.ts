@@ -24,15 +24,35 @@ export interface ClientOptions {
   session?: boolean;
 }
 
-export interface WriteParams { w?: string | number; sloppy?: boolean; node?: string }
-export interface ReadParams { r?: string | number; node?: string }
+export interface WriteParams {
+  w?: string | number; sloppy?: boolean; node?: string;
+  /** Conditional write: only if the current value has this version (If-Match). Fails with KV_PRECONDITION_FAILED otherwise. */
+  ifMatch?: string;
+  /** Conditional PUT: only if the key has no live value (If-None-Match: *). */
+  ifNoneMatch?: boolean;
+  /** PUT only: seconds until the value expires (?ttl=). */
+  ttl?: number;
+}
+export interface ReadParams {
+  r?: string | number; node?: string;
+  /** Linearizable read through Paxos (?serial=true): sees every acknowledged conditional write. */
+  serial?: boolean;
+}
+export interface ListParams { limit?: number; cursor?: string; r?: string | number; node?: string }
 
 export interface Versioned { version: string }
-export interface ReadValue { value: Buffer; version: string }
+export interface ReadValue {
+  value: Buffer; version: string;
+  /** Wall-clock ms at which the value expires (X-Kv-Expires), for values written with a TTL. */
+  expiresAt?: number;
+}
+export interface ListPage { keys: { key: string; version: string }[]; cursor: string | null }
 
 /** A request the server answered with an error body. */
 export class KvClientError extends KvError {
-  constructor(code: ErrorCode, message: string, readonly httpStatus: number, outcome?: Outcome, readonly session?: string) {
+  constructor(code: ErrorCode, message: string, readonly httpStatus: number, outcome?: Outcome, readonly session?: string,
+    /** KV_PRECONDITION_FAILED: the current value's version (undefined when the key has no live value). */
+    readonly currentVersion?: string) {
     super(code, message, outcome === undefined ? {} : { outcome });
   }
 }
@@ -64,33 +84,53 @@ export class KvClient {
     this.agent.destroy();
   }
 
+  /** With `ifMatch` / `ifNoneMatch` a conditional write (Paxos); a false condition throws KV_PRECONDITION_FAILED. */
   async put(key: string, value: Buffer | string, p: WriteParams = {}): Promise<Versioned> {
-    const res = await this.keyRequest(key, 'PUT', kvPath(key, { w: p.w, sloppy: p.sloppy }), typeof value === 'string' ? Buffer.from(value) : value, p.node);
+    const res = await this.keyRequest(key, 'PUT', kvPath(key, { w: p.w, sloppy: p.sloppy, ttl: p.ttl }), typeof value === 'string' ? Buffer.from(value) : value, p.node, conditionHeaders(p));
     return JSON.parse(res.body.toString()) as Versioned;
   }
 
   async del(key: string, p: WriteParams = {}): Promise<Versioned> {
-    const res = await this.keyRequest(key, 'DELETE', kvPath(key, { w: p.w, sloppy: p.sloppy }), undefined, p.node);
+    const res = await this.keyRequest(key, 'DELETE', kvPath(key, { w: p.w, sloppy: p.sloppy }), undefined, p.node, conditionHeaders(p));
     return JSON.parse(res.body.toString()) as Versioned;
   }
 
   /** undefined when the key does not exist. */
   async get(key: string, p: ReadParams = {}): Promise<ReadValue | undefined> {
     try {
-      const res = await this.keyRequest(key, 'GET', kvPath(key, { r: p.r }), undefined, p.node);
-      return { value: res.body, version: String(res.headers['x-kv-version']) };
+      const res = await this.keyRequest(key, 'GET', kvPath(key, { r: p.r, serial: p.serial }), undefined, p.node);
+      const expires = res.headers['x-kv-expires'];
+      return { value: res.body, version: String(res.headers['x-kv-version']), ...(typeof expires === 'string' ? { expiresAt: Number(expires) } : {}) };
     } catch (err) {
       if (err instanceof KvClientError && err.code === 'KV_NOT_FOUND') return undefined;
       throw err;
     }
   }
 
+  /** One page of keys with their versions (GET /kv); pass the returned cursor back for the next. */
+  async list(prefix = '', p: ListParams = {}): Promise<ListPage> {
+    const qs = Object.entries({ prefix, limit: p.limit, cursor: p.cursor, r: p.r }).filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`).join('&');
+    const res = await this.request('GET', `/kv?${qs}`, undefined, p.node);
+    return JSON.parse(res.body.toString()) as ListPage;
+  }
+
+  /** Every key under `prefix`, following cursors page by page. */
+  async *listAll(prefix = '', p: Omit<ListParams, 'cursor'> = {}): AsyncGenerator<{ key: string; version: string }> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list(prefix, { ...p, ...(cursor === undefined ? {} : { cursor }) });
+      yield* page.keys;
+      cursor = page.cursor ?? undefined;
+    } while (cursor !== undefined);
+  }
+
   /** A request about one key, carrying and updating this client's session. */
-  private async keyRequest(key: string, method: string, path: string, body: Buffer | undefined, node: string | undefined):
+  private async keyRequest(key: string, method: string, path: string, body: Buffer | undefined, node: string | undefined, extra: Record<string, string> = {}):
     Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
     const token = this.session?.header(key);
     try {
-      const res = await this.request(method, path, body, node, token === undefined ? undefined : { 'x-kv-session': token });
+      const res = await this.request(method, path, body, node, token === undefined ? extra : { ...extra, 'x-kv-session': token });
       this.session?.update(key, res.headers['x-kv-session'] as string | undefined);
       return res;
     } catch (err) {
@@ -145,8 +185,8 @@ export class KvClient {
           if (status >= 200 && status < 300) return resolve({ status, headers: res.headers, body: buf });
           let err: KvClientError;
           try {
-            const e = (JSON.parse(buf.toString()) as { error: { code: ErrorCode; message: string; outcome?: Outcome } }).error;
-            err = new KvClientError(e.code, e.message, status, e.outcome, res.headers['x-kv-session'] as string | undefined);
+            const e = (JSON.parse(buf.toString()) as { error: { code: ErrorCode; message: string; outcome?: Outcome; version?: string } }).error;
+            err = new KvClientError(e.code, e.message, status, e.outcome, res.headers['x-kv-session'] as string | undefined, e.version);
           } catch {
             err = new KvClientError('KV_INTERNAL', `HTTP ${status}: ${buf.toString().slice(0, 200)}`, status);
           }
@@ -158,6 +198,11 @@ export class KvClient {
       req.end(body);
     });
   }
+}
+
+function conditionHeaders(p: WriteParams): Record<string, string> {
+  if (p.ifMatch !== undefined) return { 'if-match': p.ifMatch };
+  return p.ifNoneMatch === true ? { 'if-none-match': '*' } : {};
 }
 
 function kvPath(key: string, params: Record<string, string | number | boolean | undefined>): string {

@@ -18,6 +18,9 @@
  * - Tombstone GC (guarantee 5): the first replica of a partition lists tombstones past
  *   their grace period, exchanges with every other replica, and only if all of those
  *   exchanges succeeded asks every replica to purge exactly those (key, version) pairs.
+ *   A record past its TTL counts as a tombstone of the same version, with the grace
+ *   counted from its expiry: it reads as absent, the Merkle leaf (key, version) is the
+ *   same on every replica, and it is purged the same way.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
@@ -387,7 +390,8 @@ export class AntiEntropy {
     const out: MerkleEntry[] = [];
     const cutoff = this.now() - this.o.tombstoneGraceMs;
     for await (const [key, rec] of this.o.store.scanPartition(p)) {
-      if (rec.value === null && parseVersion(rec.version).ts.wall < cutoff) {
+      // An expired record is a tombstone of its version whose grace counts from the expiry.
+      if ((rec.value === null && parseVersion(rec.version).ts.wall < cutoff) || (rec.expiresAt !== undefined && rec.expiresAt < cutoff)) {
         out.push([key, rec.version]);
         if (out.length >= PURGE_BATCH) break;
       }
@@ -731,11 +735,13 @@ export class AntiEntropy {
       if (ts.wall >= cutoff) throw new KvError('KV_INVALID_ARGUMENT', 'ae.purge of a tombstone inside its grace period');
       return [key, x[1] as Version] as const;
     });
-    // Only tombstones are ever purged: a record that is a value here is kept.
+    // Only tombstones (and records expired here, tombstones of their version) are ever purged:
+    // a record that is a live value here is kept.
     const tombstones: MerkleEntry[] = [];
+    const now = this.now();
     for (const [k, v] of entries) {
       const rec = await this.o.store.get(k);
-      if (rec && rec.value === null && rec.version === v) tombstones.push([k, v]);
+      if (rec && rec.version === v && (rec.value === null || (rec.expiresAt !== undefined && rec.expiresAt <= now))) tombstones.push([k, v]);
     }
     return this.purgeLocal(tombstones);
   }

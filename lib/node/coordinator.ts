@@ -206,7 +206,10 @@ export class Coordinator implements KvService {
   private async write(key: string, value: Buffer | null, opts: WriteOptions): Promise<WriteAnswer> {
     const deadline = this.now() + this.d.requestTimeoutMs;
     this.mergeSession(opts.session);
-    let rec: StoredRecord = { version: await this.stamp(), value };
+    // The expiry is part of the record, set here once: every replica and every later read judges it alike.
+    let rec: StoredRecord = opts.ttlMs === undefined || value === null
+      ? { version: await this.stamp(), value }
+      : { version: await this.stamp(), value, expiresAt: this.now() + opts.ttlMs };
     // Whether any attempt so far may have left a copy somewhere: decides "failed" vs "unknown".
     let maybeApplied = false;
     const outcome = (): 'failed' | 'unknown' => (maybeApplied ? 'unknown' : 'failed');
@@ -370,7 +373,7 @@ export class Coordinator implements KvService {
     if (!best || best.value === null || (best.expiresAt !== undefined && best.expiresAt <= this.now())) {
       return { value: undefined, version: best?.version, session: token };
     }
-    return { value: best.value, version: best.version, session: token };
+    return { value: best.value, version: best.version, session: token, ...(best.expiresAt === undefined ? {} : { expiresAt: best.expiresAt }) };
   }
 
   /**

@@ -29,6 +29,9 @@ import { checkRemovable, removeDeadNode, type RemoveNodeDeps } from './removenod
 import { DurableClock, markLeaseMs } from './clock.ts';
 import { HintStore } from './hints.ts';
 import { Coordinator } from './coordinator.ts';
+import { CasCoordinator } from './cas.ts';
+import { PaxosReplica, paxosRetentionMs } from './paxos-replica.ts';
+import { Lister } from './list.ts';
 import { PartitionFence, decodeFence, encodeFence } from './fence.ts';
 import { JoinSeed, loadJoinAnswer, requestJoin, saveJoinAnswer } from './join.ts';
 import { PeerGuard, versionGuard } from './peer-guard.ts';
@@ -69,6 +72,8 @@ export class KvNode {
   private hints: HintStore | undefined;
   private index: MerkleIndex | undefined;
   antiEntropy: AntiEntropy | undefined;
+  private paxos: PaxosReplica | undefined;
+  private cas: CasCoordinator | undefined;
   private api: ApiServer | undefined;
   private meta: NodeMeta | undefined;
   private fence = new PartitionFence();
@@ -212,6 +217,33 @@ export class KvNode {
       defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair, maxClockSkewMs: cfg.maxClockSkewMs,
       onVersionRefused: (source) => this.metrics.versionsRefused.labels({ source }).inc(),
     });
+    // Conditional writes (Paxos acceptor + proposer) and listing.
+    const owns = (key: string): boolean => {
+      const t = membership.topology;
+      const p = partitionOf(key, t.partitions);
+      // A replacement lost the dead member's acceptor state: it takes no part in Paxos until it is normal.
+      if (t.member(cfg.id)?.state === 'replacing') return false;
+      return t.epoch > 0 && (replicasOf(t.table('current'), p).includes(cfg.id) || replicasOf(t.table('future'), p).includes(cfg.id));
+    };
+    const store = this.store;
+    const limits = { maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes };
+    this.paxos = new PaxosReplica({
+      backend: this.backend, replica, fence: this.fence, partitionOf: (key) => store.locate(key).partition, owns, epoch: () => membership.epoch,
+      sync: cfg.fsync, limits, maxClockSkewMs: cfg.maxClockSkewMs, retentionMs: paxosRetentionMs(cfg), log: this.log.child({ c: 'paxos' }),
+    });
+    this.paxos.register(transport);
+    const cas = new CasCoordinator({
+      selfId: cfg.id, transport, acceptor: this.paxos, clock, hints: this.hints, log: this.log.child({ c: 'cas' }),
+      topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline), isAlive,
+      requestTimeoutMs: cfg.requestTimeoutMs, maxClockSkewMs: cfg.maxClockSkewMs, limits, registry: this.metrics.registry,
+    });
+    this.paxos.setFinisher((key) => cas.serialGet(key, {}));
+    this.cas = cas;
+    const lister = new Lister({
+      selfId: cfg.id, transport, store, fence: this.fence, topology: () => membership.topology, catchUp: (e, deadline) => this.catchUp(e, deadline),
+      isAlive, defaultR: cfg.r, maxKeyBytes: cfg.maxKeyBytes, requestTimeoutMs: cfg.requestTimeoutMs,
+    });
+    lister.register(transport);
     const ae = this.antiEntropy;
     const stats = new StatsService({
       selfId: cfg.id, advertise: cfg.advertise, dataDir: cfg.data, transport, metrics: this.metrics,
@@ -221,7 +253,7 @@ export class KvNode {
       antiEntropy: () => ({ ...ae.progress, lastWalkDoneMs: ae.lastWalkDoneMs }), clusterView: () => this.clusterView(),
     });
     this.api = new ApiServer({
-      kv: coordinator, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log,
+      kv: coordinator, cas, list: lister, cluster: this.clusterService(), metrics: this.metrics, limits: cfg, log: this.log,
       auth, metricsOpen: cfg.metricsOpen, ...(this.tls ? { tls: this.tls } : {}),
       onUpgrade: (req, socket, head) => transport.handleUpgrade(req, socket, head),
       stats: () => stats.gather(),
@@ -233,6 +265,7 @@ export class KvNode {
     await this.api.listen(host, port);
     gossip.start();
     this.antiEntropy.start();
+    this.paxos.start();
     this.serving = true;
     this.log.info({ listen: cfg.listen, data: cfg.data, clusterId: this.meta.clusterId, fsync: cfg.fsync, tls: this.tls !== undefined, auth: auth.open ? 'open' : 'tokens' }, 'node serving');
     this.background = this.finishStart().catch((err: unknown) => {
@@ -297,6 +330,7 @@ export class KvNode {
       const r = await this.operations.run(kind, cfg.id, (op) => (this.antiEntropy as AntiEntropy).stream(kind, () => this.stopped, op),
         progressLogger(this.log, `${kind} streaming (partitions)`));
       this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, `${kind} streaming done`);
+      await this.settleCas(kind);
       await membership.admin({ kind: 'cmd', cmd: { op: 'normal', id: cfg.id } });
       this.log.info({ epoch: membership.epoch }, state === 'joining' ? 'joined the cluster as a normal member' : 'replaced the dead member: serving as a normal member');
     }
@@ -315,12 +349,19 @@ export class KvNode {
       const r = await this.operations.run('decommission', this.config.id, (op) => (this.antiEntropy as AntiEntropy).stream('leave', () => this.stopped, op),
         progressLogger(this.log, 'leave streaming (partitions)'));
       this.log.info({ partitions: r.partitions, records: r.moved, ms: Date.now() - started }, 'leave streaming done');
+      await this.settleCas('leave');
       await this.m.admin({ kind: 'cmd', cmd: { op: 'remove', id: this.config.id } });
       this.log.info('decommissioned: removed from the cluster');
     } catch (err) {
       if (!this.stopped) this.log.error({ err }, 'leaving failed; will retry');
       this.leaving = false;
     }
+  }
+
+  /** Conditional writes left half done on the old owners are finished before the new owners decide alone. */
+  private async settleCas(kind: 'join' | 'leave' | 'replace'): Promise<void> {
+    const r = await (this.cas as CasCoordinator).settleOwnershipChange(kind, () => this.stopped);
+    if (r.keys > 0) this.log.info({ ...r, kind }, 'settled conditional writes in progress on the old owners');
   }
 
   private async until(cond: () => boolean, what: string): Promise<void> {
@@ -400,7 +441,8 @@ export class KvNode {
       localRecord: async (key) => {
         const rec = await (this.store as RecordStore).get(key);
         if (!rec) throw new KvError('KV_NOT_FOUND', 'this node holds no record of the key');
-        return { id: this.config.id, key, version: rec.version, tombstone: rec.value === null, bytes: rec.value?.length ?? 0 };
+        return { id: this.config.id, key, version: rec.version, tombstone: rec.value === null, bytes: rec.value?.length ?? 0,
+          ...(rec.expiresAt === undefined ? {} : { expiresAt: rec.expiresAt, expired: rec.expiresAt <= Date.now() }) };
       },
       joinChallenge: async (body) => this.seed.challenge(body),
       join: async (body) => {
@@ -470,6 +512,7 @@ export class KvNode {
     this.hints?.stop();
     this.antiEntropy?.stop();
     this.tokens?.stop();
+    this.paxos?.stop();
     await this.transport?.close();
     // Background steps see `stopped` at their next turn; a forwarded admin request may wait longer.
     await Promise.race([this.background, new Promise((r) => setTimeout(r, 1000).unref())]);

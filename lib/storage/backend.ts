@@ -16,6 +16,8 @@ export const SUBLEVELS = {
   merkle: 'm',
   /** Node identity, cluster id and other small facts. */
   meta: 'x',
+  /** Paxos acceptor state of conditional writes: `<partition as 4 hex digits><key>` → packed state (lib/node/paxos-replica.ts). */
+  paxos: 'p',
 } as const;
 
 export type Sublevel = (typeof SUBLEVELS)[keyof typeof SUBLEVELS];

@@ -46,6 +46,20 @@ function probes(etag: string): Probe[] {
     { op: 'putKey', method: 'PUT', path: '/kv/conf-big', body: Buffer.alloc(4096, 1), status: 413, code: 'KV_VALUE_TOO_LARGE' },
     { op: 'putKey', method: 'PUT', path: `/kv/${'u'.repeat(9000)}`, body: 'x', status: 414, code: 'KV_URI_TOO_LONG' },
     { op: 'putKey', method: 'PUT', path: '/kv/conf-key', body: 'x', headers: BIG_HEADER, status: 431, code: 'KV_HEADERS_TOO_LARGE' },
+    { op: 'putKey', method: 'PUT', path: '/kv/conf-cas', body: 'c', headers: { 'if-none-match': '*' }, status: 200 },
+    { op: 'putKey', method: 'PUT', path: '/kv/conf-cas', body: 'c', headers: { 'if-none-match': '*' }, status: 412, code: 'KV_PRECONDITION_FAILED' },
+    { op: 'putKey', method: 'PUT', path: '/kv/conf-cas', body: 'c', headers: { 'if-match': 'not-a-version' }, status: 400, code: 'KV_INVALID_ARGUMENT' },
+    { op: 'putKey', method: 'PUT', path: '/kv/conf-ttl?ttl=60', body: 't', status: 200 },
+    { op: 'putKey', method: 'PUT', path: '/kv/conf-ttl?ttl=0', body: 't', status: 400, code: 'KV_INVALID_ARGUMENT' },
+    { op: 'getKey', method: 'GET', path: '/kv/conf-ttl', status: 200 },
+    { op: 'getKey', method: 'GET', path: '/kv/conf-cas?serial=true', status: 200 },
+    { op: 'getKey', method: 'GET', path: '/kv/conf-absent?serial=true', status: 404, code: 'KV_NOT_FOUND' },
+    { op: 'headKey', method: 'HEAD', path: '/kv/conf-cas?serial=true', status: 200 },
+    { op: 'deleteKey', method: 'DELETE', path: '/kv/conf-cas', headers: { 'if-match': '0000000000010000:n1' }, status: 412, code: 'KV_PRECONDITION_FAILED' },
+    { op: 'listKeys', method: 'GET', path: '/kv?prefix=conf-&limit=2', status: 200 },
+    { op: 'listKeys', method: 'GET', path: '/kv', status: 200 },
+    { op: 'listKeys', method: 'GET', path: '/kv?limit=0', status: 400, code: 'KV_INVALID_ARGUMENT' },
+    { op: 'listKeys', method: 'GET', path: '/kv?cursor=%21%21', status: 400, code: 'KV_INVALID_ARGUMENT' },
     { op: 'getKey', method: 'GET', path: '/kv/conf-key', status: 200 },
     { op: 'getKey', method: 'GET', path: '/kv/conf-key?r=1', headers: { 'x-kv-session': '' }, status: 200 },
     { op: 'getKey', method: 'GET', path: '/kv/conf-absent', status: 404, code: 'KV_NOT_FOUND' },
@@ -198,7 +212,7 @@ describe('OpenAPI description (lib/api/openapi.json)', function () {
           codesSeen.add('KV_METHOD_NOT_ALLOWED');
         }
       }
-      for (const path of ['/nope', '/kv', '/ui/', '/cluster/', '/cluster/stats/x', '/openapi.yaml']) {
+      for (const path of ['/nope', '/kvx', '/ui/', '/cluster/', '/cluster/stats/x', '/openapi.yaml']) {
         const a = await request(addr, 'GET', path);
         expect(a.status, path).to.equal(404);
         expect(codeOf(a), path).to.equal('KV_NOT_FOUND');
