@@ -34,6 +34,7 @@
  * about 140,000 steps; 6,400 ops from 64 clients in about 330,000.
  */
 import { assert } from '../errors.ts';
+import { compareVersions, type Version } from '../core/hlc.ts';
 import { describeOp } from './history.ts';
 import type { Op } from './history.ts';
 import { ABSENT, DELETE, READ, RegisterSearch, WRITE } from './register-search.ts';
@@ -154,7 +155,7 @@ function encode(rel: readonly Op[], mustApplyBy: ReadonlyMap<Op, number>): Encod
   const h = {
     n, values: stateIds.size,
     invokeMs: new Float64Array(n), kind: new Uint8Array(n), target: new Int32Array(n),
-    required: new Uint8Array(n), returnMs: new Float64Array(n),
+    required: new Uint8Array(n), returnMs: new Float64Array(n), rank: versionRanks(rel),
   };
   for (let i = 0; i < n; i++) {
     const op = rel[i] as Op;
@@ -177,6 +178,31 @@ function encode(rel: readonly Op[], mustApplyBy: ReadonlyMap<Op, number>): Encod
     }
   }
   return h;
+}
+
+/**
+ * Each write's and delete's position in version order (-1 where unknown): acked ops
+ * carry the version they were stamped with, an unknown write a read observed carries
+ * the version that read reported. Ties (two ops stamped alike, a lost write the
+ * lost-write checker reports) keep invocation order.
+ */
+function versionRanks(rel: readonly Op[]): Int32Array {
+  const observed = new Map<string, Version>();
+  for (const op of rel) {
+    if (op.kind === 'read' && typeof op.readValue === 'string' && op.version !== undefined && !observed.has(op.readValue)) {
+      observed.set(op.readValue, op.version);
+    }
+  }
+  const versioned: Array<{ i: number; version: Version }> = [];
+  rel.forEach((op, i) => {
+    if (op.kind === 'read') return;
+    const version = op.status === 'ok' ? op.version : op.kind === 'write' ? observed.get(op.value ?? '') : undefined;
+    if (version !== undefined) versioned.push({ i, version });
+  });
+  versioned.sort((a, b) => compareVersions(a.version, b.version) || a.i - b.i);
+  const rank = new Int32Array(rel.length).fill(-1);
+  versioned.forEach(({ i }, r) => { rank[i] = r; });
+  return rank;
 }
 
 /**

@@ -18,6 +18,10 @@
  *   that must precede it already has been, and moving a read earlier in any valid
  *   order keeps it valid (it sees the same state, changes nothing);
  * - a value is never overwritten while reads of it remain (it could not come back);
+ * - writes and deletes whose versions are known are linearized in version order, the
+ *   order in which a last-writer-wins store applies them (DESIGN §2.8: a write that
+ *   began after another completed must carry the higher version), so with acked
+ *   versions the writes of a key leave the search one candidate at a time;
  * - optional deletes (unknown deletes that survived the reduction) are
  *   interchangeable once invoked: each sets the register absent and none has a
  *   deadline, so a configuration tries at most one, the earliest invoked still unused,
@@ -48,6 +52,11 @@ export interface EncodedHistory {
   readonly required: Uint8Array;
   /** When a required op returned (an observed unknown write: when it had to be applied by). */
   readonly returnMs: Float64Array;
+  /**
+   * Writes and deletes: position in version order (0, 1, ...), or -1 where the version
+   * is unknown (such an op may go anywhere its interval allows). Reads: -1.
+   */
+  readonly rank: Int32Array;
   /** Distinct values: state ids run 1..values. */
   readonly values: number;
 }
@@ -243,6 +252,8 @@ export class RegisterSearch {
   private optionalUsed = 0;
   /** Whether this configuration already tried its optional delete. */
   private optionalTried = false;
+  /** Rank of the next write or delete in version order: all ranked ops below it are linearized. */
+  private nextRank = 0;
 
   /** The stack of steps taken: the lifted call entry (or, for an optional delete, the return it was taken at). */
   private readonly stackEntry: number[] = [];
@@ -265,10 +276,13 @@ export class RegisterSearch {
     this.waiting = new Int32Array(h.values + 1);
     for (let i = 0; i < h.n; i++) {
       if (!h.required[i]) {
+        // An optional op in version order would hold back every op ranked after it.
+        assert(h.rank[i] === -1, 'only required ops have a place in version order');
         this.optional.push(i); // ops are numbered in invocation order already
         continue;
       }
       this.remaining++;
+      assert(h.rank[i] === -1 || h.kind[i] !== READ, 'reads have no place in version order');
       if (h.kind[i] === READ) this.waiting[h.target[i] as number] = (this.waiting[h.target[i] as number] as number) + 1;
     }
     this.entry = this.list.first();
@@ -293,7 +307,7 @@ export class RegisterSearch {
     const e = this.entry;
     const i = this.list.op[e] as number;
     const isRead = this.h.kind[i] === READ;
-    if (isRead ? this.state === this.h.target[i] : this.mayOverwrite()) {
+    if (isRead ? this.state === this.h.target[i] : this.mayOverwrite() && this.isNextInVersionOrder(i)) {
       if (this.lift(e, isRead ? FORCED : REGULAR)) return true;
       // A read equivalent to a configuration already explored: that one failed.
       if (isRead) return this.backtrack();
@@ -326,6 +340,11 @@ export class RegisterSearch {
     return this.state === ABSENT || this.waiting[this.state] === 0;
   }
 
+  private isNextInVersionOrder(i: number): boolean {
+    const rank = this.h.rank[i] as number;
+    return rank < 0 || rank === this.nextRank;
+  }
+
   /** Linearizes the op of call entry e, unless (set, state) after it was explored already. */
   private lift(e: number, step: Step): boolean {
     const i = this.list.op[e] as number;
@@ -338,6 +357,7 @@ export class RegisterSearch {
     }
     this.list.remove(e);
     if (isRead) this.waiting[this.state] = (this.waiting[this.state] as number) - 1;
+    if ((this.h.rank[i] as number) >= 0) this.nextRank++;
     this.remaining--;
     this.push(e, step, newState);
     return true;
@@ -377,6 +397,7 @@ export class RegisterSearch {
     const j = this.list.op[e] as number;
     this.memo.flip(j);
     this.list.restore(e);
+    if ((this.h.rank[j] as number) >= 0) this.nextRank--;
     this.remaining++;
     if (step === FORCED) this.waiting[this.h.target[j] as number] = (this.waiting[this.h.target[j] as number] as number) + 1;
     return { step, e };
