@@ -19,7 +19,7 @@
  * synchronous copy of it runs on SIGINT/SIGTERM and on exit, so no node is left
  * stopped and no namespace behind.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -30,13 +30,15 @@ import { History } from './history.ts';
 import type { FinalState, NodeReading, Op } from './history.ts';
 import { checkAll } from './checkers.ts';
 import type { CheckReport, CheckResult, Violation } from './checkers.ts';
-import { formatReport } from './report.ts';
-import { FaultInjector, FAULT_KINDS, type FaultKind, type FaultEvent } from './faults.ts';
+import { DEFAULTS } from '../config.ts';
+import { faultTable, formatReport, progressLine } from './report.ts';
+import { DEFAULT_FAULT_KINDS, FaultInjector, type FaultKind, type SkewFaultOptions } from './faults.ts';
 import { LocalCluster } from './local-cluster.ts';
 import { NetnsNetwork, netnsAvailable } from './netns.ts';
 import { Workload } from './workload.ts';
-import { ReplicaMap, getJson, waitAllAlive, type ClusterView } from './cluster-probe.ts';
+import { ReplicaMap, getJson, pollUntil, waitAllAlive, type ClusterView } from './cluster-probe.ts';
 import { readFinalState, waitForConvergence, type Convergence } from './convergence.ts';
+import { INSTALL_HINT, faketimeAvailable } from './faketime.ts';
 
 const SECOND = 1000;
 const HEAL_TIMEOUT_MS = 90 * SECOND;
@@ -130,15 +132,21 @@ class RunResources {
   }
 }
 
-/** The cluster the run acts on, once it is up. */
-interface Setup {
+/** The members and where they listen. */
+interface Members {
   addrs: string[];
-  /** Member id → address, as the cluster reported it at the start. */
+  /** Member id → address, as the cluster reported it. */
   idToAddr: Map<string, string>;
+}
+
+/** The cluster the run acts on, once it is up. */
+interface Setup extends Members {
   /** The faults that can actually be injected here. */
   kinds: FaultKind[];
   cluster: LocalCluster | undefined;
   net: NetnsNetwork | undefined;
+  /** Set when the skew fault is on. */
+  skew: SkewFaultOptions | undefined;
 }
 
 /** What the workload-and-faults phase leaves behind. */
@@ -151,25 +159,33 @@ interface ChaosPhase {
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const attach = o.attach !== undefined && o.attach.length > 0;
-  o.print(`chaos: seed ${o.seed} (replay: kv chaos --seed ${o.seed} --duration ${o.durationS}${o.nodes !== 5 ? ` --nodes ${o.nodes}` : ''}${o.clients !== 8 ? ` --clients ${o.clients}` : ''})`);
+  o.print(`chaos: seed ${o.seed} (replay: ${replayCommand(o)})`);
   if (attach && o.faults.length > 0) o.print('chaos: attached to an existing cluster: process faults and partitions are off (no pids, no namespaces to act on)');
   const res = new RunResources(o);
   try {
     const setup = attach ? await attachCluster(o) : await startCluster(o, res);
     o.print(`chaos: ${setup.idToAddr.size} nodes up; ${o.clients} clients for ${o.durationS}s; faults: ${setup.kinds.length > 0 ? setup.kinds.join(', ') : 'none'}`);
     const phase = await runWorkloadWithFaults(o, setup);
-    await heal(o, setup, phase);
+    const members = await heal(o, setup, phase);
     const ops = phase.history.ops();
     const keys = [...new Set(ops.map((op) => op.key))];
-    const replicas = await ReplicaMap.fetch(setup.addrs[0] as string, setup.idToAddr);
+    // The final membership: nodes that joined are replicas now, decommissioned ones are not.
+    const replicas = await ReplicaMap.fetch(members.addrs[0] as string, members.idToAddr);
     o.print(`chaos: waiting for ${keys.length} keys to converge on every replica`);
     const convergence = await waitForConvergence(keys, replicas, CONVERGE_TIMEOUT_MS);
     const final = await readFinalState(keys, replicas);
     const report = check(ops, final, convergence.violations);
-    return reportRun(o, { root: res.root, phase, ops, final, convergence, report });
+    return reportRun(o, { root: res.root, kinds: setup.kinds, phase, ops, final, convergence, report });
   } finally {
     await res.cleanup();
   }
+}
+
+/** The command that repeats this experiment: the seed, and every option that changes what it does. */
+export function replayCommand(o: Pick<ChaosOptions, 'seed' | 'durationS' | 'nodes' | 'clients' | 'faults'>): string {
+  const faults = o.faults.join(',') === DEFAULT_FAULT_KINDS.join(',') ? '' : ` --faults ${o.faults.length === 0 ? 'none' : o.faults.join(',')}`;
+  return `kv chaos --seed ${o.seed} --duration ${o.durationS}${o.nodes !== 5 ? ` --nodes ${o.nodes}` : ''}` +
+    `${o.clients !== 8 ? ` --clients ${o.clients}` : ''}${faults}`;
 }
 
 /** Setup for --attach: the given nodes, no faults. */
@@ -177,7 +193,7 @@ async function attachCluster(o: ChaosOptions): Promise<Setup> {
   const addrs = o.attach as string[];
   const size = (await getJson<ClusterView>(addrs[0] as string, '/cluster')).members.length;
   const initial = await waitAllAlive(addrs, size, STARTUP_TIMEOUT_MS);
-  return { addrs, idToAddr: membersOf(initial), kinds: [], cluster: undefined, net: undefined };
+  return { addrs, idToAddr: membersOf(initial), kinds: [], cluster: undefined, net: undefined, skew: undefined };
 }
 
 function membersOf(views: ClusterView[]): Map<string, string> {
@@ -198,7 +214,19 @@ async function startCluster(o: ChaosOptions, res: RunResources): Promise<Setup> 
     }
   }
   const root = o.dataDir !== undefined ? resolvePath(o.dataDir) : mkdtempSync(join(tmpdir(), 'kv-chaos-'));
+  mkdirSync(root, { recursive: true });
   res.root = root;
+  let skew: SkewFaultOptions | undefined;
+  if (kinds.includes('skew')) {
+    const can = await faketimeAvailable(join(root, 'probe.faketime'));
+    if (can.ok) {
+      skew = { lib: can.lib, dir: root, maxClockSkewMs: maxClockSkewMs(o.nodeArgs ?? []) };
+      o.print(`chaos: clock skew on: ${can.lib}, offsets within ±${(skew.maxClockSkewMs / 2 / SECOND).toFixed(1)} s (maxClockSkewMs/2)`);
+    } else {
+      kinds = kinds.filter((k) => k !== 'skew');
+      o.print(`chaos: clock skew skipped: ${can.why} (install it with: ${INSTALL_HINT})`);
+    }
+  }
   const addrs = await nodeAddrs(o, res.net);
   res.cluster = new LocalCluster({
     nodes: o.nodes, addrs, root, secret: randomBytes(24).toString('hex'), net: res.net,
@@ -212,7 +240,26 @@ async function startCluster(o: ChaosOptions, res: RunResources): Promise<Setup> 
   o.print(`chaos: starting ${o.nodes} nodes (data in ${root}${o.keep ? ', kept' : ''})`);
   await res.cluster.start();
   const initial = await waitAllAlive(addrs, o.nodes, STARTUP_TIMEOUT_MS);
-  return { addrs, idToAddr: membersOf(initial), kinds, cluster: res.cluster, net: res.net };
+  return { addrs, idToAddr: membersOf(initial), kinds, cluster: res.cluster, net: res.net, skew };
+}
+
+/** The nodes' maxClockSkewMs: from `--max-clock-skew-ms` in the extra node flags, else the node default. */
+function maxClockSkewMs(nodeArgs: readonly string[]): number {
+  const at = nodeArgs.indexOf('--max-clock-skew-ms');
+  const v = at >= 0 ? Number(nodeArgs[at + 1]) : NaN;
+  return Number.isInteger(v) && v > 0 ? v : DEFAULTS.maxClockSkewMs;
+}
+
+/** Where the next joining node listens: a fresh namespace, the next base port, or an OS-chosen port. */
+function nextNodeAddr(o: ChaosOptions, net: NetnsNetwork | undefined, started: () => number): () => Promise<{ addr: string; index: number }> {
+  return async () => {
+    if (net !== undefined) {
+      const index = await net.addNode();
+      return { addr: `${net.nodeAddrs[index]}:${o.basePort ?? 7001}`, index };
+    }
+    const index = started();
+    return { addr: `127.0.0.1:${o.basePort !== undefined ? o.basePort + index : await freePort()}`, index };
+  };
 }
 
 /** Where the nodes listen: their namespace addresses, base-port + i on loopback, or OS-chosen loopback ports. */
@@ -237,13 +284,19 @@ async function runWorkloadWithFaults(o: ChaosOptions, setup: Setup): Promise<Cha
     rngFor: (c) => seededRng((o.seed * 7919 + c * 104_729) >>> 0),
   });
   const faultErrors: string[] = [];
-  const faults = setup.cluster !== undefined
+  const cluster = setup.cluster;
+  const faults = cluster !== undefined
     ? new FaultInjector({
-      cluster: setup.cluster, net: setup.net, kinds: setup.kinds, rng: seededRng((o.seed ^ 0x5bd1e995) >>> 0), intervalMs: o.faultIntervalMs, clockMs,
+      cluster, net: setup.net, kinds: setup.kinds, rng: seededRng((o.seed ^ 0x5bd1e995) >>> 0), intervalMs: o.faultIntervalMs, clockMs,
       onError: (err) => { faultErrors.push(String((err as Error)?.message ?? err)); },
+      ...(setup.skew !== undefined ? { skew: setup.skew } : {}),
+      topology: {
+        nextNode: nextNodeAddr(o, setup.net, () => cluster.specs.length + cluster.retired.length),
+        onMembers: (addrs) => workload.setNodes(addrs),
+      },
     })
     : undefined;
-  const progress = (): string => progressLine(clockMs(), workload, faults);
+  const progress = (): string => progressLine(clockMs(), workload.counts, faults, setup.kinds);
   const tick = setInterval(() => {
     if (o.tty) o.writeRaw(`\r\x1b[2K${progress()}`);
     else o.print(progress());
@@ -257,35 +310,45 @@ async function runWorkloadWithFaults(o: ChaosOptions, setup: Setup): Promise<Cha
   return { history, workload, faults, faultErrors };
 }
 
-function progressLine(nowMs: number, workload: Workload, faults: FaultInjector | undefined): string {
-  const c = workload.counts;
-  const f = faults?.counts ?? { kill: 0, pause: 0, partition: 0 };
-  const s = faults?.status() ?? { down: [], paused: [], partitioned: [] };
-  const list = (xs: string[]): string => (xs.length === 0 ? '-' : xs.join(','));
-  return `[${String(Math.floor(nowMs / SECOND)).padStart(4)}s] ops ok ${c.ok} fail ${c.fail} unknown ${c.unknown}` +
-    ` | faults kill ${f.kill} pause ${f.pause} partition ${f.partition}` +
-    ` | down ${list(s.down)} paused ${list(s.paused)} cut ${list(s.partitioned)}`;
-}
-
 /**
  * Heal: every pending heal runs (SIGCONT, restart, routes removed), the workload
  * drains, killed nodes restart, and every node must serve and see every member as
  * normal and alive.
  */
-async function heal(o: ChaosOptions, setup: Setup, phase: ChaosPhase): Promise<void> {
+async function heal(o: ChaosOptions, setup: Setup, phase: ChaosPhase): Promise<Members> {
   o.print('chaos: healing: resuming, restarting and reconnecting every node');
   await phase.faults?.stop();
   await phase.workload.stop();
   const cluster = setup.cluster;
-  if (cluster !== undefined) {
-    for (const s of cluster.specs) if (cluster.state(s.id) === 'down') cluster.restart(s.id);
-    for (const s of cluster.specs) await cluster.waitHealthy(s.id, HEAL_TIMEOUT_MS);
+  if (cluster === undefined) {
+    await waitAllAlive(setup.addrs, setup.idToAddr.size, HEAL_TIMEOUT_MS);
+    return setup;
   }
-  await waitAllAlive(setup.addrs, setup.idToAddr.size, HEAL_TIMEOUT_MS);
+  for (const s of cluster.specs) if (cluster.state(s.id) === 'down') cluster.restart(s.id);
+  for (const s of cluster.specs) await cluster.waitHealthy(s.id, HEAL_TIMEOUT_MS);
+  await settleMembership(cluster);
+  const addrs = cluster.specs.map((s) => s.addr);
+  const views = await waitAllAlive(addrs, addrs.length, HEAL_TIMEOUT_MS);
+  return { addrs, idToAddr: membersOf(views) };
+}
+
+/**
+ * Waits until no member is joining or leaving, then stops any node the membership no
+ * longer holds (a decommission that completed after the run): what is left is the
+ * final membership.
+ */
+async function settleMembership(cluster: LocalCluster): Promise<void> {
+  const view = await pollUntil('no member joining or leaving', HEAL_TIMEOUT_MS, async () => {
+    const v = await getJson<ClusterView>((cluster.specs[0] as { addr: string }).addr, '/cluster');
+    return v.members.some((m) => m.state === 'joining' || m.state === 'leaving') ? undefined : v;
+  });
+  const ids = new Set(view.members.map((m) => m.id));
+  for (const s of [...cluster.specs]) if (!ids.has(s.id)) await cluster.retire(s.id);
 }
 
 interface RunOutcome {
   root: string | undefined;
+  kinds: readonly FaultKind[];
   phase: ChaosPhase;
   ops: Op[];
   final: Map<string, Map<string, NodeReading>>;
@@ -301,14 +364,14 @@ function reportRun(o: ChaosOptions, r: RunOutcome): ChaosResult {
   const mutations = ops.filter((op) => op.kind !== 'read');
   const acked = mutations.filter((op) => op.status === 'ok').length;
   const unknown = mutations.filter((op) => op.status === 'unknown').length;
-  const faultCounts = faults?.counts ?? { kill: 0, pause: 0, partition: 0 };
+  const faultCounts = faults?.counts ?? { kill: 0, pause: 0, partition: 0, skew: 0, topology: 0 };
   const totalFaults = faults?.total ?? 0;
   const convergedMs = r.convergence.convergedMs;
 
   o.print('');
   o.print(formatReport(report).trimEnd());
   o.print('');
-  o.print(faultTable(faults?.events ?? [], faultCounts));
+  o.print(faultTable({ events: faults?.events ?? [], counts: faultCounts, kinds: r.kinds, topology: faults?.topology?.counts }));
   if (phase.faultErrors.length > 0) o.print(`fault injection errors (${phase.faultErrors.length}): ${phase.faultErrors.slice(0, 5).join('; ')}`);
   const byClass = linearizableByClass(report);
   if (byClass !== undefined) o.print(byClass);
@@ -359,25 +422,4 @@ export function linearizableByClass(report: CheckReport): string | undefined {
   const st = lin.stats;
   return `linearizable keys: single-writer ${st['singleWriterLinearizable'] ?? 0}/${st['singleWriterKeys'] ?? 0}, ` +
     `multi-writer ${st['multiWriterLinearizable'] ?? 0}/${st['multiWriterKeys'] ?? 0} (final state as the last read of each)`;
-}
-
-function faultTable(events: FaultEvent[], counts: Record<FaultKind, number>): string {
-  const rows: string[][] = [['fault', 'count', 'detail']];
-  for (const kind of FAULT_KINDS) {
-    const evs = events.filter((e) => e.kind === kind);
-    let detail = '';
-    if (evs.length > 0) {
-      const secs = evs.reduce((s, e) => s + e.durationMs, 0) / SECOND;
-      detail = `${secs.toFixed(1)} s in total`;
-      if (kind === 'partition') {
-        const iso = evs.filter((e) => e.shape === 'isolate').length;
-        const seen = evs.filter((e) => e.observed).length;
-        detail += `; isolate ${iso}, split ${evs.length - iso}; seen by gossip on the other side ${seen}/${evs.length}`;
-      }
-    }
-    rows.push([kind, String(counts[kind]), detail]);
-  }
-  const w0 = Math.max(...rows.map((r) => (r[0] as string).length));
-  const w1 = Math.max(...rows.map((r) => (r[1] as string).length));
-  return rows.map((r) => `${(r[0] as string).padEnd(w0)}  ${(r[1] as string).padStart(w1)}  ${r[2]}`.trimEnd()).join('\n');
 }
