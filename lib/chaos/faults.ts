@@ -89,7 +89,7 @@ interface Pending {
 
 /** How long a restarted node may take to serve again before it no longer counts as busy. */
 const RESTART_READY_MS = 60_000;
-/** Bound on waiting for a topology change in progress when the run stops. */
+/** Bound on waiting for a topology change in progress after the run (a join streams its partitions). */
 const TOPOLOGY_SETTLE_MS = 90_000;
 
 export class FaultInjector {
@@ -121,14 +121,13 @@ export class FaultInjector {
 
   status(): FaultStatus {
     const c = this.o.cluster;
-    const changing = this.topology?.changing;
-    const change = this.events.findLast((e) => e.kind === 'topology');
+    const change = this.topology?.changing;
     return {
       down: c.specs.filter((s) => c.state(s.id) === 'down').map((s) => s.id),
       paused: c.specs.filter((s) => c.state(s.id) === 'paused').map((s) => s.id),
       partitioned: [...this.partitionSide],
       skewed: c.specs.filter((s) => this.skewed.has(s.id)).map((s) => `${s.id}${seconds(s.clock?.offsetMs ?? 0)}`),
-      changing: changing === undefined ? [] : [`${change?.change === 'join' ? '+' : '-'}${changing}`],
+      changing: change === undefined ? [] : [`${change.change === 'join' ? '+' : '-'}${change.nodes[0]}`],
     };
   }
 
@@ -138,7 +137,7 @@ export class FaultInjector {
     this.loop = this.run();
   }
 
-  /** Stop injecting and heal everything now; a topology change in progress may complete first (bounded). */
+  /** Stop injecting and heal everything now (a topology change in progress goes on: see `settleTopology`). */
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
@@ -148,6 +147,10 @@ export class FaultInjector {
     for (const p of all) for (const t of p.timers) clearTimeout(t);
     for (const p of all) await p.heal().catch(this.o.onError);
     await Promise.all(this.background);
+  }
+
+  /** Waits, bounded, for a topology change in progress to show in the cluster. */
+  async settleTopology(): Promise<void> {
     await this.topology?.settle(TOPOLOGY_SETTLE_MS);
   }
 
@@ -171,7 +174,8 @@ export class FaultInjector {
   /** A running node no fault holds (nor, if given, one of `besides`). */
   private pickFree(besides?: ReadonlySet<string>): string | undefined {
     const c = this.o.cluster;
-    const free = c.specs.filter((s) => !this.busy.has(s.id) && !besides?.has(s.id) && s.id !== this.topology?.changing &&
+    const changing = this.topology?.changing?.nodes[0];
+    const free = c.specs.filter((s) => !this.busy.has(s.id) && !besides?.has(s.id) && s.id !== changing &&
       c.state(s.id) === 'up').map((s) => s.id);
     return free.length === 0 ? undefined : free[this.o.rng.int(free.length)];
   }
@@ -295,16 +299,9 @@ export class FaultInjector {
     if (t === undefined) return;
     const e = await t.inject();
     if (e === undefined) return;
-    const fault: FaultEvent = { atMs: e.atMs, kind: 'topology', nodes: [e.node], durationMs: 0, change: e.change };
-    this.events.push(fault);
+    // The topology fault fills in settledMs when the cluster shows the change.
+    this.events.push(e);
     this.counts.topology++;
-    // The event fills in settledMs when the cluster shows the change.
-    this.track(t.settle(TOPOLOGY_SETTLE_MS).then(() => {
-      if (e.settledMs !== undefined) {
-        fault.settledMs = e.settledMs;
-        fault.durationMs = e.settledMs;
-      }
-    }));
   }
 
   private record(f: Omit<FaultEvent, 'atMs'>, heal: () => Promise<void>, midway: Array<{ afterMs: number; run: () => void }> = []): FaultEvent {

@@ -93,6 +93,8 @@ class RunResources {
   net: NetnsNetwork | undefined;
   cluster: LocalCluster | undefined;
   root: string | undefined;
+  /** Keep the data dir: asked for (--keep), or a failed run's evidence. */
+  keep: boolean;
   private cleaned = false;
   private readonly onSignal = (sig: NodeJS.Signals): void => {
     this.o.writeRaw('\n');
@@ -103,6 +105,7 @@ class RunResources {
   private readonly onExit = (): void => this.cleanupSync();
 
   constructor(private readonly o: ChaosOptions) {
+    this.keep = o.keep;
     process.once('SIGINT', this.onSignal);
     process.once('SIGTERM', this.onSignal);
     process.once('exit', this.onExit);
@@ -128,7 +131,7 @@ class RunResources {
   }
 
   private removeRoot(): void {
-    if (this.root !== undefined && !this.o.keep) rmSync(this.root, { recursive: true, force: true });
+    if (this.root !== undefined && !this.keep) rmSync(this.root, { recursive: true, force: true });
   }
 }
 
@@ -162,10 +165,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   o.print(`chaos: seed ${o.seed} (replay: ${replayCommand(o)})`);
   if (attach && o.faults.length > 0) o.print('chaos: attached to an existing cluster: process faults and partitions are off (no pids, no namespaces to act on)');
   const res = new RunResources(o);
+  let phase: ChaosPhase | undefined;
   try {
     const setup = attach ? await attachCluster(o) : await startCluster(o, res);
     o.print(`chaos: ${setup.idToAddr.size} nodes up; ${o.clients} clients for ${o.durationS}s; faults: ${setup.kinds.length > 0 ? setup.kinds.join(', ') : 'none'}`);
-    const phase = await runWorkloadWithFaults(o, setup);
+    phase = await runWorkloadWithFaults(o, setup);
     const members = await heal(o, setup, phase);
     const ops = phase.history.ops();
     const keys = [...new Set(ops.map((op) => op.key))];
@@ -176,8 +180,31 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const final = await readFinalState(keys, replicas);
     const report = check(ops, final, convergence.violations);
     return reportRun(o, { root: res.root, kinds: setup.kinds, phase, ops, final, convergence, report });
+  } catch (err) {
+    keepEvidence(o, res, phase, err);
+    throw err;
   } finally {
     await res.cleanup();
+  }
+}
+
+/**
+ * A run that could not finish (the cluster never healed, a node would not start)
+ * leaves its evidence: the data dir and node logs, and with --json the history and
+ * fault log so far.
+ */
+function keepEvidence(o: ChaosOptions, res: RunResources, phase: ChaosPhase | undefined, err: unknown): void {
+  o.print(`chaos: the run could not finish: ${(err as Error)?.message ?? String(err)}`);
+  if (phase !== undefined && o.jsonFile !== undefined) {
+    writeFileSync(o.jsonFile, JSON.stringify({
+      seed: o.seed, options: { ...o, print: undefined, writeRaw: undefined }, error: String((err as Error)?.message ?? err),
+      faults: phase.faults?.events ?? [], faultErrors: phase.faultErrors, history: phase.history.ops(),
+    }, null, 1));
+    o.print(`chaos: history so far written to ${o.jsonFile}`);
+  }
+  if (res.root !== undefined) {
+    res.keep = true;
+    o.print(`chaos: data and node logs kept in ${res.root}`);
   }
 }
 
@@ -326,6 +353,7 @@ async function heal(o: ChaosOptions, setup: Setup, phase: ChaosPhase): Promise<M
   }
   for (const s of cluster.specs) if (cluster.state(s.id) === 'down') cluster.restart(s.id);
   for (const s of cluster.specs) await cluster.waitHealthy(s.id, HEAL_TIMEOUT_MS);
+  await phase.faults?.settleTopology();
   await settleMembership(cluster);
   const addrs = cluster.specs.map((s) => s.addr);
   const views = await waitAllAlive(addrs, addrs.length, HEAL_TIMEOUT_MS);

@@ -14,6 +14,7 @@
  */
 import type { Rng } from '../core/rng.ts';
 import type { LocalCluster, NodeSpec } from './local-cluster.ts';
+import type { FaultEvent } from './faults.ts';
 import { getJson, pollUntil, type ClusterView } from './cluster-probe.ts';
 
 const SECOND = 1000;
@@ -51,14 +52,8 @@ export interface TopologyFaultOptions {
   onError: (err: unknown) => void;
 }
 
-/** A started change, and what the run learns about it. */
-export interface TopologyEvent {
-  change: TopologyChange;
-  node: string;
-  atMs: number;
-  /** Time until the cluster showed the change complete; undefined while (or if never) it did. */
-  settledMs?: number;
-}
+/** A started change as the fault log records it; `settledMs` (and `durationMs`) are set when the cluster shows it. */
+export type TopologyEvent = FaultEvent & { kind: 'topology'; change: TopologyChange };
 
 function errorCode(body: string): string | undefined {
   try {
@@ -77,9 +72,9 @@ export class TopologyFault {
     this.startSize = o.cluster.specs.length;
   }
 
-  /** The node a change in progress acts on (other faults leave it alone). */
-  get changing(): string | undefined {
-    return this.current?.event.node;
+  /** The change in progress (other faults leave its node alone). */
+  get changing(): TopologyEvent | undefined {
+    return this.current?.event;
   }
 
   /** Starts one change if the cluster allows one now; the event, or undefined if none started. */
@@ -115,12 +110,12 @@ export class TopologyFault {
     const { addr, index } = await this.o.nextNode();
     const spec = this.o.cluster.launchJoiner(addr, index);
     this.counts.joins++;
-    return this.start({ change: 'join', node: spec.id, atMs: this.o.clockMs() }, async (event) => {
+    return this.start(this.event('join', spec.id), async (event) => {
       await pollUntil(`${spec.id} normal in the membership`, CHANGE_TIMEOUT_MS, async () => {
         const v = await this.view();
         return v?.members.some((m) => m.id === spec.id && m.state === 'normal') ? true : undefined;
       });
-      event.settledMs = this.o.clockMs() - event.atMs;
+      this.settled(event);
       this.o.onMembers(this.addrs());
     }, async () => {
       // A joiner that never became normal is not a member the run can count on.
@@ -143,15 +138,24 @@ export class TopologyFault {
     }
     if (!res.ok) throw new Error(`decommission ${id} through ${via.id}: HTTP ${res.status} ${body.slice(0, 200)}`);
     this.counts.decommissions++;
-    return this.start({ change: 'decommission', node: id, atMs: this.o.clockMs() }, async (event) => {
+    return this.start(this.event('decommission', id), async (event) => {
       await pollUntil(`${id} gone from the membership`, CHANGE_TIMEOUT_MS, async () => {
         const v = await this.view(id);
         return v !== undefined && !v.members.some((m) => m.id === id) ? true : undefined;
       });
-      event.settledMs = this.o.clockMs() - event.atMs;
+      this.settled(event);
       await this.o.cluster.retire(id);
       this.o.onMembers(this.addrs());
     });
+  }
+
+  private event(change: TopologyChange, node: string): TopologyEvent {
+    return { kind: 'topology', change, nodes: [node], atMs: this.o.clockMs(), durationMs: 0 };
+  }
+
+  private settled(e: TopologyEvent): void {
+    e.settledMs = this.o.clockMs() - e.atMs;
+    e.durationMs = e.settledMs;
   }
 
   /** Tracks a change until `complete` says the cluster shows it (or gave up: `abandon`). */
