@@ -16,13 +16,18 @@ import type { FinalState, NodeReading, NormalizedFinalState, Op } from './histor
 import { DEFAULT_MAX_STEPS_PER_KEY, checkRegisterHistory } from './linearizability.ts';
 import type { KeyVerdict } from './linearizability.ts';
 
-export type CheckerName =
+/** The checkers of a history and its final state (checkAll runs them). */
+export type HistoryCheckerName =
   | 'wellFormed' | 'noLostWrites' | 'linearizable' | 'converged' | 'noResurrection' | 'honestOutcomes';
 
-export const CHECKER_NAMES: readonly CheckerName[] =
+export const CHECKER_NAMES: readonly HistoryCheckerName[] =
   ['wellFormed', 'noLostWrites', 'linearizable', 'converged', 'noResurrection', 'honestOutcomes'];
 
+/** ... and `noCrashes`, which a run adds from what its node processes did (§2.7). */
+export type CheckerName = HistoryCheckerName | 'noCrashes';
+
 export interface Violation {
+  /** The key it is about; '' for one about a node rather than a key (noCrashes). */
   key: string;
   message: string;
   /** The ops the violation is about, first the one that was wronged. */
@@ -220,6 +225,19 @@ function completedBefore(earlier: Op, op: Op): boolean {
   return earlier.status === 'ok' && earlier.completeMs !== undefined && earlier.completeMs < op.invokeMs;
 }
 
+/** What became of one acked write or delete, judged by the final state `f` (written by `writer`). */
+type Fate = 'final' | 'superseded' | 'unverifiable' | 'lost' | 'lostToEarlier';
+
+function fateOf(idx: KeyIndex, f: Resolved, writer: Op | undefined, op: Op): Fate {
+  if (op.kind === 'write' ? f.value === op.value : !f.found) return 'final';
+  // Superseded only by a write that had not completed before this one was invoked:
+  // a higher version from an earlier write means the later write lost to a clock
+  // (the skewed-coordinator loss of DESIGN §2.8).
+  if (writer !== undefined && completedBefore(writer, op)) return 'lostToEarlier';
+  const d = f.legit ? dominates(idx, f, op.version as Version, true) : 'no';
+  return d === 'yes' ? 'superseded' : d === 'unverifiable' ? 'unverifiable' : 'lost';
+}
+
 export function noLostWrites(ops: readonly Op[], finalState: FinalState): CheckResult {
   const final = normalizeFinalState(finalState);
   const violations: Violation[] = [];
@@ -238,43 +256,33 @@ export function noLostWrites(ops: readonly Op[], finalState: FinalState): CheckR
     }
     const f = resolve(idx, best.value, best.version);
     const writer = finalWriter(idx, f);
-    // One violation per key, newest lost op first: a broken final state can lose
-    // thousands of ops at once, and the newest is the one that had to survive.
     const lost: Op[] = [];
-    let lostToEarlier = 0;
     for (const op of idx.acked) {
-      if (op.kind === 'write' ? f.value === op.value : !f.found) {
-        stats.final++;
-        continue;
-      }
-      // Superseded only by a write that had not completed before this one was
-      // invoked: a higher version from an earlier write means the later write lost
-      // to a clock (the skewed-coordinator loss of DESIGN §2.8).
-      if (writer !== undefined && completedBefore(writer, op)) {
-        lostToEarlier++;
-        lost.push(op);
-        continue;
-      }
-      const d = f.legit ? dominates(idx, f, op.version as Version, true) : 'no';
-      if (d === 'yes') stats.superseded++;
-      else if (d === 'unverifiable') stats.unverifiable++;
-      else lost.push(op);
+      const fate = fateOf(idx, f, writer, op);
+      stats[fate]++;
+      if (fate === 'lostToEarlier') stats.lost++; // `lost` counts both kinds
+      if (fate === 'lost' || fate === 'lostToEarlier') lost.push(op);
     }
-    if (lost.length === 0) continue;
-    stats.lost += lost.length;
-    stats.lostToEarlier += lostToEarlier;
-    lost.sort((a, b) => compareVersions(b.version as Version, a.version as Version));
-    const newest = lost[0] as Op;
-    const why = !f.legit ? 'which no acked or unknown write produced'
-      : writer !== undefined && completedBefore(writer, newest) ? `which completed before it was invoked and cannot supersede it`
-        : 'which does not supersede it';
-    const more = lost.length > 1 ? ` (and ${lost.length - 1} other acked op(s))` : '';
-    violations.push({
-      key: idx.key, opIds: lost.map((op) => op.id),
-      message: `acked ${newest.kind} ${describeOp(newest)}${more} was lost: the final state is ${describeReading(f)}, ${why}`,
-    });
+    if (lost.length > 0) violations.push(lostViolation(idx.key, f, writer, lost));
   }
   return result('noLostWrites', violations, stats);
+}
+
+/**
+ * One violation per key, newest lost op first: a broken final state can lose
+ * thousands of ops at once, and the newest is the one that had to survive.
+ */
+function lostViolation(key: string, f: Resolved, writer: Op | undefined, lost: Op[]): Violation {
+  lost.sort((a, b) => compareVersions(b.version as Version, a.version as Version));
+  const newest = lost[0] as Op;
+  const why = !f.legit ? 'which no acked or unknown write produced'
+    : writer !== undefined && completedBefore(writer, newest) ? 'which completed before it was invoked and cannot supersede it'
+      : 'which does not supersede it';
+  const more = lost.length > 1 ? ` (and ${lost.length - 1} other acked op(s))` : '';
+  return {
+    key, opIds: lost.map((op) => op.id),
+    message: `acked ${newest.kind} ${describeOp(newest)}${more} was lost: the final state is ${describeReading(f)}, ${why}`,
+  };
 }
 
 // ---------------------------------------------------------------------------------
@@ -541,7 +549,7 @@ export function honestOutcomes(ops: readonly Op[]): CheckResult {
 
 export interface CheckAllOptions extends LinearizableOptions {
   /** Checkers not to run (e.g. 'linearizable' for a run that mixes r/w below quorum). */
-  skip?: readonly CheckerName[];
+  skip?: readonly HistoryCheckerName[];
 }
 
 export interface CheckSummary {
@@ -563,7 +571,7 @@ export interface CheckReport {
 export function checkAll(history: readonly Op[] | History, finalState: FinalState, opts: CheckAllOptions = {}): CheckReport {
   const ops = history instanceof History ? history.ops() : history;
   const skip = new Set(opts.skip ?? []);
-  const run: Record<CheckerName, () => CheckResult> = {
+  const run: Record<HistoryCheckerName, () => CheckResult> = {
     wellFormed: () => wellFormed(ops),
     noLostWrites: () => noLostWrites(ops, finalState),
     linearizable: () => linearizable(ops, { ...opts, finalState }),

@@ -78,7 +78,7 @@ export interface FaultInjectorOptions {
   /** Required for the skew fault. */
   skew?: SkewFaultOptions;
   /** Required for the topology fault. */
-  topology?: Pick<TopologyFaultOptions, 'nextNode' | 'onMembers'>;
+  topology?: Pick<TopologyFaultOptions, 'nextNode' | 'onMembers' | 'lastStartMs'>;
 }
 
 interface Pending {

@@ -36,7 +36,25 @@ export type NodeState = 'up' | 'down' | 'paused';
 interface Running {
   child: ChildProcess;
   exited: Promise<void>;
+  /** Set when this side stops the process: any other exit is a crash. */
+  stopping: boolean;
+  /** The end of its stderr, where a crash leaves its reason. */
+  stderrTail: string;
 }
+
+/** A node process that exited without being stopped: DESIGN §2.7 says a node never dies from input. */
+export interface NodeCrash {
+  id: string;
+  /** Wall-clock time, to line up with the node logs. */
+  at: string;
+  code: number | null;
+  signal: string | null;
+  /** The error line of its stderr, if it left one. */
+  reason: string;
+}
+
+/** Enough stderr to hold an uncaught error and the top of its stack. */
+const STDERR_TAIL_BYTES = 4096;
 
 export interface LocalClusterOptions {
   nodes: number;
@@ -54,6 +72,8 @@ export class LocalCluster {
   readonly specs: NodeSpec[] = [];
   /** Nodes stopped for good (decommissioned), kept for their logs. */
   readonly retired: NodeSpec[] = [];
+  /** Every exit this side did not cause. */
+  readonly crashes: NodeCrash[] = [];
   private readonly procs = new Map<string, Running>();
   private readonly states = new Map<string, NodeState>();
   private readonly logs = new Map<string, WriteStream>();
@@ -136,7 +156,12 @@ export class LocalCluster {
     if (log === undefined) this.logs.set(s.id, (log = createWriteStream(join(this.opts.root, `${s.id}.log`), { flags: 'a' })));
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => {
+    const running: Running = { child, exited: Promise.resolve(), stopping: false, stderrTail: '' };
+    child.stderr?.on('data', (b: Buffer) => { running.stderrTail = (running.stderrTail + b.toString()).slice(-STDERR_TAIL_BYTES); });
+    running.exited = new Promise<void>((resolve) => child.once('exit', (code, signal) => {
+      if (!running.stopping) {
+        this.crashes.push({ id: s.id, at: new Date().toISOString(), code, signal, reason: crashReason(running.stderrTail) });
+      }
       if (this.procs.get(s.id)?.child === child) {
         this.procs.delete(s.id);
         this.states.set(s.id, 'down');
@@ -144,7 +169,7 @@ export class LocalCluster {
       resolve();
     }));
     child.once('error', () => undefined);
-    this.procs.set(s.id, { child, exited });
+    this.procs.set(s.id, running);
     this.states.set(s.id, 'up');
   }
 
@@ -165,6 +190,7 @@ export class LocalCluster {
   async kill(id: string): Promise<void> {
     const p = this.procs.get(id);
     if (p === undefined) return;
+    p.stopping = true;
     p.child.kill('SIGKILL');
     await p.exited;
   }
@@ -194,6 +220,7 @@ export class LocalCluster {
   async stopAll(): Promise<void> {
     const all = [...this.procs.values()];
     for (const p of all) {
+      p.stopping = true;
       p.child.kill('SIGCONT');
       p.child.kill('SIGKILL');
     }
@@ -205,8 +232,15 @@ export class LocalCluster {
   /** For exit handlers: no awaiting possible. */
   stopAllSync(): void {
     for (const p of this.procs.values()) {
+      p.stopping = true;
       p.child.kill('SIGCONT');
       p.child.kill('SIGKILL');
     }
   }
+}
+
+/** The first `Error: …` line of a crashed node's stderr, else its last line. */
+function crashReason(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return (lines.find((l) => /^\w*Error\b/.test(l)) ?? lines.at(-1) ?? '').slice(0, 300);
 }

@@ -41,7 +41,7 @@ export function formatReport(report: CheckReport, opts: FormatOptions = {}): str
     const all = report.results.flatMap((r) => r.violations.map((v) => ({ checker: r.name, v })));
     out.push('', `violations${all.length > maxViolations ? ` (first ${maxViolations} of ${all.length})` : ''}:`);
     for (const { checker, v } of all.slice(0, maxViolations)) {
-      out.push(`  [${checker}] key ${JSON.stringify(v.key)}: ${v.message}`);
+      out.push(`  [${checker}] ${v.key !== '' ? `key ${JSON.stringify(v.key)}: ` : ''}${v.message}`);
     }
   }
   return out.join('\n') + '\n';

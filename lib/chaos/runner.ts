@@ -33,7 +33,7 @@ import type { CheckReport, CheckResult, Violation } from './checkers.ts';
 import { DEFAULTS } from '../config.ts';
 import { faultTable, formatReport, progressLine } from './report.ts';
 import { DEFAULT_FAULT_KINDS, FaultInjector, type FaultKind, type SkewFaultOptions } from './faults.ts';
-import { LocalCluster } from './local-cluster.ts';
+import { LocalCluster, type NodeCrash } from './local-cluster.ts';
 import { NetnsNetwork, netnsAvailable } from './netns.ts';
 import { Workload } from './workload.ts';
 import { ReplicaMap, getJson, pollUntil, waitAllAlive, type ClusterView } from './cluster-probe.ts';
@@ -49,6 +49,12 @@ const STARTUP_TIMEOUT_MS = 60 * SECOND;
 const NODE_REQUEST_TIMEOUT_MS = 2 * SECOND;
 /** Client deadline: above the node's, so the node normally answers (504) first. */
 const CLIENT_TIMEOUT_MS = 5 * SECOND;
+/**
+ * Topology changes start no later than this before the end of the run: a join
+ * streams its partitions for about that long on a loaded 2-core machine (measured
+ * 22..48 s there, less on a quiet one), so most changes complete under client traffic.
+ */
+const TOPOLOGY_CHANGE_LEAD_MS = 20 * SECOND;
 
 export interface ChaosOptions {
   durationS: number;
@@ -178,7 +184,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     o.print(`chaos: waiting for ${keys.length} keys to converge on every replica`);
     const convergence = await waitForConvergence(keys, replicas, CONVERGE_TIMEOUT_MS);
     const final = await readFinalState(keys, replicas);
-    const report = check(ops, final, convergence.violations);
+    const report = check(ops, final, { convergeViolations: convergence.violations, ...(setup.cluster !== undefined ? { crashes: setup.cluster.crashes } : {}) });
     return reportRun(o, { root: res.root, kinds: setup.kinds, phase, ops, final, convergence, report });
   } catch (err) {
     keepEvidence(o, res, phase, err);
@@ -320,6 +326,7 @@ async function runWorkloadWithFaults(o: ChaosOptions, setup: Setup): Promise<Cha
       topology: {
         nextNode: nextNodeAddr(o, setup.net, () => cluster.specs.length + cluster.retired.length),
         onMembers: (addrs) => workload.setNodes(addrs),
+        lastStartMs: Math.max(0, o.durationS * SECOND - TOPOLOGY_CHANGE_LEAD_MS),
       },
     })
     : undefined;
@@ -420,17 +427,28 @@ function reportRun(o: ChaosOptions, r: RunOutcome): ChaosResult {
   };
 }
 
+/** What the run saw beside the history. */
+export interface RunEvidence {
+  /** Keys whose replicas still disagreed when the convergence wait gave up. */
+  convergeViolations?: Violation[];
+  /** Node processes that exited without being stopped. */
+  crashes?: readonly NodeCrash[];
+}
+
 /**
  * checkAll over every key (linearizability included: versions order the writes of a
  * shared key, and the final state is each key's last read), with the replica
- * disagreement seen by the convergence wait added to the converged checker.
+ * disagreement seen by the convergence wait added to the converged checker, and the
+ * nodes that crashed as the noCrashes checker (DESIGN §2.7: a node never dies from a
+ * request, a frame or a peer message; a clock step is none of those either).
  */
-export function check(ops: readonly Op[], final: FinalState, convergeViolations: Violation[] = []): CheckReport {
+export function check(ops: readonly Op[], final: FinalState, evidence: RunEvidence = {}): CheckReport {
   const base = checkAll(ops, final);
-  if (convergeViolations.length === 0) return base;
-  const results: CheckResult[] = base.results.map((r) => (r.name !== 'converged' ? r : {
+  const convergeViolations = evidence.convergeViolations ?? [];
+  const results: CheckResult[] = base.results.map((r) => (r.name !== 'converged' || convergeViolations.length === 0 ? r : {
     ...r, ok: false, violations: [...convergeViolations, ...r.violations], stats: { ...r.stats, notConvergedInTime: convergeViolations.length },
   }));
+  if (evidence.crashes !== undefined) results.push(noCrashes(evidence.crashes));
   const failed = results.filter((r) => !r.ok);
   return {
     ok: failed.length === 0,
@@ -441,6 +459,14 @@ export function check(ops: readonly Op[], final: FinalState, convergeViolations:
       failedCheckers: failed.map((r) => r.name),
     },
   };
+}
+
+function noCrashes(crashes: readonly NodeCrash[]): CheckResult {
+  const violations: Violation[] = crashes.map((c) => ({
+    key: '', nodes: [c.id],
+    message: `${c.id} exited on its own at ${c.at} (${c.signal !== null ? `signal ${c.signal}` : `code ${c.code}`}): ${c.reason || 'no error on stderr'} (see ${c.id}.log)`,
+  }));
+  return { name: 'noCrashes', ok: violations.length === 0, violations, stats: { crashes: crashes.length, nodes: new Set(crashes.map((c) => c.id)).size } };
 }
 
 /** "linearizable keys: single-writer a/b, multi-writer c/d". */

@@ -10,7 +10,8 @@
  *
  * A change is complete when the cluster shows it: the joiner `normal`, or the leaver
  * gone from the membership. Only then do the clients learn the new node list
- * (`onMembers`), and a decommissioned node's process is stopped for good.
+ * (`onMembers`), and a decommissioned node's process is stopped for good. Changes
+ * start only until `lastStartMs`, so that they complete while the clients still run.
  */
 import type { Rng } from '../core/rng.ts';
 import type { LocalCluster, NodeSpec } from './local-cluster.ts';
@@ -49,6 +50,11 @@ export interface TopologyFaultOptions {
   isFree: (id: string) => boolean;
   /** A change completed: the members the clients should use now. */
   onMembers: (addrs: string[]) => void;
+  /**
+   * No change starts after this (run clock): one started near the end of the run
+   * would complete during the heal, holding it up without client traffic to test.
+   */
+  lastStartMs: number;
   onError: (err: unknown) => void;
 }
 
@@ -79,6 +85,7 @@ export class TopologyFault {
 
   /** Starts one change if the cluster allows one now; the event, or undefined if none started. */
   async inject(): Promise<TopologyEvent | undefined> {
+    if (this.o.clockMs() > this.o.lastStartMs) return undefined;
     if (this.current !== undefined) {
       this.counts.deferred++;
       return undefined;

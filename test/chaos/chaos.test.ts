@@ -1,9 +1,12 @@
 /**
- * `kv chaos` end to end, plus the pieces it stands on. Wall time: about 90 s (one
- * 40 s chaos run with its setup, heal and convergence wait; the rest takes seconds).
+ * `kv chaos` end to end, plus the pieces it stands on. Wall time: about 65 s on a quiet
+ * 2-core machine (one 40 s chaos run with its setup, heal and convergence wait; the
+ * rest takes seconds).
  *
- * - a short seeded run (kills, pauses, and partitions when root) exits 0 with every
- *   checker passing and the documented last line;
+ * - a short seeded run (kills, pauses, partitions when root, topology changes, and
+ *   clock skew when SKEW_IN_NPM_TEST is on) exits 0 with every checker passing (no
+ *   node crashed included), the documented first and last lines, and every kind
+ *   injected;
  * - a partition built by netns.ts really cuts node-to-node traffic while the root
  *   namespace (where the chaos clients live) still reaches both sides. Without
  *   network namespaces (not root, no `ip netns`) the tests that need them are skipped
@@ -21,11 +24,34 @@ import { KvClientError } from '../../lib/client/client.ts';
 import { classify } from '../../lib/chaos/workload.ts';
 import { check, linearizableByClass } from '../../lib/chaos/runner.ts';
 import { NetnsNetwork, netnsAvailable } from '../../lib/chaos/netns.ts';
+import { DEFAULT_FAULT_KINDS, type FaultKind } from '../../lib/chaos/faults.ts';
 import type { Op } from '../../lib/chaos/history.ts';
 import { skipMissingBinary } from '../helpers/skip.ts';
+import { ensureFaketime } from './ensure-faketime.ts';
 
 const KV_BIN = fileURLToPath(new URL('../../bin/kv.js', import.meta.url));
+/** Where the seeded run is interrupted (SIGINT: it stops its nodes and removes its network). */
+const RUN_LIMIT_MS = 400_000;
+/** An apt install of libfaketime on a fresh machine (ensure-faketime.ts). */
+const INSTALL_LIMIT_MS = 300_000;
 const LAST_LINE = /^chaos: acked (\d+), lost (\d+), unknown (\d+), faults (\d+), converged in ([\d.]+)s$/;
+
+/**
+ * Whether the npm-test run also skews clocks. Off while a node crashes when its wall
+ * clock steps back (lib/node/gossip.ts drives the SWIM core with Date.now(), whose
+ * "swim clock must not go backwards" assertion then kills the process), and while a
+ * later acknowledged write can lose to an earlier one behind a slow coordinator clock
+ * (issue 11); turn it on once those are fixed. `kv chaos --faults …,skew` runs it
+ * either way.
+ */
+const SKEW_IN_NPM_TEST = false;
+/** Whether the npm-test run also joins and decommissions nodes (issue 11: off if topology changes strand data again). */
+const TOPOLOGY_IN_NPM_TEST = true;
+const FAULTS: FaultKind[] = [
+  ...DEFAULT_FAULT_KINDS, ...(SKEW_IN_NPM_TEST ? ['skew' as const] : []), ...(TOPOLOGY_IN_NPM_TEST ? ['topology' as const] : []),
+];
+const DEFAULT_RUN = FAULTS.length === DEFAULT_FAULT_KINDS.length;
+const FIRST_LINE = `chaos: seed 7 (replay: kv chaos --seed 7 --duration 40${DEFAULT_RUN ? '' : ` --faults ${FAULTS.join(',')}`})`;
 
 function runCommand(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
@@ -43,26 +69,34 @@ function runCommand(cmd: string, args: string[], timeoutMs: number): Promise<{ c
 describe('kv chaos (real processes, faults)', function () {
   this.timeout(180_000);
 
-  describe('a seeded 40 s run of kills, pauses (and partitions as root)', function () {
+  describe(`a seeded 40 s run of ${FAULTS.join(', ')} (partitions as root)`, function () {
     // One run, several claims about it: each claim passes, fails or (for a missing
     // binary) is skipped by name on its own.
     let run: { code: number | null; out: string; why: string };
+    let noFaketime: string | undefined;
 
     before(async function () {
-      this.timeout(180_000);
+      // Generous: about 65 s on a quiet machine, several times that on one shared by
+      // other test runs; the run is interrupted (and cleans up) only past RUN_LIMIT_MS.
+      this.timeout(RUN_LIMIT_MS + INSTALL_LIMIT_MS + 30_000);
+      if (FAULTS.includes('skew')) noFaketime = await ensureFaketime();
       // The history is kept only when the run fails: it is the evidence to debug from.
       const evidence = join(mkdtempSync(join(tmpdir(), 'kv-chaos-test-')), 'history.json');
-      const { code, out } = await runCommand(process.execPath, [KV_BIN, 'chaos', '--duration', '40', '--seed', '7', '--fault-interval-ms', '1500', '--json', evidence], 170_000);
+      const faults = DEFAULT_RUN ? [] : ['--faults', FAULTS.join(',')];
+      // A run that fails keeps its data dir and node logs there too.
+      const data = join(dirname(evidence), 'data');
+      const { code, out } = await runCommand(process.execPath,
+        [KV_BIN, 'chaos', '--duration', '40', '--seed', '7', '--fault-interval-ms', '1500', ...faults, '--json', evidence, '--data', data], RUN_LIMIT_MS);
       const lines = out.trimEnd().split('\n');
       if (code === 0) rmSync(dirname(evidence), { recursive: true, force: true });
-      run = { code, out, why: `exit ${code}; history in ${evidence}; output tail:\n${lines.slice(-40).join('\n')}` };
+      run = { code, out, why: `exit ${code}; history in ${evidence}, node logs in ${data}; output tail:\n${lines.slice(-40).join('\n')}` };
     });
 
     it('exits 0 with every checker passing, the documented first and last lines, and nothing lost', () => {
       const { code, out, why } = run;
       const lines = out.trimEnd().split('\n');
       const last = lines.at(-1) ?? '';
-      expect(lines[0], why).to.equal('chaos: seed 7 (replay: kv chaos --seed 7 --duration 40)');
+      expect(lines[0], why).to.equal(FIRST_LINE);
       expect(last, why).to.match(LAST_LINE);
       const [, acked, lost, , faults] = LAST_LINE.exec(last) as RegExpExecArray;
       expect(out, why).to.include('RESULT: PASS');
@@ -87,6 +121,29 @@ describe('kv chaos (real processes, faults)', function () {
       expect(Number(m?.[1]), run.why).to.be.greaterThan(0);
       expect(Number(m?.[2]), run.why).to.be.greaterThan(0);
     });
+
+    if (SKEW_IN_NPM_TEST) {
+      it('skews clocks: nodes restarted onto a skewed clock, and clocks jumping while nodes run', function () {
+        if (noFaketime !== undefined) {
+          expect(run.out, run.why).to.include('chaos: clock skew skipped:');
+          skipMissingBinary(this, 'libfaketime', noFaketime);
+        }
+        const m = /^skew\s+(\d+)\s.*restarted onto the clock (\d+), jumped (\d+); offsets (\S+) to (\S+)$/m.exec(run.out);
+        expect(m, run.why).to.not.equal(null);
+        expect(Number(m?.[2]), run.why).to.be.greaterThan(0);
+        expect(Number(m?.[3]), run.why).to.be.greaterThan(0);
+        // Within ±maxClockSkewMs/2 (the node default, 10 s).
+        for (const offset of [m?.[4], m?.[5]]) expect(Math.abs(Number.parseFloat(offset ?? 'NaN')), run.why).to.be.at.most(5);
+      });
+    }
+
+    if (TOPOLOGY_IN_NPM_TEST) {
+      it('changes the topology while the clients run, one change at a time, and checks the final membership', () => {
+        const m = /^topology\s+([1-9]\d*)\s+joins (\d+), decommissions (\d+); completed ([1-9]\d*)\/(\d+)/m.exec(run.out);
+        expect(m, run.why).to.not.equal(null);
+        expect(Number(m?.[2]) + Number(m?.[3]), run.why).to.equal(Number(m?.[1]));
+      });
+    }
   });
 
   it('cuts traffic between the sides of a partition but not from the root namespace', async function () {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { faultTable, progressLine } from '../../lib/chaos/report.ts';
-import { replayCommand } from '../../lib/chaos/runner.ts';
+import { faultTable, formatReport, progressLine } from '../../lib/chaos/report.ts';
+import { check, replayCommand } from '../../lib/chaos/runner.ts';
 import type { FaultEvent, FaultKind } from '../../lib/chaos/faults.ts';
 
 const counts = (c: Partial<Record<FaultKind, number>>): Record<FaultKind, number> =>
@@ -40,5 +40,16 @@ describe('chaos output: replay command, fault table, progress line', () => {
     expect(text.split('\n').map((r) => r.split(/\s+/)[0])).to.deep.equal(['fault', 'kill', 'pause', 'partition']);
     const line = progressLine(12_345, { ok: 10, fail: 1, unknown: 2 }, undefined, ['kill', 'skew']);
     expect(line).to.equal('[  12s] ops ok 10 fail 1 unknown 2 | faults kill 0 pause 0 partition 0 skew 0 | down - paused - cut - skewed -');
+  });
+
+  it('fails a run whose node crashed, naming the node and its error, whatever the history says', () => {
+    const crash = { id: 'n2', at: '2026-12-01T21:55:33.011Z', code: 1, signal: null, reason: 'Error: assertion failed: swim clock must not go backwards' };
+    const clean = check([], {}, { crashes: [] });
+    expect(clean.ok).to.equal(true);
+    expect(clean.results.map((r) => r.name)).to.include('noCrashes');
+    const crashed = check([], {}, { crashes: [crash] });
+    expect(crashed.ok).to.equal(false);
+    expect(crashed.summary.failedCheckers).to.deep.equal(['noCrashes']);
+    expect(formatReport(crashed)).to.contain('[noCrashes] n2 exited on its own at 2026-12-01T21:55:33.011Z (code 1): Error: assertion failed: swim clock must not go backwards');
   });
 });
