@@ -314,6 +314,8 @@ export class FaultInjector {
       timers: [
         setTimeout(() => {
           this.pending.delete(p);
+          // A step still due must not undo the heal.
+          for (const t of p.timers) clearTimeout(t);
           heal().catch(this.o.onError);
         }, f.durationMs),
         ...midway.map((m) => setTimeout(m.run, m.afterMs)),
