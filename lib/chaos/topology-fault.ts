@@ -134,16 +134,24 @@ export class TopologyFault {
   private async decommission(id: string): Promise<TopologyEvent | undefined> {
     const via = this.upNodes().find((s) => s.id !== id) ?? this.upNodes()[0];
     if (via === undefined) return undefined;
-    const res = await fetch(`http://${via.addr}/cluster/decommission`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id }),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    const body = await res.text();
-    if (res.status === 409 && errorCode(body) === 'KV_TOPOLOGY_BUSY') {
-      this.counts.refusedBusy++;
-      return undefined;
+    try {
+      const res = await fetch(`http://${via.addr}/cluster/decommission`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id }),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+      const body = await res.text();
+      if (res.status === 409 && errorCode(body) === 'KV_TOPOLOGY_BUSY') {
+        this.counts.refusedBusy++;
+        return undefined;
+      }
+      if (!res.ok) throw new Error(`HTTP ${res.status} ${body.slice(0, 200)}`);
+    } catch (err) {
+      // No answer, or a refusal: the change may still have been committed (a timeout),
+      // and then it is tracked like any other; if not, a later pick tries again.
+      this.o.onError(new Error(`decommission ${id} through ${via.id}: ${(err as Error).message}`));
+      const v = await this.view(id);
+      if (!v?.members.some((m) => m.id === id && m.state === 'leaving')) return undefined;
     }
-    if (!res.ok) throw new Error(`decommission ${id} through ${via.id}: HTTP ${res.status} ${body.slice(0, 200)}`);
     this.counts.decommissions++;
     return this.start(this.event('decommission', id), async (event) => {
       await pollUntil(`${id} gone from the membership`, CHANGE_TIMEOUT_MS, async () => {
