@@ -111,6 +111,7 @@ export class FaultInjector {
       this.topology = new TopologyFault({
         ...o.topology, cluster: o.cluster, rng: o.rng, clockMs: o.clockMs, onError: o.onError,
         isFree: (id) => !this.busy.has(id) && o.cluster.state(id) === 'up',
+        canCoordinate: (id) => !this.busy.has(id) && o.cluster.state(id) === 'up' && !this.partitionSide.includes(id),
       });
     }
   }

@@ -48,6 +48,8 @@ export interface TopologyFaultOptions {
   clockMs: () => number;
   /** Whether a node may be decommissioned now (running and not under another fault). */
   isFree: (id: string) => boolean;
+  /** Whether a node can take an admin request now: running, not paused, not cut off from the others. */
+  canCoordinate: (id: string) => boolean;
   /** A change completed: the members the clients should use now. */
   onMembers: (addrs: string[]) => void;
   /**
@@ -85,13 +87,20 @@ export class TopologyFault {
 
   /** Starts one change if the cluster allows one now; the event, or undefined if none started. */
   async inject(): Promise<TopologyEvent | undefined> {
-    if (this.o.clockMs() > this.o.lastStartMs) return undefined;
     if (this.current !== undefined) {
       this.counts.deferred++;
       return undefined;
     }
     const view = await this.view();
-    if (view === undefined || view.members.some((m) => m.state === 'joining' || m.state === 'leaving')) {
+    if (view === undefined) {
+      this.counts.deferred++;
+      return undefined;
+    }
+    const leaving = view.members.find((m) => m.state === 'leaving');
+    // A decommission whose request got no answer but was committed after all: follow it.
+    if (leaving !== undefined && this.o.cluster.specs.some((s) => s.id === leaving.id)) return this.follow(leaving.id);
+    if (this.o.clockMs() > this.o.lastStartMs) return undefined;
+    if (view.members.some((m) => m.state === 'joining' || m.state === 'leaving')) {
       this.counts.deferred++;
       return undefined;
     }
@@ -132,7 +141,8 @@ export class TopologyFault {
   }
 
   private async decommission(id: string): Promise<TopologyEvent | undefined> {
-    const via = this.upNodes().find((s) => s.id !== id) ?? this.upNodes()[0];
+    // The request goes through a node that can reach the Raft leader (not paused, not cut off).
+    const via = this.upNodes().find((s) => s.id !== id && this.o.canCoordinate(s.id));
     if (via === undefined) return undefined;
     try {
       const res = await fetch(`http://${via.addr}/cluster/decommission`, {
@@ -152,6 +162,11 @@ export class TopologyFault {
       const v = await this.view(id);
       if (!v?.members.some((m) => m.id === id && m.state === 'leaving')) return undefined;
     }
+    return this.follow(id);
+  }
+
+  /** Tracks a decommission the cluster committed until `id` is gone from the membership. */
+  private follow(id: string): TopologyEvent {
     this.counts.decommissions++;
     return this.start(this.event('decommission', id), async (event) => {
       await pollUntil(`${id} gone from the membership`, CHANGE_TIMEOUT_MS, async () => {
