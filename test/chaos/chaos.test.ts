@@ -1,7 +1,8 @@
 /**
- * `kv chaos` end to end, plus the pieces it stands on. Wall time: about 65 s on a quiet
- * 2-core machine (one 40 s chaos run with its setup, heal and convergence wait; the
- * rest takes seconds).
+ * `kv chaos` end to end, plus the pieces it stands on. Wall time: about 70 s on a
+ * 2-core machine with little else running (one 40 s chaos run with its setup, a
+ * topology change, heal and convergence wait; the rest takes seconds), minutes when
+ * other test runs share the cores.
  *
  * - a short seeded run (kills, pauses, partitions when root, topology changes, and
  *   clock skew when SKEW_IN_NPM_TEST is on) exits 0 with every checker passing (no
