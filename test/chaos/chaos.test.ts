@@ -1,13 +1,13 @@
 /**
- * `kv chaos` end to end, plus the pieces it stands on. Wall time: about 70 s on a
- * 2-core machine with little else running (one 40 s chaos run with its setup, a
- * topology change, heal and convergence wait; the rest takes seconds), minutes when
- * other test runs share the cores.
+ * `kv chaos` end to end, plus the pieces it stands on. Wall time: about 65 s on a
+ * 2-core machine with little else running (one 40 s chaos run with its setup, heal and
+ * convergence wait; about 70 s with a topology change; the rest takes seconds), minutes
+ * when other test runs share the cores.
  *
- * - a short seeded run (kills, pauses, partitions when root, topology changes, and
- *   clock skew when SKEW_IN_NPM_TEST is on) exits 0 with every checker passing (no
- *   node crashed included), the documented first and last lines, and every kind
- *   injected;
+ * - a short seeded run (kills, pauses, partitions when root, and topology changes and
+ *   clock skew when TOPOLOGY_IN_NPM_TEST and SKEW_IN_NPM_TEST are on) exits 0 with every
+ *   checker passing (no node crashed included), the documented first and last lines,
+ *   and every kind injected;
  * - a partition built by netns.ts really cuts node-to-node traffic while the root
  *   namespace (where the chaos clients live) still reaches both sides. Without
  *   network namespaces (not root, no `ip netns`) the tests that need them are skipped
@@ -46,8 +46,14 @@ const LAST_LINE = /^chaos: acked (\d+), lost (\d+), unknown (\d+), faults (\d+),
  * either way.
  */
 const SKEW_IN_NPM_TEST = false;
-/** Whether the npm-test run also joins and decommissions nodes (issue 11: off if topology changes strand data again). */
-const TOPOLOGY_IN_NPM_TEST = true;
+/**
+ * Whether the npm-test run also joins and decommissions nodes. Off while a quorum read
+ * right after a decommission can miss an acknowledged write (seen in about 1 run in 10
+ * of this very run: "read → null" on a single-writer key whose write was acked before
+ * the read began and is in the final state; issue 11's hand-off windows); turn it on
+ * once a leaving owner keeps its copy until the new owners confirm theirs.
+ */
+const TOPOLOGY_IN_NPM_TEST = false;
 const FAULTS: FaultKind[] = [
   ...DEFAULT_FAULT_KINDS, ...(SKEW_IN_NPM_TEST ? ['skew' as const] : []), ...(TOPOLOGY_IN_NPM_TEST ? ['topology' as const] : []),
 ];
