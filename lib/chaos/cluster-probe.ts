@@ -53,9 +53,10 @@ export async function pollUntil<T>(what: string, timeoutMs: number, fn: () => Pr
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
-/** Every node serves and sees `size` normal, alive members at one epoch. */
-export async function waitAllAlive(addrs: readonly string[], size: number, timeoutMs: number): Promise<ClusterView[]> {
+/** Every node serves and sees `size` normal, alive members at one epoch (`beforePoll` runs before each look). */
+export async function waitAllAlive(addrs: readonly string[], size: number, timeoutMs: number, beforePoll?: () => void): Promise<ClusterView[]> {
   return pollUntil(`${size} normal, alive members in every node's view`, timeoutMs, async () => {
+    beforePoll?.();
     const views = await Promise.all(addrs.map((a) => getJson<ClusterView>(a, '/cluster')));
     const epoch = views[0]?.epoch;
     const ok = views.every((v) => v.epoch === epoch && v.members.length === size &&

@@ -42,6 +42,8 @@ import { INSTALL_HINT, faketimeAvailable } from './faketime.ts';
 
 const SECOND = 1000;
 const HEAL_TIMEOUT_MS = 90 * SECOND;
+/** Starts of one node while healing: a node that keeps crashing is not restarted forever. */
+const HEAL_RESTARTS_PER_NODE = 3;
 const CONVERGE_TIMEOUT_MS = 120 * SECOND;
 /** Time for a fresh cluster to show every member normal and alive everywhere. */
 const STARTUP_TIMEOUT_MS = 60 * SECOND;
@@ -358,12 +360,26 @@ async function heal(o: ChaosOptions, setup: Setup, phase: ChaosPhase): Promise<M
     await waitAllAlive(setup.addrs, setup.idToAddr.size, HEAL_TIMEOUT_MS);
     return setup;
   }
-  for (const s of cluster.specs) if (cluster.state(s.id) === 'down') cluster.restart(s.id);
-  for (const s of cluster.specs) await cluster.waitHealthy(s.id, HEAL_TIMEOUT_MS);
+  // A node that crashes while the cluster heals (noCrashes reports it) is started
+  // again, a few times, so the run still ends with checks rather than a timeout.
+  const starts = new Map<string, number>();
+  const restartDown = (): void => {
+    for (const s of cluster.specs) {
+      if (cluster.state(s.id) !== 'down' || (starts.get(s.id) ?? 0) >= HEAL_RESTARTS_PER_NODE) continue;
+      starts.set(s.id, (starts.get(s.id) ?? 0) + 1);
+      cluster.restart(s.id);
+    }
+  };
+  restartDown();
+  await pollUntil('every node serving', HEAL_TIMEOUT_MS, async () => {
+    restartDown();
+    await Promise.all(cluster.specs.map((s) => getJson<unknown>(s.addr, '/health')));
+    return true;
+  });
   await phase.faults?.settleTopology();
-  await settleMembership(cluster);
+  await settleMembership(cluster, restartDown);
   const addrs = cluster.specs.map((s) => s.addr);
-  const views = await waitAllAlive(addrs, addrs.length, HEAL_TIMEOUT_MS);
+  const views = await waitAllAlive(addrs, addrs.length, HEAL_TIMEOUT_MS, restartDown);
   return { addrs, idToAddr: membersOf(views) };
 }
 
@@ -372,8 +388,9 @@ async function heal(o: ChaosOptions, setup: Setup, phase: ChaosPhase): Promise<M
  * longer holds (a decommission that completed after the run): what is left is the
  * final membership.
  */
-async function settleMembership(cluster: LocalCluster): Promise<void> {
+async function settleMembership(cluster: LocalCluster, beforePoll: () => void): Promise<void> {
   const view = await pollUntil('no member joining or leaving', HEAL_TIMEOUT_MS, async () => {
+    beforePoll();
     const v = await getJson<ClusterView>((cluster.specs[0] as { addr: string }).addr, '/cluster');
     return v.members.some((m) => m.state === 'joining' || m.state === 'leaving') ? undefined : v;
   });
