@@ -16,13 +16,18 @@ import type { FinalState, NodeReading, NormalizedFinalState, Op } from './histor
 import { DEFAULT_MAX_STEPS_PER_KEY, checkRegisterHistory } from './linearizability.ts';
 import type { KeyVerdict } from './linearizability.ts';
 
-export type CheckerName =
+/** The checkers of a history and its final state (checkAll runs them). */
+export type HistoryCheckerName =
   | 'wellFormed' | 'noLostWrites' | 'linearizable' | 'converged' | 'noResurrection' | 'honestOutcomes';
 
-export const CHECKER_NAMES: readonly CheckerName[] =
+export const CHECKER_NAMES: readonly HistoryCheckerName[] =
   ['wellFormed', 'noLostWrites', 'linearizable', 'converged', 'noResurrection', 'honestOutcomes'];
 
+/** ... and `noCrashes`, which a run adds from what its node processes did (§2.7). */
+export type CheckerName = HistoryCheckerName | 'noCrashes';
+
 export interface Violation {
+  /** The key it is about; '' for one about a node rather than a key (noCrashes). */
   key: string;
   message: string;
   /** The ops the violation is about, first the one that was wronged. */
@@ -47,6 +52,8 @@ export interface LinearizableResult extends CheckResult {
 export interface LinearizableOptions {
   /** Search steps per key before its verdict becomes 'unknown' (default 1e6). */
   maxStepsPerKey?: number;
+  /** When given, each key's final state is checked as a last read, after every op. */
+  finalState?: FinalState;
   /** Count a key the search gave up on as a failure (default false: reported, not failed). */
   failOnUnknown?: boolean;
 }
@@ -201,12 +208,40 @@ export function wellFormed(ops: readonly Op[]): CheckResult {
 }
 
 // ---------------------------------------------------------------------------------
-// noLostWrites (§2.1): every acked write/delete is the final state or superseded.
+// noLostWrites (§2.1, §2.8): every acked write/delete is the final state, or was
+// superseded by a write that had not completed before it was invoked.
+
+/**
+ * The op whose record is the final state: the write of its value, or for not found,
+ * the acked delete stamped with the tombstone's version (undefined when unknown).
+ */
+function finalWriter(idx: KeyIndex, f: Resolved): Op | undefined {
+  if (f.found) return f.writer;
+  return f.version === undefined ? undefined : idx.acked.find((op) => op.kind === 'delete' && op.version === f.version);
+}
+
+/** Whether `earlier` had completed before `op` was invoked (unknown ops never complete). */
+function completedBefore(earlier: Op, op: Op): boolean {
+  return earlier.status === 'ok' && earlier.completeMs !== undefined && earlier.completeMs < op.invokeMs;
+}
+
+/** What became of one acked write or delete, judged by the final state `f` (written by `writer`). */
+type Fate = 'final' | 'superseded' | 'unverifiable' | 'lost' | 'lostToEarlier';
+
+function fateOf(idx: KeyIndex, f: Resolved, writer: Op | undefined, op: Op): Fate {
+  if (op.kind === 'write' ? f.value === op.value : !f.found) return 'final';
+  // Superseded only by a write that had not completed before this one was invoked:
+  // a higher version from an earlier write means the later write lost to a clock
+  // (the skewed-coordinator loss of DESIGN §2.8).
+  if (writer !== undefined && completedBefore(writer, op)) return 'lostToEarlier';
+  const d = f.legit ? dominates(idx, f, op.version as Version, true) : 'no';
+  return d === 'yes' ? 'superseded' : d === 'unverifiable' ? 'unverifiable' : 'lost';
+}
 
 export function noLostWrites(ops: readonly Op[], finalState: FinalState): CheckResult {
   const final = normalizeFinalState(finalState);
   const violations: Violation[] = [];
-  const stats = { acked: 0, final: 0, superseded: 0, unverifiable: 0, lost: 0 };
+  const stats = { acked: 0, final: 0, superseded: 0, unverifiable: 0, lost: 0, lostToEarlier: 0 };
   for (const idx of indexAll(ops).values()) {
     if (idx.acked.length === 0) continue;
     stats.acked += idx.acked.length;
@@ -220,48 +255,83 @@ export function noLostWrites(ops: readonly Op[], finalState: FinalState): CheckR
       continue;
     }
     const f = resolve(idx, best.value, best.version);
-    // One violation per key, newest lost op first: a broken final state can lose
-    // thousands of ops at once, and the newest is the one that had to survive.
+    const writer = finalWriter(idx, f);
     const lost: Op[] = [];
     for (const op of idx.acked) {
-      if (op.kind === 'write' ? f.value === op.value : !f.found) {
-        stats.final++;
-        continue;
-      }
-      const d = f.legit ? dominates(idx, f, op.version as Version, true) : 'no';
-      if (d === 'yes') stats.superseded++;
-      else if (d === 'unverifiable') stats.unverifiable++;
-      else lost.push(op);
+      const fate = fateOf(idx, f, writer, op);
+      stats[fate]++;
+      if (fate === 'lostToEarlier') stats.lost++; // `lost` counts both kinds
+      if (fate === 'lost' || fate === 'lostToEarlier') lost.push(op);
     }
-    if (lost.length === 0) continue;
-    stats.lost += lost.length;
-    lost.sort((a, b) => compareVersions(b.version as Version, a.version as Version));
-    const newest = lost[0] as Op;
-    const why = f.legit ? 'which does not supersede it' : 'which no acked or unknown write produced';
-    const more = lost.length > 1 ? ` (and ${lost.length - 1} older acked op(s))` : '';
-    violations.push({
-      key: idx.key, opIds: lost.map((op) => op.id),
-      message: `acked ${newest.kind} ${describeOp(newest)}${more} was lost: the final state is ${describeReading(f)}, ${why}`,
-    });
+    if (lost.length > 0) violations.push(lostViolation(idx.key, f, writer, lost));
   }
   return result('noLostWrites', violations, stats);
 }
 
+/**
+ * One violation per key, newest lost op first: a broken final state can lose
+ * thousands of ops at once, and the newest is the one that had to survive.
+ */
+function lostViolation(key: string, f: Resolved, writer: Op | undefined, lost: Op[]): Violation {
+  lost.sort((a, b) => compareVersions(b.version as Version, a.version as Version));
+  const newest = lost[0] as Op;
+  const why = !f.legit ? 'which no acked or unknown write produced'
+    : writer !== undefined && completedBefore(writer, newest) ? 'which completed before it was invoked and cannot supersede it'
+      : 'which does not supersede it';
+  const more = lost.length > 1 ? ` (and ${lost.length - 1} other acked op(s))` : '';
+  return {
+    key, opIds: lost.map((op) => op.id),
+    message: `acked ${newest.kind} ${describeOp(newest)}${more} was lost: the final state is ${describeReading(f)}, ${why}`,
+  };
+}
+
 // ---------------------------------------------------------------------------------
-// linearizable: per-key register linearizability (Wing–Gong–Lowe search).
+// linearizable (§2.3, §2.8): per-key register linearizability (Wing–Gong–Lowe search),
+// on every key, one writer or many, with writes ordered by version.
+
+/**
+ * The final state as one more read, after every op: the reading with the highest
+ * version (what an r=all read returns); none when no node could answer.
+ */
+function finalStateRead(idx: KeyIndex, nodes: ReadonlyMap<string, NodeReading> | undefined, afterMs: number): Op | undefined {
+  const best = bestReading(idx, goodReadings(nodes));
+  if (best === undefined) return undefined;
+  return {
+    id: -1, process: -1, kind: 'read', key: idx.key, invokeMs: afterMs + 1, completeMs: afterMs + 2, status: 'ok',
+    readValue: best.value, ...(best.version !== null ? { version: best.version } : {}), finalState: true,
+  };
+}
+
+/** Keys written (or deleted) by one client at most, and by several. */
+export type KeyClass = 'singleWriter' | 'multiWriter';
+
+export function keyClass(ops: readonly Op[]): KeyClass {
+  const writers = new Set(ops.filter((op) => op.kind !== 'read').map((op) => op.process));
+  return writers.size <= 1 ? 'singleWriter' : 'multiWriter';
+}
 
 export function linearizable(ops: readonly Op[], opts: LinearizableOptions = {}): LinearizableResult {
   const maxStepsPerKey = opts.maxStepsPerKey ?? DEFAULT_MAX_STEPS_PER_KEY;
+  const final = opts.finalState === undefined ? undefined : normalizeFinalState(opts.finalState);
+  // Ops complete before the final state is read; unknown ones may still land after it.
+  const lastMs = ops.reduce((m, op) => Math.max(m, op.completeMs ?? op.invokeMs), 0);
   const verdicts: KeyVerdict[] = [];
   const violations: Violation[] = [];
-  const stats = { keys: 0, linearizable: 0, notLinearizable: 0, unknown: 0, steps: 0 };
+  const stats = {
+    keys: 0, linearizable: 0, notLinearizable: 0, unknown: 0, steps: 0,
+    singleWriterKeys: 0, singleWriterLinearizable: 0, multiWriterKeys: 0, multiWriterLinearizable: 0,
+  };
   for (const [key, list] of byKey(ops)) {
-    const v = checkRegisterHistory(key, list, { maxStepsPerKey });
+    const last = final === undefined ? undefined : finalStateRead(indexKey(key, list), final.get(key), lastMs);
+    const v = checkRegisterHistory(key, last === undefined ? list : [...list, last], { maxStepsPerKey });
+    const cls = keyClass(list);
     verdicts.push(v);
     stats.keys++;
+    stats[`${cls}Keys`]++;
     stats.steps += v.steps;
     if (v.verdict === 'linearizable') {
       stats.linearizable++;
+      stats[`${cls}Linearizable`]++;
     } else if (v.verdict === 'not-linearizable') {
       stats.notLinearizable++;
       const opIds = [...(v.staleReadIds ?? []), ...(v.blockingOpId !== undefined ? [v.blockingOpId] : [])];
@@ -479,7 +549,7 @@ export function honestOutcomes(ops: readonly Op[]): CheckResult {
 
 export interface CheckAllOptions extends LinearizableOptions {
   /** Checkers not to run (e.g. 'linearizable' for a run that mixes r/w below quorum). */
-  skip?: readonly CheckerName[];
+  skip?: readonly HistoryCheckerName[];
 }
 
 export interface CheckSummary {
@@ -501,10 +571,10 @@ export interface CheckReport {
 export function checkAll(history: readonly Op[] | History, finalState: FinalState, opts: CheckAllOptions = {}): CheckReport {
   const ops = history instanceof History ? history.ops() : history;
   const skip = new Set(opts.skip ?? []);
-  const run: Record<CheckerName, () => CheckResult> = {
+  const run: Record<HistoryCheckerName, () => CheckResult> = {
     wellFormed: () => wellFormed(ops),
     noLostWrites: () => noLostWrites(ops, finalState),
-    linearizable: () => linearizable(ops, opts),
+    linearizable: () => linearizable(ops, { ...opts, finalState }),
     converged: () => converged(ops, finalState),
     noResurrection: () => noResurrection(ops, finalState),
     honestOutcomes: () => honestOutcomes(ops),

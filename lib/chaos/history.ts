@@ -56,6 +56,11 @@ export interface Op {
   readonly readValue?: string | null;
   /** The error code or message that made the op fail or unknown, for the report. */
   readonly error?: string;
+  /**
+   * Set only on the read a checker derives from the final state (after every client
+   * op, see `finalStateRead`), never on a recorded op.
+   */
+  readonly finalState?: true;
 }
 
 /** One node's answer for one key in the final read. */
@@ -168,6 +173,7 @@ export class History {
 
 /** One line describing an op, for violation messages. */
 export function describeOp(op: Op): string {
+  if (op.finalState) return `the final state ${JSON.stringify(op.readValue ?? null)}${op.version !== undefined ? ` @${op.version}` : ''}`;
   const what = op.kind === 'write' ? `write ${JSON.stringify(op.value)}`
     : op.kind === 'delete' ? 'delete'
       : `read → ${op.status === 'ok' ? JSON.stringify(op.readValue ?? null) : '?'}`;

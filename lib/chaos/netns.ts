@@ -25,6 +25,11 @@ import { randomBytes } from 'node:crypto';
 
 const run = promisify(execFile);
 
+/** Node i gets host FIRST_HOST + i of the /24 (.1 is the root namespace). */
+const FIRST_HOST = 10;
+/** Namespaces one network can hold: hosts .10 to .254 of its /24. */
+export const MAX_NETNS_NODES = 254 - FIRST_HOST + 1;
+
 async function ip(...args: string[]): Promise<string> {
   const { stdout } = await run('ip', args, { timeout: 10_000 });
   return stdout;
@@ -55,12 +60,17 @@ export class NetnsNetwork {
   /** Blackhole routes currently installed: namespace → destination addresses. */
   private blocked = new Map<string, Set<string>>();
 
-  private constructor(readonly size: number, runId: string, subnet: string) {
+  private constructor(private count: number, runId: string, subnet: string) {
     this.runId = runId;
     this.subnet = subnet;
     this.bridge = `kvc${runId}br`;
     this.hostAddr = `${subnet}.1`;
-    for (let i = 0; i < size; i++) this.nodeAddrs.push(`${subnet}.${10 + i}`);
+    for (let i = 0; i < count; i++) this.nodeAddrs.push(`${subnet}.${FIRST_HOST + i}`);
+  }
+
+  /** Namespaces built so far (nodes that joined during the run included). */
+  get size(): number {
+    return this.count;
   }
 
   /** A network for `size` nodes in a /24 of 10.200.0.0/13 that no local interface uses. */
@@ -92,20 +102,31 @@ export class NetnsNetwork {
     this.bridgeCreated = true;
     await ip('addr', 'add', `${this.hostAddr}/24`, 'dev', this.bridge);
     await ip('link', 'set', this.bridge, 'up');
-    for (let i = 0; i < this.size; i++) {
-      const ns = this.nsName(i);
-      const host = this.hostVeth(i);
-      const peer = `kvc${this.runId}n${i + 1}`;
-      await ip('netns', 'add', ns);
-      this.created.push(ns);
-      await ip('link', 'add', host, 'type', 'veth', 'peer', 'name', peer);
-      await ip('link', 'set', peer, 'netns', ns);
-      await ip('link', 'set', host, 'master', this.bridge);
-      await ip('link', 'set', host, 'up');
-      await ip('-n', ns, 'link', 'set', 'lo', 'up');
-      await ip('-n', ns, 'addr', 'add', `${this.nodeAddrs[i]}/24`, 'dev', peer);
-      await ip('-n', ns, 'link', 'set', peer, 'up');
-    }
+    for (let i = 0; i < this.count; i++) await this.buildNamespace(i);
+  }
+
+  private async buildNamespace(i: number): Promise<void> {
+    const ns = this.nsName(i);
+    const host = this.hostVeth(i);
+    const peer = `kvc${this.runId}n${i + 1}`;
+    await ip('netns', 'add', ns);
+    this.created.push(ns);
+    await ip('link', 'add', host, 'type', 'veth', 'peer', 'name', peer);
+    await ip('link', 'set', peer, 'netns', ns);
+    await ip('link', 'set', host, 'master', this.bridge);
+    await ip('link', 'set', host, 'up');
+    await ip('-n', ns, 'link', 'set', 'lo', 'up');
+    await ip('-n', ns, 'addr', 'add', `${this.nodeAddrs[i]}/24`, 'dev', peer);
+    await ip('-n', ns, 'link', 'set', peer, 'up');
+  }
+
+  /** One more namespace on the bridge, for a node joining during the run; returns its index. */
+  async addNode(): Promise<number> {
+    if (this.count >= MAX_NETNS_NODES) throw new Error(`the chaos network holds at most ${MAX_NETNS_NODES} nodes`);
+    const i = this.count++;
+    this.nodeAddrs.push(`${this.subnet}.${FIRST_HOST + i}`);
+    await this.buildNamespace(i);
+    return i;
   }
 
   private hostVeth(i: number): string {
@@ -157,7 +178,7 @@ export class NetnsNetwork {
     // A deleted namespace lives on while anything references it (orphaned TCP sockets
     // retrying towards a blackholed peer can, for minutes), and with it the veth pair:
     // deleting the host end removes both now.
-    for (let i = 0; i < this.size; i++) await ip('link', 'del', this.hostVeth(i)).catch(() => undefined);
+    for (let i = 0; i < this.count; i++) await ip('link', 'del', this.hostVeth(i)).catch(() => undefined);
     if (this.bridgeCreated) {
       this.bridgeCreated = false;
       await ip('link', 'del', this.bridge).catch(() => undefined);
@@ -169,7 +190,7 @@ export class NetnsNetwork {
     for (const ns of this.created) {
       try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* already gone */ }
     }
-    for (let i = 0; i < this.size; i++) {
+    for (let i = 0; i < this.count; i++) {
       try { execFileSync('ip', ['link', 'del', this.hostVeth(i)], { stdio: 'ignore' }); } catch { /* already gone */ }
     }
     this.created = [];

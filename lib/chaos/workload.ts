@@ -27,6 +27,7 @@ export function isOwnKey(key: string): boolean {
 }
 
 export interface WorkloadOptions {
+  /** The nodes the clients start with; `setNodes` replaces them as membership changes. */
   nodes: string[];
   clients: number;
   history: History;
@@ -68,84 +69,107 @@ export class Workload {
   readonly counts: WorkloadCounts = { ok: 0, fail: 0, unknown: 0 };
   private running = false;
   private loops: Promise<void>[] = [];
-  private readonly kvClients: KvClient[] = [];
+  private nodes: string[];
+  /** Bumped by `setNodes`: each client picks up the new list before its next request. */
+  private generation = 0;
 
-  constructor(private readonly o: WorkloadOptions) {}
+  constructor(private readonly o: WorkloadOptions) {
+    this.nodes = [...o.nodes];
+  }
 
   start(): void {
     this.running = true;
-    for (let c = 0; c < this.o.clients; c++) {
-      // Each client starts at a different node, so coordinators are spread from the start.
-      const nodes = [...this.o.nodes.slice(c % this.o.nodes.length), ...this.o.nodes.slice(0, c % this.o.nodes.length)];
-      const client = new KvClient({ nodes, timeoutMs: this.o.timeoutMs, maxSockets: 4 });
-      this.kvClients.push(client);
-      this.loops.push(this.clientLoop(c, client, this.o.rngFor(c)));
-    }
+    for (let c = 0; c < this.o.clients; c++) this.loops.push(this.clientLoop(c, this.o.rngFor(c)));
+  }
+
+  /** The nodes to use from now on (a node joined, or one left the cluster). */
+  setNodes(addrs: readonly string[]): void {
+    if (addrs.length === 0) return;
+    this.nodes = [...addrs];
+    this.generation++;
   }
 
   /** Stop issuing; waits for every client's current request to finish. */
   async stop(): Promise<void> {
     this.running = false;
     await Promise.all(this.loops);
-    for (const c of this.kvClients) c.close();
   }
 
-  private async clientLoop(c: number, client: KvClient, rng: Rng): Promise<void> {
-    const h = this.o.history;
-    /** Own keys this client has written (some since deleted). */
-    const own: string[] = [];
-    let nextKey = 0;
-    let seq = 0;
-    const value = (): string => `${c}.${seq++}`;
-    while (this.running) {
-      const roll = rng.next();
-      let kind: 'write' | 'delete' | 'read';
-      let key: string;
-      if (roll < 0.25 || own.length === 0) {
-        kind = 'write';
-        key = `u-${c}-${nextKey++}`;
-      } else if (roll < 0.40) {
-        kind = 'write';
-        key = own[rng.int(own.length)] as string;
-      } else if (roll < 0.55) {
-        kind = 'write';
-        key = `s-${rng.int(SHARED_KEYS)}`;
-      } else if (roll < 0.62) {
-        kind = 'delete';
-        // The key stays in `own`: later reads of it must find nothing (or a later
-        // overwrite), which is how reads catch a resurrected value.
-        key = own[rng.int(own.length)] as string;
-      } else if (roll < 0.88) {
-        kind = 'read';
-        key = own[rng.int(own.length)] as string;
-      } else {
-        kind = 'read';
-        key = `s-${rng.int(SHARED_KEYS)}`;
-      }
-      const v = kind === 'write' ? value() : undefined;
-      const id = h.invoke(c, kind, key, v);
-      try {
-        if (kind === 'write') {
-          const r = await client.put(key, v as string);
-          h.ok(id, { version: r.version });
-          if (isOwnKey(key) && !own.includes(key)) own.push(key);
-        } else if (kind === 'delete') {
-          const r = await client.del(key);
-          h.ok(id, { version: r.version });
-        } else {
-          const r = await client.get(key);
-          h.ok(id, r === undefined ? { readValue: null } : { readValue: r.value.toString(), version: r.version });
+  /** Client c's KvClient over the current nodes, starting at a different node per client so coordinators are spread. */
+  private clientFor(c: number): KvClient {
+    const at = c % this.nodes.length;
+    const nodes = [...this.nodes.slice(at), ...this.nodes.slice(0, at)];
+    return new KvClient({ nodes, timeoutMs: this.o.timeoutMs, maxSockets: 4 });
+  }
+
+  private async clientLoop(c: number, rng: Rng): Promise<void> {
+    const state: ClientState = { own: [], nextKey: 0, seq: 0 };
+    let generation = this.generation;
+    let client = this.clientFor(c);
+    try {
+      while (this.running) {
+        if (generation !== this.generation) {
+          client.close();
+          generation = this.generation;
+          client = this.clientFor(c);
         }
-        this.counts.ok++;
-      } catch (err) {
-        const outcome = classify(err);
-        if (outcome === 'fail') h.fail(id, errorText(err));
-        else h.unknown(id, errorText(err));
-        this.counts[outcome]++;
-        // A new key whose first write failed or is unknown is still worth reading
-        // and overwriting: the checkers hold every read to what may have happened.
-        if (kind === 'write' && isOwnKey(key) && !own.includes(key)) own.push(key);
+        await this.issue(c, client, nextRequest(c, state, rng), state);
       }
+    } finally {
+      client.close();
     }
   }
+
+  /** Sends one request and records it in the history. */
+  private async issue(c: number, client: KvClient, req: Request, state: ClientState): Promise<void> {
+    const h = this.o.history;
+    const { kind, key, value } = req;
+    const id = h.invoke(c, kind, key, value);
+    try {
+      if (kind === 'write') {
+        const r = await client.put(key, value as string);
+        h.ok(id, { version: r.version });
+      } else if (kind === 'delete') {
+        const r = await client.del(key);
+        h.ok(id, { version: r.version });
+      } else {
+        const r = await client.get(key);
+        h.ok(id, r === undefined ? { readValue: null } : { readValue: r.value.toString(), version: r.version });
+      }
+      this.counts.ok++;
+    } catch (err) {
+      const outcome = classify(err);
+      if (outcome === 'fail') h.fail(id, errorText(err));
+      else h.unknown(id, errorText(err));
+      this.counts[outcome]++;
+    }
+    // A new key is worth reading and overwriting even when its first write failed or
+    // is unknown: the checkers hold every read to what may have happened.
+    if (kind === 'write' && isOwnKey(key) && !state.own.includes(key)) state.own.push(key);
+  }
+}
+
+/** What one client remembers between requests. */
+interface ClientState {
+  /** Own keys this client has written (some since deleted). */
+  own: string[];
+  nextKey: number;
+  seq: number;
+}
+
+interface Request { kind: 'write' | 'delete' | 'read'; key: string; value?: string }
+
+/** The mix of docs/chaos.md, drawn from the client's own rng. */
+function nextRequest(c: number, state: ClientState, rng: Rng): Request {
+  const roll = rng.next();
+  const own = state.own;
+  const write = (key: string): Request => ({ kind: 'write', key, value: `${c}.${state.seq++}` });
+  if (roll < 0.25 || own.length === 0) return write(`u-${c}-${state.nextKey++}`);
+  if (roll < 0.40) return write(own[rng.int(own.length)] as string);
+  if (roll < 0.55) return write(`s-${rng.int(SHARED_KEYS)}`);
+  // A deleted key stays in `own`: later reads of it must find nothing (or a later
+  // overwrite), which is how reads catch a resurrected value.
+  if (roll < 0.62) return { kind: 'delete', key: own[rng.int(own.length)] as string };
+  if (roll < 0.88) return { kind: 'read', key: own[rng.int(own.length)] as string };
+  return { kind: 'read', key: `s-${rng.int(SHARED_KEYS)}` };
 }

@@ -1,11 +1,12 @@
 /**
- * `kv chaos`: kills, pauses and partitions under load, then checks the history.
- * See docs/chaos.md. Exit status: 0 when every checker passes, 1 otherwise.
+ * `kv chaos`: kills, pauses, partitions, clock skew and topology changes under load,
+ * then checks the history. See docs/chaos.md. Exit status: 0 when every checker
+ * passes, 1 otherwise.
  */
 import { randomInt } from 'node:crypto';
 import { KvError } from '../errors.ts';
 import { runChaos } from '../chaos/runner.ts';
-import { FAULT_KINDS, type FaultKind } from '../chaos/faults.ts';
+import { DEFAULT_FAULT_KINDS, FAULT_KINDS, type FaultKind } from '../chaos/faults.ts';
 import { intFlag, type ParsedArgs } from './args.ts';
 
 function strFlag(args: ParsedArgs, name: string): string | undefined {
@@ -18,9 +19,9 @@ function strFlag(args: ParsedArgs, name: string): string | undefined {
 const KNOWN = new Set(['duration', 'seed', 'nodes', 'clients', 'base-port', 'data', 'keep', 'attach', 'no-partitions',
   'faults', 'fault-interval-ms', 'json', 'help']);
 
-export const CHAOS_USAGE = `usage: kv chaos [--duration 60] [--seed N] [--nodes 5] [--clients 8] [--faults kill,pause,partition]
-                [--no-partitions] [--fault-interval-ms 2000] [--base-port P] [--data DIR] [--keep]
-                [--attach HOST:PORT,...] [--json FILE]`;
+export const CHAOS_USAGE = `usage: kv chaos [--duration 60] [--seed N] [--nodes 5] [--clients 8]
+                [--faults kill,pause,partition[,skew,topology] | none] [--no-partitions] [--fault-interval-ms 2000]
+                [--base-port P] [--data DIR] [--keep] [--attach HOST:PORT,...] [--json FILE]`;
 
 export async function chaosCommand(args: ParsedArgs): Promise<number> {
   if (args.flags['help'] === true) {
@@ -30,12 +31,12 @@ export async function chaosCommand(args: ParsedArgs): Promise<number> {
   for (const name of Object.keys(args.flags)) {
     if (!KNOWN.has(name)) throw new KvError('KV_INVALID_ARGUMENT', `unknown option --${name}\n${CHAOS_USAGE}`);
   }
-  let faults: FaultKind[] = [...FAULT_KINDS];
+  let faults: FaultKind[] = [...DEFAULT_FAULT_KINDS];
   const faultsFlag = strFlag(args, 'faults');
   if (faultsFlag !== undefined) {
     faults = faultsFlag === 'none' ? [] : faultsFlag.split(',').map((f) => f.trim()) as FaultKind[];
     for (const f of faults) {
-      if (!FAULT_KINDS.includes(f)) throw new KvError('KV_INVALID_ARGUMENT', `--faults: unknown fault "${f}" (kill, pause, partition or none)`);
+      if (!FAULT_KINDS.includes(f)) throw new KvError('KV_INVALID_ARGUMENT', `--faults: unknown fault "${f}" (${FAULT_KINDS.join(', ')} or none)`);
     }
   }
   if (args.flags['no-partitions'] === true) faults = faults.filter((f) => f !== 'partition');

@@ -1,13 +1,18 @@
 /**
- * `kv chaos` end to end, plus the pieces it stands on. Wall time: about 90 s (one
- * 40 s chaos run with its setup, heal and convergence wait; the rest takes seconds).
+ * `kv chaos` end to end, plus the pieces it stands on. Wall time: about 65 s on a
+ * 2-core machine with little else running (one 40 s chaos run with its setup, heal and
+ * convergence wait; about 70 s with a topology change; the rest takes seconds), minutes
+ * when other test runs share the cores.
  *
- * - a short seeded run (kills, pauses, and partitions when root) exits 0 with every
- *   checker passing and the documented last line;
+ * - a short seeded run (kills, pauses, partitions when root, and topology changes and
+ *   clock skew when TOPOLOGY_IN_NPM_TEST and SKEW_IN_NPM_TEST are on) exits 0 with every
+ *   checker passing (no node crashed included), the documented first and last lines,
+ *   and every kind injected;
  * - a partition built by netns.ts really cuts node-to-node traffic while the root
- *   namespace (where the chaos clients live) still reaches both sides (root only;
- *   elsewhere the availability probe must say why it is off);
- * - error → history outcome mapping, and linearizability limited to single-writer keys.
+ *   namespace (where the chaos clients live) still reaches both sides. Without
+ *   network namespaces (not root, no `ip netns`) the tests that need them are skipped
+ *   by name with the reason (skipMissingBinary), which CI counts as a failure;
+ * - error → history outcome mapping, and linearizability on every key, shared ones included.
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
@@ -18,14 +23,44 @@ import { dirname, join } from 'node:path';
 import { KvError } from '../../lib/errors.ts';
 import { KvClientError } from '../../lib/client/client.ts';
 import { classify } from '../../lib/chaos/workload.ts';
-import { check } from '../../lib/chaos/runner.ts';
+import { check, linearizableByClass } from '../../lib/chaos/runner.ts';
 import { NetnsNetwork, netnsAvailable } from '../../lib/chaos/netns.ts';
+import { DEFAULT_FAULT_KINDS, type FaultKind } from '../../lib/chaos/faults.ts';
 import type { Op } from '../../lib/chaos/history.ts';
+import { skipMissingBinary } from '../helpers/skip.ts';
+import { ensureFaketime } from './ensure-faketime.ts';
 
 const KV_BIN = fileURLToPath(new URL('../../bin/kv.js', import.meta.url));
+/** Where the seeded run is interrupted (SIGINT: it stops its nodes and removes its network). */
+const RUN_LIMIT_MS = 400_000;
+/** An apt install of libfaketime on a fresh machine (ensure-faketime.ts). */
+const INSTALL_LIMIT_MS = 300_000;
 const LAST_LINE = /^chaos: acked (\d+), lost (\d+), unknown (\d+), faults (\d+), converged in ([\d.]+)s$/;
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
+/**
+ * Whether the npm-test run also skews clocks. Off while a node crashes when its wall
+ * clock steps back (lib/node/gossip.ts drives the SWIM core with Date.now(), whose
+ * "swim clock must not go backwards" assertion then kills the process), and while a
+ * later acknowledged write can lose to an earlier one behind a slow coordinator clock
+ * (issue 11); turn it on once those are fixed. `kv chaos --faults …,skew` runs it
+ * either way.
+ */
+const SKEW_IN_NPM_TEST = false;
+/**
+ * Whether the npm-test run also joins and decommissions nodes. Off while a quorum read
+ * right after a decommission can miss an acknowledged write (seen in about 1 run in 10
+ * of this very run: "read → null" on a single-writer key whose write was acked before
+ * the read began and is in the final state; issue 11's hand-off windows); turn it on
+ * once a leaving owner keeps its copy until the new owners confirm theirs.
+ */
+const TOPOLOGY_IN_NPM_TEST = false;
+const FAULTS: FaultKind[] = [
+  ...DEFAULT_FAULT_KINDS, ...(SKEW_IN_NPM_TEST ? ['skew' as const] : []), ...(TOPOLOGY_IN_NPM_TEST ? ['topology' as const] : []),
+];
+const DEFAULT_RUN = FAULTS.length === DEFAULT_FAULT_KINDS.length;
+const FIRST_LINE = `chaos: seed 7 (replay: kv chaos --seed 7 --duration 40${DEFAULT_RUN ? '' : ` --faults ${FAULTS.join(',')}`})`;
+
+function runCommand(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -41,39 +76,86 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: nu
 describe('kv chaos (real processes, faults)', function () {
   this.timeout(180_000);
 
-  it('survives a seeded 40 s run of kills, pauses (and partitions as root) with every checker passing', async () => {
-    // The history is kept only when the run fails: it is the evidence to debug from.
-    const evidence = join(mkdtempSync(join(tmpdir(), 'kv-chaos-test-')), 'history.json');
-    const { code, out } = await run(process.execPath, [KV_BIN, 'chaos', '--duration', '40', '--seed', '7', '--fault-interval-ms', '1500', '--json', evidence], 170_000);
-    const lines = out.trimEnd().split('\n');
-    const last = lines.at(-1) ?? '';
-    const why = `exit ${code}; history in ${evidence}; output tail:\n${lines.slice(-40).join('\n')}`;
-    if (code === 0) rmSync(dirname(evidence), { recursive: true, force: true });
-    expect(lines[0], why).to.equal('chaos: seed 7 (replay: kv chaos --seed 7 --duration 40)');
-    expect(last, why).to.match(LAST_LINE);
-    const [, acked, lost, , faults] = LAST_LINE.exec(last) as RegExpExecArray;
-    expect(out, why).to.include('RESULT: PASS');
-    expect(code, why).to.equal(0);
-    expect(Number(lost), why).to.equal(0);
-    expect(Number(acked), why).to.be.greaterThan(100);
-    expect(Number(faults), why).to.be.greaterThan(5);
-    for (const kind of ['kill', 'pause']) expect(out, why).to.match(new RegExp(`^${kind}\\s+[1-9]\\d*\\s`, 'm'));
-    if ((await netnsAvailable()).ok) {
-      const m = /^partition\s+(\d+)\s.*seen by gossip on the other side (\d+)\/(\d+)$/m.exec(out);
-      expect(m, why).to.not.equal(null);
-      expect(Number(m?.[1]), why).to.be.greaterThan(0);
-      expect(Number(m?.[2]), why).to.be.greaterThan(0);
-    } else {
-      expect(out, why).to.include('chaos: partitions skipped:');
+  describe(`a seeded 40 s run of ${FAULTS.join(', ')} (partitions as root)`, function () {
+    // One run, several claims about it: each claim passes, fails or (for a missing
+    // binary) is skipped by name on its own.
+    let run: { code: number | null; out: string; why: string };
+    let noFaketime: string | undefined;
+
+    before(async function () {
+      // Generous: about 65 s on a quiet machine, several times that on one shared by
+      // other test runs; the run is interrupted (and cleans up) only past RUN_LIMIT_MS.
+      this.timeout(RUN_LIMIT_MS + INSTALL_LIMIT_MS + 30_000);
+      if (FAULTS.includes('skew')) noFaketime = await ensureFaketime();
+      // The history is kept only when the run fails: it is the evidence to debug from.
+      const evidence = join(mkdtempSync(join(tmpdir(), 'kv-chaos-test-')), 'history.json');
+      const faults = DEFAULT_RUN ? [] : ['--faults', FAULTS.join(',')];
+      // A run that fails keeps its data dir and node logs there too.
+      const data = join(dirname(evidence), 'data');
+      const { code, out } = await runCommand(process.execPath,
+        [KV_BIN, 'chaos', '--duration', '40', '--seed', '7', '--fault-interval-ms', '1500', ...faults, '--json', evidence, '--data', data], RUN_LIMIT_MS);
+      const lines = out.trimEnd().split('\n');
+      if (code === 0) rmSync(dirname(evidence), { recursive: true, force: true });
+      run = { code, out, why: `exit ${code}; history in ${evidence}, node logs in ${data}; output tail:\n${lines.slice(-40).join('\n')}` };
+    });
+
+    it('exits 0 with every checker passing, the documented first and last lines, and nothing lost', () => {
+      const { code, out, why } = run;
+      const lines = out.trimEnd().split('\n');
+      const last = lines.at(-1) ?? '';
+      expect(lines[0], why).to.equal(FIRST_LINE);
+      expect(last, why).to.match(LAST_LINE);
+      const [, acked, lost, , faults] = LAST_LINE.exec(last) as RegExpExecArray;
+      expect(out, why).to.include('RESULT: PASS');
+      expect(code, why).to.equal(0);
+      expect(Number(lost), why).to.equal(0);
+      expect(Number(acked), why).to.be.greaterThan(100);
+      expect(Number(faults), why).to.be.greaterThan(5);
+    });
+
+    it('injects kills and pauses', () => {
+      for (const kind of ['kill', 'pause']) expect(run.out, run.why).to.match(new RegExp(`^${kind}\\s+[1-9]\\d*\\s`, 'm'));
+    });
+
+    it('injects partitions that gossip on the other side saw', async function () {
+      const can = await netnsAvailable();
+      if (!can.ok) {
+        expect(run.out, run.why).to.include(`chaos: partitions skipped: ${can.why}`);
+        skipMissingBinary(this, 'ip netns', `partitions need network namespaces: ${can.why}`);
+      }
+      const m = /^partition\s+(\d+)\s.*seen by gossip on the other side (\d+)\/(\d+)$/m.exec(run.out);
+      expect(m, run.why).to.not.equal(null);
+      expect(Number(m?.[1]), run.why).to.be.greaterThan(0);
+      expect(Number(m?.[2]), run.why).to.be.greaterThan(0);
+    });
+
+    if (SKEW_IN_NPM_TEST) {
+      it('skews clocks: nodes restarted onto a skewed clock, and clocks jumping while nodes run', function () {
+        if (noFaketime !== undefined) {
+          expect(run.out, run.why).to.include('chaos: clock skew skipped:');
+          skipMissingBinary(this, 'libfaketime', noFaketime);
+        }
+        const m = /^skew\s+(\d+)\s.*restarted onto the clock (\d+), jumped (\d+); offsets (\S+) to (\S+)$/m.exec(run.out);
+        expect(m, run.why).to.not.equal(null);
+        expect(Number(m?.[2]), run.why).to.be.greaterThan(0);
+        expect(Number(m?.[3]), run.why).to.be.greaterThan(0);
+        // Within ±maxClockSkewMs/2 (the node default, 10 s).
+        for (const offset of [m?.[4], m?.[5]]) expect(Math.abs(Number.parseFloat(offset ?? 'NaN')), run.why).to.be.at.most(5);
+      });
+    }
+
+    if (TOPOLOGY_IN_NPM_TEST) {
+      it('changes the topology while the clients run, one change at a time, and checks the final membership', () => {
+        const m = /^topology\s+([1-9]\d*)\s+joins (\d+), decommissions (\d+); completed ([1-9]\d*)\/(\d+)/m.exec(run.out);
+        expect(m, run.why).to.not.equal(null);
+        expect(Number(m?.[2]) + Number(m?.[3]), run.why).to.equal(Number(m?.[1]));
+      });
     }
   });
 
-  it('cuts traffic between the sides of a partition but not from the root namespace', async () => {
+  it('cuts traffic between the sides of a partition but not from the root namespace', async function () {
     const can = await netnsAvailable();
-    if (!can.ok) {
-      expect(can.why).to.be.a('string').and.not.equal('');
-      return;
-    }
+    if (!can.ok) skipMissingBinary(this, 'ip netns', `partitions need network namespaces: ${can.why}`);
     const netw = await NetnsNetwork.create(2);
     try {
       const [a, b] = netw.nodeAddrs as [string, string];
@@ -84,8 +166,8 @@ describe('kv chaos (real processes, faults)', function () {
       await new Promise<void>((resolve) => server.stdout.once('data', () => resolve()));
       const probe = `const c=require('net').connect(7999,'${b}');c.setTimeout(1500,()=>{console.log('timeout');process.exit(0)});` +
         `c.on('data',d=>{console.log(String(d));process.exit(0)});c.on('error',e=>{console.log(e.code);process.exit(0)})`;
-      const fromA = async (): Promise<string> => (await run('ip', [...netw.execPrefix(0).slice(1), process.execPath, '-e', probe], 10_000)).out.trim();
-      const fromRoot = async (): Promise<string> => (await run(process.execPath, ['-e', probe], 10_000)).out.trim();
+      const fromA = async (): Promise<string> => (await runCommand('ip', [...netw.execPrefix(0).slice(1), process.execPath, '-e', probe], 10_000)).out.trim();
+      const fromRoot = async (): Promise<string> => (await runCommand(process.execPath, ['-e', probe], 10_000)).out.trim();
       expect(await fromA()).to.equal('ok');
       await netw.partition([0], [1]);
       expect(await fromA()).to.not.equal('ok');
@@ -97,9 +179,9 @@ describe('kv chaos (real processes, faults)', function () {
     } finally {
       await netw.destroy();
     }
-    const { out } = await run('ip', ['netns', 'list'], 5000);
+    const { out } = await runCommand('ip', ['netns', 'list'], 5000);
     expect(out).to.not.include(`kvc-${netw.runId}-`);
-    const links = await run('ip', ['-br', 'link'], 5000);
+    const links = await runCommand('ip', ['-br', 'link'], 5000);
     expect(links.out).to.not.include(`kvc${netw.runId}`);
   });
 
@@ -114,22 +196,28 @@ describe('kv chaos (real processes, faults)', function () {
     expect(classify(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))).to.equal('unknown');
   });
 
-  it('checks linearizability on single-writer keys only', () => {
+  it('checks linearizability on every key, shared multi-writer keys included', () => {
     const v = (n: number): string => `0000000000000${n.toString(16).padStart(3, '0')}:n1`;
     // Shared key: p1's write completes, then p2's write (lower version: a slower clock)
-    // completes, and a read returns p1's value: LWW at work, not a bug.
+    // completes, and a read returns p1's value: p2's acked write was lost to a clock.
     const shared: Op[] = [
       { id: 0, process: 1, kind: 'write', key: 's-0', value: '1.0', invokeMs: 0, completeMs: 5, status: 'ok', version: v(20) },
       { id: 1, process: 2, kind: 'write', key: 's-0', value: '2.0', invokeMs: 10, completeMs: 15, status: 'ok', version: v(10) },
       { id: 2, process: 3, kind: 'read', key: 's-0', invokeMs: 20, completeMs: 25, status: 'ok', readValue: '1.0', version: v(20) },
     ];
-    // The same shape on a client's own key is a stale read.
-    const own: Op[] = shared.map((op) => ({ ...op, id: op.id + 3, key: 'u-1-0' }));
-    const final = { 's-0': { n1: { value: '1.0', version: v(20) } }, 'u-1-0': { n1: { value: '1.0', version: v(20) } } };
-    const sharedOnly = check(shared, { 's-0': final['s-0'] });
-    expect(sharedOnly.results.find((r) => r.name === 'linearizable')?.ok).to.equal(true);
-    const both = check([...shared, ...own], final);
-    expect(both.results.find((r) => r.name === 'linearizable')?.ok).to.equal(false);
-    expect(both.summary.failedCheckers).to.include('linearizable');
+    const sharedFinal = { 's-0': { n1: { value: '1.0', version: v(20) } } };
+    const lost = check(shared, sharedFinal);
+    expect(lost.summary.failedCheckers).to.include.members(['linearizable', 'noLostWrites']);
+    expect(linearizableByClass(lost)).to.equal('linearizable keys: single-writer 0/0, multi-writer 0/1 (final state as the last read of each)');
+    // Stamped in real-time order, the same history is linearizable, and so is a client's own key.
+    const inOrder = shared.map((op) => (op.id === 1 ? { ...op, version: v(30) } : op));
+    const own: Op[] = [
+      { id: 3, process: 1, kind: 'write', key: 'u-1-0', value: '1.1', invokeMs: 30, completeMs: 35, status: 'ok', version: v(40) },
+      { id: 4, process: 1, kind: 'read', key: 'u-1-0', invokeMs: 40, completeMs: 45, status: 'ok', readValue: '1.1', version: v(40) },
+    ];
+    const final = { 's-0': { n1: { value: '2.0', version: v(30) } }, 'u-1-0': { n1: { value: '1.1', version: v(40) } } };
+    const fine = check([...inOrder.slice(0, 2), { ...(inOrder[2] as Op), readValue: '2.0', version: v(30) }, ...own], final);
+    expect(fine.ok, fine.summary.failedCheckers.join()).to.equal(true);
+    expect(linearizableByClass(fine)).to.equal('linearizable keys: single-writer 1/1, multi-writer 1/1 (final state as the last read of each)');
   });
 });

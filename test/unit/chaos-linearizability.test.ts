@@ -6,7 +6,10 @@ import type { Op, OpStatus } from '../../lib/chaos/history.ts';
 
 const ver = (n: number): string => makeVersion({ wall: 1_700_000_000_000 + n, logical: 0 }, 'n1');
 
-/** Builds one key's history; versions follow call order, which these tests never rely on. */
+/**
+ * Builds one key's history without versions, so the search sees the plain register
+ * model (every op on its own process); the version order has its own tests below.
+ */
 class Ops {
   readonly list: Op[] = [];
   private push(op: Omit<Op, 'id'>): Op {
@@ -15,12 +18,10 @@ class Ops {
     return full;
   }
   write(value: string, [invokeMs, completeMs]: [number, number], status: OpStatus = 'ok', key = 'k'): Op {
-    const version = status === 'ok' ? { version: ver(this.list.length) } : {};
-    return this.push({ process: this.list.length, kind: 'write', key, value, invokeMs, completeMs, status, ...version });
+    return this.push({ process: this.list.length, kind: 'write', key, value, invokeMs, completeMs, status });
   }
   del([invokeMs, completeMs]: [number, number], status: OpStatus = 'ok', key = 'k'): Op {
-    const version = status === 'ok' ? { version: ver(this.list.length) } : {};
-    return this.push({ process: this.list.length, kind: 'delete', key, invokeMs, completeMs, status, ...version });
+    return this.push({ process: this.list.length, kind: 'delete', key, invokeMs, completeMs, status });
   }
   read(readValue: string | null, [invokeMs, completeMs]: [number, number], key = 'k'): Op {
     return this.push({ process: this.list.length, kind: 'read', key, invokeMs, completeMs, status: 'ok', readValue });
@@ -206,5 +207,97 @@ describe('chaos linearizability checker (register model)', () => {
     expect(res.stats).to.include({ keys: 2, linearizable: 1, notLinearizable: 1, unknown: 0 });
     expect(res.violations.map((v) => v.key)).to.deep.equal(['y']);
     expect(res.verdicts.find((v) => v.key === 'x')?.verdict).to.equal('linearizable');
+  });
+});
+
+/** A history with explicit clients and versions: what the store reports on a shared key. */
+class Stamped {
+  readonly list: Op[] = [];
+  private push(op: Omit<Op, 'id' | 'key'>): Op {
+    const full = { ...op, key: 'k', id: this.list.length };
+    this.list.push(full);
+    return full;
+  }
+  write(process: number, value: string, [invokeMs, completeMs]: [number, number], v: number, status: OpStatus = 'ok'): Op {
+    return this.push({ process, kind: 'write', value, invokeMs, completeMs, status, ...(status === 'ok' ? { version: ver(v) } : {}) });
+  }
+  read(process: number, readValue: string | null, [invokeMs, completeMs]: [number, number], v?: number): Op {
+    return this.push({ process, kind: 'read', invokeMs, completeMs, status: 'ok', readValue, ...(v !== undefined ? { version: ver(v) } : {}) });
+  }
+}
+
+describe('chaos linearizability checker (versions order the writes)', () => {
+  it('rejects a multi-writer history whose reads go back in version order while the writes overlap', () => {
+    // Without versions, b then a is a valid order (both writes still in flight); with
+    // a stamped below b, a store that showed b can never show a again.
+    const h = new Stamped();
+    h.write(1, 'a', [0, 100], 1);
+    h.write(2, 'b', [0, 100], 2);
+    const forward = h.read(3, 'b', [20, 25], 2);
+    const back = h.read(4, 'a', [30, 35], 1);
+    const v = checkRegisterHistory('k', h.list);
+    expect(v.verdict).to.equal('not-linearizable');
+    expect([forward.id, back.id]).to.include(v.blockingOpId);
+    const plain = h.list.map(({ version: _v, ...op }) => op);
+    expect(checkRegisterHistory('k', plain).verdict).to.equal('linearizable');
+  });
+
+  it('rejects a later write stamped below one that completed before it began', () => {
+    const h = new Stamped();
+    h.write(1, 'a', [0, 10], 5);
+    h.write(2, 'b', [20, 30], 3);
+    h.read(3, 'b', [40, 50], 3);
+    const v = checkRegisterHistory('k', h.list, { staleReadPrecheck: false });
+    expect(v.verdict).to.equal('not-linearizable');
+    expect(v.message).to.contain('no linearization exists');
+  });
+
+  it('accepts concurrent writers whose reads follow version order', () => {
+    const h = new Stamped();
+    h.write(1, 'a', [0, 30], 2);
+    h.write(2, 'b', [5, 15], 1);
+    h.read(3, 'b', [6, 8], 1); // b first (the lower version) ...
+    h.read(4, 'a', [20, 40], 2); // ... then a, inside a's interval
+    h.write(3, 'c', [41, 50], 3);
+    h.read(1, 'c', [60, 70], 3);
+    expect(checkRegisterHistory('k', h.list).verdict).to.equal('linearizable');
+  });
+
+  it('places an unknown write by the version a read reported for it', () => {
+    const h = new Stamped();
+    h.write(1, 'a', [0, 10], 2);
+    h.write(2, 'u', [0, 10], 0, 'unknown');
+    h.read(3, 'u', [20, 30], 1); // u is below a: seeing it after a was acked is going back
+    expect(checkRegisterHistory('k', h.list).verdict).to.equal('not-linearizable');
+
+    const above = new Stamped();
+    above.write(1, 'a', [0, 10], 2);
+    above.write(2, 'u', [0, 10], 0, 'unknown');
+    above.read(3, 'u', [20, 30], 3);
+    expect(checkRegisterHistory('k', above.list).verdict).to.equal('linearizable');
+  });
+
+  it('checks the final state as a last read and counts keys by class', () => {
+    const h = new Stamped();
+    h.write(1, 'a', [0, 10], 1);
+    h.write(2, 'b', [20, 30], 2);
+    h.read(1, 'b', [40, 50], 2);
+    const single = [
+      { id: 10, process: 5, kind: 'write', key: 'own', value: 'x', invokeMs: 0, completeMs: 5, status: 'ok', version: ver(1) },
+      { id: 11, process: 5, kind: 'read', key: 'own', invokeMs: 6, completeMs: 7, status: 'ok', readValue: 'x', version: ver(1) },
+    ] satisfies Op[];
+    const ops = [...h.list, ...single];
+    const nodes = (value: string, v: number): Record<string, { value: string; version: string }> =>
+      ({ n1: { value, version: ver(v) }, n2: { value, version: ver(v) } });
+    const good = linearizable(ops, { finalState: { k: nodes('b', 2), own: nodes('x', 1) } });
+    expect(good.ok).to.equal(true);
+    expect(good.stats).to.include({ singleWriterKeys: 1, singleWriterLinearizable: 1, multiWriterKeys: 1, multiWriterLinearizable: 1 });
+
+    // Every read was fine, but the final state went back to a: lost, and not linearizable.
+    const back = linearizable(ops, { finalState: { k: nodes('a', 1), own: nodes('x', 1) } });
+    expect(back.ok).to.equal(false);
+    expect(back.stats).to.include({ multiWriterKeys: 1, multiWriterLinearizable: 0, singleWriterLinearizable: 1 });
+    expect(back.violations[0]?.key).to.equal('k');
+    expect(back.violations[0]?.message).to.contain('the final state "a"');
   });
 });

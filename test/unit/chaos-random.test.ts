@@ -41,6 +41,15 @@ function staleCandidate(ops: readonly Op[]): { read: Op; old: Op } | undefined {
   return undefined;
 }
 
+/** Two acked writes where the first completed before the second was invoked. */
+function orderedPair(acked: readonly Op[]): [Op, Op] | undefined {
+  for (const a of acked) {
+    const b = acked.find((x) => (a.completeMs as number) < x.invokeMs);
+    if (b !== undefined) return [a, b];
+  }
+  return undefined;
+}
+
 describe('chaos checkers on randomized histories of a correct register', () => {
   it(`accept every history a linearizable register produces (${SEEDS} seeds from ${FIRST_SEED})`, () => {
     let unknownOps = 0;
@@ -58,6 +67,61 @@ describe('chaos checkers on randomized histories of a correct register', () => {
     }
     // The generator must actually exercise unknown outcomes for the claim to mean anything.
     expect(unknownOps).to.be.above(SEEDS);
+  });
+
+  it(`accept every multi-writer history, final state as the last read, in few search steps (${SEEDS} seeds from ${FIRST_SEED})`, () => {
+    let multi = 0;
+    for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
+      const rng = seededRng(seed);
+      // One or two keys written by 4..9 clients at once: every key has many writers.
+      const run = simulateRegisterHistory(rng, { keys: 1 + rng.int(2), processes: 4 + rng.int(6), opsPerProcess: 20 + rng.int(30), maxDurationMs: 4 + rng.int(12) });
+      const res = linearizable(run.ops, { finalState: run.finalState });
+      expect(res.ok, `SEED=${seed}\n${res.violations.map((v) => v.message).join('\n')}`).to.equal(true);
+      expect(res.stats['multiWriterLinearizable'], `SEED=${seed}`).to.equal(res.stats['multiWriterKeys']);
+      expect(res.stats['unknown'], `SEED=${seed}: search gave up`).to.equal(0);
+      // Versions fix the order of the writes: the search stays near-linear in the ops.
+      expect(res.stats['steps'], `SEED=${seed}`).to.be.below(50 * run.ops.length);
+      multi += res.stats['multiWriterKeys'] ?? 0;
+    }
+    expect(multi).to.be.above(SEEDS);
+  });
+
+  it('count a key one client writes as single-writer, and accept its histories too', () => {
+    for (let seed = FIRST_SEED; seed < FIRST_SEED + 50; seed++) {
+      const run = simulateRegisterHistory(seededRng(seed), { keys: 3, processes: 1, opsPerProcess: 30 });
+      const res = linearizable(run.ops, { finalState: run.finalState });
+      expect(res.ok, `SEED=${seed}`).to.equal(true);
+      expect(res.stats['multiWriterKeys'], `SEED=${seed}`).to.equal(0);
+      expect(res.stats['singleWriterLinearizable'], `SEED=${seed}`).to.equal(res.stats['keys']);
+    }
+  });
+
+  it('reject each multi-writer history once two writes ordered in real time swap versions', () => {
+    let mutated = 0;
+    for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
+      const rng = seededRng(seed);
+      const run = simulateRegisterHistory(rng, { keys: 1, processes: 4 + rng.int(4), opsPerProcess: 10 + rng.int(10) });
+      const acked = run.ops.filter((o) => o.kind === 'write' && o.status === 'ok');
+      // The later write of a pair gets the earlier one's version and vice versa: the
+      // clock of the later write's coordinator was behind (the lost write of issue 11).
+      const pair = orderedPair(acked);
+      if (pair === undefined) continue;
+      mutated++;
+      const [early, late] = pair;
+      const swapped = new Map([[early.value, late.version], [late.value, early.version]]);
+      const ops = run.ops.map((o) => {
+        const v = o.kind === 'write' ? swapped.get(o.value) : o.kind === 'read' && o.readValue !== null ? swapped.get(o.readValue ?? undefined) : undefined;
+        return v === undefined ? o : { ...o, version: v };
+      });
+      const final = Object.fromEntries(Object.entries(run.finalState).map(([key, nodes]) => [key, Object.fromEntries(Object.entries(nodes).map(
+        ([n, r]) => [n, r.value !== null && swapped.has(r.value) ? { ...r, version: swapped.get(r.value) as string } : r]))]));
+      const res = linearizable(ops, { finalState: final });
+      expect(res.ok, `SEED=${seed}: #${late.id} stamped below #${early.id} accepted`).to.equal(false);
+      // Only the versions tell: without them the same history is a valid register's.
+      const plain = ops.map(({ version: _v, ...o }) => o);
+      expect(linearizable(plain, { finalState: final }).ok, `SEED=${seed}: without versions`).to.equal(true);
+    }
+    expect(mutated).to.be.above(SEEDS / 2);
   });
 
   it('reject each of those histories once one read is made stale', () => {
