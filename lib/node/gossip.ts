@@ -13,7 +13,7 @@ import type { SwimOutput } from '../core/swim/swim.ts';
 import { seededRng } from '../core/rng.ts';
 import type { Transport } from '../net/transport.ts';
 import type { Metrics } from '../api/metrics.ts';
-import type { Liveness } from './node.ts';
+import type { Liveness } from './liveness.ts';
 import type { Logger } from './log.ts';
 
 /** Core tick period: well under the probe timeout so timeouts fire close to when due. */

@@ -15,6 +15,9 @@ import type { Transport } from '../net/transport.ts';
 import { validateKey, validateWireRecord } from './replica.ts';
 import type { Logger } from './log.ts';
 import type { VersionGuard } from './peer-guard.ts';
+import { Gauge, type Registry } from 'prom-client';
+import { partitionOf, replicasOf } from '../core/partitioner.ts';
+import type { Topology } from '../core/topology.ts';
 
 const packr = new Packr({ useRecords: false });
 
@@ -37,6 +40,47 @@ const DELIVERY_CONCURRENCY = 32;
 
 interface Hint { dbKey: string; target: string; key: string; rec: StoredRecord; createdAt: number; bytes: number }
 
+/** What the hint store asks about the cluster (memberlist-style delegate). */
+export interface HintDelegate {
+  /** Whether gossip considers `id` alive (hints are replayed only then). */
+  isAlive(id: string): boolean;
+  /** This node's topology epoch (replays are fenced like any replica write). */
+  epoch(): number;
+  /** Whether `target` still owns `key` (current or future replica): hints for anything else are dropped. */
+  owns(target: string, key: string): boolean;
+  /** Whether `target` is still a member of the cluster. */
+  isMember(target: string): boolean;
+}
+
+export interface HintStoreOptions {
+  backend: Backend;
+  transport: Transport;
+  limits: HintLimits;
+  log: Logger;
+  cluster: HintDelegate;
+  /** Registers kv_hints_pending and kv_hints_by_fate here. */
+  registry?: Registry;
+  now?: () => number;
+}
+
+/** The cluster questions a hint store asks, answered from the committed topology and gossip. */
+export function topologyHintDelegate(topology: () => Topology, isAlive: (id: string) => boolean): HintDelegate {
+  return {
+    isAlive,
+    epoch: () => topology().epoch,
+    owns: (target, key) => {
+      const t = topology();
+      if (t.epoch === 0) return true;
+      const p = partitionOf(key, t.partitions);
+      return replicasOf(t.table('current'), p).includes(target) || replicasOf(t.table('future'), p).includes(target);
+    },
+    isMember: (id) => {
+      const m = topology().member(id);
+      return m !== undefined && m.state !== 'removed';
+    },
+  };
+}
+
 export class HintStore {
   private seq = 0;
   private count = 0;
@@ -46,19 +90,22 @@ export class HintStore {
   private delivering = false;
   readonly stats = { stored: 0, dropped: 0, delivered: 0, expired: 0 };
 
-  constructor(
-    private readonly backend: Backend,
-    private readonly transport: Transport,
-    private readonly limits: HintLimits,
-    private readonly log: Logger,
-    private readonly isAlive: (id: string) => boolean,
-    private readonly epoch: () => number,
-    /** Whether `target` still owns `key` (current or future replica): hints for anything else are dropped. */
-    private readonly isOwner: (target: string, key: string) => boolean,
-    /** Whether `target` is still a member of the cluster. */
-    private readonly isMember: (target: string) => boolean,
-    private readonly now: () => number = Date.now,
-  ) {
+  private readonly backend: Backend;
+  private readonly transport: Transport;
+  private readonly limits: HintLimits;
+  private readonly log: Logger;
+  private readonly cluster: HintDelegate;
+  private readonly now: () => number;
+
+  constructor(o: HintStoreOptions) {
+    this.backend = o.backend;
+    this.transport = o.transport;
+    this.limits = o.limits;
+    this.log = o.log;
+    this.cluster = o.cluster;
+    this.now = o.now ?? Date.now;
+    const { transport, limits } = o;
+    if (o.registry) this.registerMetrics(o.registry);
     transport.handle('hint.put', async (_from, payload) => {
       if (!Array.isArray(payload) || payload.length !== 3) throw new KvError('KV_INVALID_ARGUMENT', 'hint.put takes [target, key, record]');
       const [target, key, rec] = payload as [unknown, unknown, unknown];
@@ -68,6 +115,15 @@ export class HintStore {
       limits.versionGuard?.check(record.version, 'hint');
       return this.add(target, validateKey(key, limits.maxKeyBytes), record);
     });
+  }
+
+  private registerMetrics(r: Registry): void {
+    const pending = (): number => this.pending();
+    const stats = this.stats;
+    new Gauge({ name: 'kv_hints_pending', help: 'Hints kept on this node for down replicas', registers: [r], collect() { this.set(pending()); } });
+    const byFate = new Gauge({ name: 'kv_hints_by_fate', help: 'Hints by fate since start: stored, delivered, dropped (over a bound), expired',
+      labelNames: ['fate'] as const, registers: [r],
+      collect() { for (const [fate, n] of Object.entries(stats)) byFate.labels({ fate }).set(n); } });
   }
 
   /** Rebuild the counters from disk (bounded by hintsMaxCount). */
@@ -124,7 +180,7 @@ export class HintStore {
     this.delivering = true;
     try {
       for (const target of [...this.perTarget.keys()]) {
-        if (this.isAlive(target) && this.transport.isConnected(target)) await this.deliver(target);
+        if (this.cluster.isAlive(target) && this.transport.isConnected(target)) await this.deliver(target);
         else await this.expire(target);
       }
     } catch (err) {
@@ -141,7 +197,7 @@ export class HintStore {
     for await (const [k, v] of this.backend.range(SUBLEVELS.hints, { gt: `${target}\u0000`, lt: `${target}\u0001`, limit: DELIVERY_BATCH })) {
       const [, wire, createdAt] = packr.unpack(v) as [string, unknown, number];
       const rec = validateRecord(wire);
-      if (rec && !this.tooOld(rec, createdAt, now) && this.isMember(target)) break; // oldest first: the rest are younger
+      if (rec && !this.tooOld(rec, createdAt, now) && this.cluster.isMember(target)) break; // oldest first: the rest are younger
       gone.push({ type: 'del', sub: SUBLEVELS.hints, key: k });
       this.forget(target, v.length);
       this.stats.expired++;
@@ -180,13 +236,13 @@ export class HintStore {
     const worker = async (): Promise<void> => {
       while (i < hints.length) {
         const h = hints[i++] as Hint;
-        if (this.tooOld(h.rec, h.createdAt, now) || !this.isOwner(target, h.key) || !this.inBound(h)) {
+        if (this.tooOld(h.rec, h.createdAt, now) || !this.cluster.owns(target, h.key) || !this.inBound(h)) {
           // Too old, the target no longer owns the key (a copy there would outlive tombstone GC),
           // or a version too far ahead (a hint stored before versions were bounded): dropped.
           this.stats.expired++;
         } else {
           try {
-            await this.transport.request(target, 'rep.put', [h.key, recordToWire(h.rec), this.epoch()], { timeoutMs: 5000 });
+            await this.transport.request(target, 'rep.put', [h.key, recordToWire(h.rec), this.cluster.epoch()], { timeoutMs: 5000 });
             this.stats.delivered++;
           } catch {
             return; // target went away again; keep the rest for the next round

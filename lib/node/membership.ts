@@ -8,7 +8,8 @@ import { EventEmitter } from 'node:events';
 import { KvError, isKvError } from '../errors.ts';
 import { Topology, validateTopologyCommand, type TopologyCommand, type TopologySnapshot } from '../core/topology.ts';
 import type { Transport } from '../net/transport.ts';
-import type { RaftRuntime } from './raft-runtime.ts';
+import { RaftRuntime, type RaftRuntimeOptions } from './raft-runtime.ts';
+import type { PersistedState, RaftConfig } from '../core/raft/types.ts';
 import type { Logger } from './log.ts';
 
 export type AdminRequest =
@@ -29,6 +30,10 @@ const POLICY_INTERVAL_MS = 1000;
 const CAUGHT_UP_SLACK = 5;
 /** Forwarded admin requests are retried (leader changes) until this deadline. */
 const ADMIN_DEADLINE_MS = 20_000;
+/** A coordinator that learned of a newer epoch waits at most this long for Raft to deliver it. */
+const CATCH_UP_MAX_MS = 2000;
+/** How often an unbounded topology wait looks whether the node is stopping. */
+const STOP_CHECK_MS = 100;
 
 function validateAdmin(x: unknown): AdminRequest {
   const o = x as Record<string, unknown> | null;
@@ -47,58 +52,111 @@ function validateAdmin(x: unknown): AdminRequest {
   }
 }
 
+/** What the voter policy needs from gossip. */
+export interface MembershipLiveness {
+  isAlive(id: string): boolean;
+  /** Gossip has heard from this member itself (not only of it): a node that never connected has not. */
+  heardFrom(id: string): boolean;
+}
+
+export interface MembershipOptions {
+  selfId: string;
+  transport: Transport;
+  log: Logger;
+  liveness: MembershipLiveness;
+  /** A voter dead (per gossip) this long loses its seat to a live learner (config `deadVoterMs`). */
+  deadVoterMs: number;
+  /** The Raft log this topology lives in; Membership supplies its state-machine hooks. */
+  raft: Omit<RaftRuntimeOptions, 'id' | 'transport' | 'apply' | 'restore' | 'snapshotData'>;
+}
+
 export class Membership extends EventEmitter<{ change: [Topology] }> {
   topology = new Topology();
-  private raft: RaftRuntime | undefined;
+  /** The Raft group that commits topology changes (owned here: its state machine is this topology). */
+  readonly raft: RaftRuntime;
+  readonly selfId: string;
+  private readonly transport: Transport;
+  private readonly log: Logger;
+  private readonly liveness: MembershipLiveness;
+  private readonly deadVoterMs: number;
   private policyTimer: NodeJS.Timeout | undefined;
   private policyBusy = false;
   private readonly deadSince = new Map<string, number>();
 
-  constructor(
-    readonly selfId: string,
-    private readonly transport: Transport,
-    private readonly log: Logger,
-    private readonly isAlive: (id: string) => boolean,
-    /** A voter dead (per gossip) this long loses its seat to a live learner (config `deadVoterMs`). */
-    private readonly deadVoterMs: number,
-    /** Gossip has heard from this member itself (not only of it): a node that never connected has not. */
-    private readonly heardFrom: (id: string) => boolean = () => true,
-  ) {
+  constructor(o: MembershipOptions) {
     super();
-    transport.handle('admin', (_from, payload) => this.handleAdmin(validateAdmin(payload)));
+    this.selfId = o.selfId;
+    this.transport = o.transport;
+    this.log = o.log;
+    this.liveness = o.liveness;
+    this.deadVoterMs = o.deadVoterMs;
+    // Every waiter on a topology condition listens here: a cluster's worth, far below this bound.
+    this.setMaxListeners(1000);
+    this.raft = new RaftRuntime({
+      ...o.raft, id: o.selfId, transport: o.transport,
+      apply: (data) => this.applyEntry(data), restore: (data) => this.restoreSnapshot(data), snapshotData: () => this.topology.snapshot(),
+    });
+    o.transport.handle('admin', (_from, payload) => this.handleAdmin(validateAdmin(payload)));
   }
 
-  /** Raft hooks: apply, restore and snapshot the topology. */
-  applyEntry = (data: unknown): void => {
+  private applyEntry(data: unknown): void {
     const cmd = validateTopologyCommand(data);
     if (this.topology.apply(cmd)) {
       this.log.info({ epoch: this.topology.epoch, cmd }, 'topology change');
       this.emit('change', this.topology);
     }
-  };
+  }
 
-  restoreSnapshot = (data: unknown): void => {
+  private restoreSnapshot(data: unknown): void {
     this.topology = Topology.fromSnapshot(data as TopologySnapshot);
     this.emit('change', this.topology);
-  };
+  }
 
-  snapshotData = (): unknown => this.topology.snapshot();
-
-  attach(raft: RaftRuntime): void {
-    this.raft = raft;
+  /** Resume Raft from disk (or bootstrap a one-voter group) and run the voter policy. */
+  async start(persisted: PersistedState, bootstrap: RaftConfig | undefined): Promise<void> {
+    await this.raft.start(persisted, bootstrap);
     this.policyTimer = setInterval(() => void this.runPolicy(), POLICY_INTERVAL_MS);
   }
 
   stop(): void {
     if (this.policyTimer) clearInterval(this.policyTimer);
+    this.raft.stop();
   }
 
   get epoch(): number {
     return this.topology.epoch;
   }
 
+  /**
+   * Resolves once `cond` holds for the committed topology (checked now and at every change),
+   * or at `deadlineMs` (resolving false), or rejects KV_CLOSED when `stopped` says so.
+   */
+  waitFor(cond: (t: Topology) => boolean, deadlineMs = Infinity, stopped: () => boolean = () => false): Promise<boolean> {
+    if (cond(this.topology)) return Promise.resolve(true);
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let stopCheck: NodeJS.Timeout | undefined;
+      const done = (v: boolean | Error): void => {
+        this.off('change', onChange);
+        clearTimeout(timer);
+        clearInterval(stopCheck);
+        if (v instanceof Error) reject(v);
+        else resolve(v);
+      };
+      const onChange = (t: Topology): void => { if (cond(t)) done(true); };
+      this.on('change', onChange);
+      if (Number.isFinite(deadlineMs)) timer = setTimeout(() => done(false), Math.max(0, deadlineMs - Date.now()));
+      // Stopping is not a topology change: look for it now and then (a stopped node exits soon after).
+      stopCheck = setInterval(() => { if (stopped()) done(new KvError('KV_CLOSED', 'stopped while waiting for the topology')); }, STOP_CHECK_MS);
+    });
+  }
+
+  /** Waits (bounded) until the local topology reaches `epoch`: Raft delivers it. */
+  async waitForEpoch(epoch: number, deadlineMs: number): Promise<void> {
+    await this.waitFor((t) => t.epoch >= epoch, Math.min(Date.now() + CATCH_UP_MAX_MS, deadlineMs));
+  }
+
   private get r(): RaftRuntime {
-    if (!this.raft) throw new KvError('KV_UNAVAILABLE', 'raft not started');
     return this.raft;
   }
 
@@ -182,7 +240,7 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
     const m = this.topology.member(id);
     if (m?.state === 'replacing') return; // a retry of an admitted replacement
     if (!m || m.state !== 'normal') throw new KvError('KV_INVALID_ARGUMENT', `${id} is not a normal member; replace takes over a dead normal member`);
-    if (this.isAlive(id)) throw new KvError('KV_INVALID_ARGUMENT', `${id} is alive (gossip): only a dead member can be replaced`);
+    if (this.liveness.isAlive(id)) throw new KvError('KV_INVALID_ARGUMENT', `${id} is alive (gossip): only a dead member can be replaced`);
     const st = this.r.status();
     if (st.voters.includes(id) || st.learners.includes(id)) await this.change({ type: 'remove', id });
     await this.r.propose({ op: 'replace', id, addr });
@@ -190,14 +248,14 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
 
   /** Leader only: keep the Raft configuration in line with the topology. One change per round. */
   private async runPolicy(): Promise<void> {
-    if (this.policyBusy || !this.raft || this.raft.status().role !== 'leader' || this.topology.epoch === 0) return;
+    if (this.policyBusy || this.raft.status().role !== 'leader' || this.topology.epoch === 0) return;
     this.policyBusy = true;
     try {
       const st = this.raft.status();
       const active = new Set(this.topology.activeMembers().map((m) => m.id));
       const now = Date.now();
       for (const id of active) {
-        if (this.isAlive(id) || id === this.selfId) this.deadSince.delete(id);
+        if (this.liveness.isAlive(id) || id === this.selfId) this.deadSince.delete(id);
         else if (!this.deadSince.has(id)) this.deadSince.set(id, now);
       }
       const longDead = (id: string): boolean => now - (this.deadSince.get(id) ?? now) >= this.deadVoterMs;
@@ -207,8 +265,8 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
       const missing = [...active].find((id) => !inConfig.has(id));
       if (missing) return await this.change({ type: 'addLearner', id: missing });
       const desired = Math.min(active.size >= 5 ? 5 : 3, active.size);
-      const progress = new Map(this.raft.core.progress().map((p) => [p.id, p]));
-      const last = this.raft.core.lastIndex;
+      const progress = new Map(this.raft.progress().map((p) => [p.id, p]));
+      const last = this.raft.lastIndex;
       // Promote only a learner that answers: gossip heard from it, and it acknowledged log entries
       // (match > 0) close to ours. A join signed for a node that never connects must not take a
       // voter seat: with it the group would count a member that can never vote.
@@ -216,7 +274,7 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
         const match = progress.get(id)?.match ?? 0;
         return match > 0 && match >= last - CAUGHT_UP_SLACK;
       };
-      const promotable = st.learners.filter((id) => active.has(id) && this.isAlive(id) && this.heardFrom(id) && caughtUp(id)).sort();
+      const promotable = st.learners.filter((id) => active.has(id) && this.liveness.isAlive(id) && this.liveness.heardFrom(id) && caughtUp(id)).sort();
       const deadVoter = st.voters.find((id) => id !== this.selfId && longDead(id));
       if (st.voters.length < desired && promotable[0]) return await this.change({ type: 'addVoter', id: promotable[0] });
       if (deadVoter && promotable[0]) return await this.change({ type: 'remove', id: deadVoter });

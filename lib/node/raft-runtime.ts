@@ -205,6 +205,15 @@ export class RaftRuntime {
     });
   }
 
+  /** Each peer's replication progress (the leader's view; the voter policy reads it). */
+  progress(): { id: string; match: number }[] {
+    return this.core.progress();
+  }
+
+  get lastIndex(): number {
+    return this.core.lastIndex;
+  }
+
   /** Called after every batch of applied entries. */
   onApplied(listener: () => void): () => void {
     this.appliedListeners.add(listener);

@@ -42,7 +42,9 @@ export class LevelBackend implements Backend {
     }
   }
 
+  /** Idempotent: the record store closes its backend, and a node's stop closes it again after a failed start. */
   async close(): Promise<void> {
+    if (this.db.status === 'closed' || this.db.status === 'closing') return;
     await this.db.close();
   }
 

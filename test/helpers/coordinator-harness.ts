@@ -129,8 +129,11 @@ export class Harness {
     const served = gated(transport, wait);
     replica.register(served);
     const isAlive = (x: string): boolean => this.alive.has(x);
-    const hints = new HintStore(backend, transport, { hintsMaxCount: 1000, hintsMaxBytes: 1 << 20, hintsMaxAgeMs: 60_000, maxKeyBytes: 1024, maxValueBytes: 1 << 20 },
-      log, isAlive, () => node.topology.epoch, () => true, () => true, now);
+    const hints = new HintStore({
+      backend, transport, log, now,
+      limits: { hintsMaxCount: 1000, hintsMaxBytes: 1 << 20, hintsMaxAgeMs: 60_000, maxKeyBytes: 1024, maxValueBytes: 1 << 20 },
+      cluster: { isAlive, epoch: () => node.topology.epoch, owns: () => true, isMember: () => true },
+    });
     await hints.open();
     const coordinator = new Coordinator({
       selfId: id, replica, transport, clock, hints: withHints ? hints : undefined, log, topology: () => node.topology,

@@ -15,8 +15,10 @@ describe('hinted handoff store', () => {
     const net = new MemoryNetwork();
     const transport = net.transport({ selfId: 'a' });
     let member = true;
-    const hints = new HintStore(backend, transport, LIMITS, createLogger('t', 'silent'), () => false, () => 1,
-      () => true, () => member);
+    const hints = new HintStore({
+      backend, transport, limits: LIMITS, log: createLogger('t', 'silent'),
+      cluster: { isAlive: () => false, epoch: () => 1, owns: () => true, isMember: () => member },
+    });
     await hints.open();
     try {
       for (let i = 0; i < 3; i++) expect(await hints.add('gone', `k${i}`, { version: makeVersion({ wall: 1, logical: i }, 'a'), value: Buffer.from('v') })).to.equal(true);
