@@ -22,6 +22,10 @@ export class Metrics {
   readonly clockSkewRejected = new Counter({
     name: 'kv_hlc_skew_rejected_total', help: 'Remote timestamps rejected for being too far ahead', registers: [this.registry],
   });
+  readonly readRepairs = new Counter({
+    name: 'kv_read_repairs_total', help: 'Replicas repaired by reads: before answering (r >= 2) or in the background',
+    labelNames: ['mode'] as const, registers: [this.registry],
+  });
   readonly versionsRefused = new Counter({
     name: 'kv_versions_refused_total', help: 'Record versions from peers, hints or sessions refused for being too far ahead of local time',
     labelNames: ['source'] as const, registers: [this.registry],

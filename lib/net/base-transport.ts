@@ -15,6 +15,7 @@ import type { Envelope, EnvelopeKind, ErrorPayload } from './frame.ts';
 import { BATCH_HEADER_BYTES_MAX, resolveLimits } from './limits.ts';
 import type { TransportLimits } from './limits.ts';
 import { emptyStats, silentLogger } from './transport.ts';
+import { Settle } from './settle.ts';
 import type {
   Handler, RequestOptions, Transport, TransportEvent, TransportHooks, TransportLogger, TransportStats,
 } from './transport.ts';
@@ -34,14 +35,10 @@ interface Pending {
   readonly id: number;
   readonly type: string;
   readonly peer: PeerState;
-  resolve: (value: unknown) => void;
-  reject: (err: unknown) => void;
-  timer: NodeJS.Timeout | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+  /** Settles once: the answer, the timeout or the caller's abort (lib/net/settle.ts). */
+  readonly done: Settle<unknown>;
   /** The link the request went out on; null while still queued. */
   link: Link | null;
-  settled: boolean;
 }
 
 interface QueueItem {
@@ -178,26 +175,23 @@ export abstract class BaseTransport implements Transport {
     const refusal = this.refusal(peer, buf.length);
     if (refusal !== null) return Promise.reject(refusal);
 
-    return new Promise<T>((resolve, reject) => {
-      const p: Pending = {
-        id, type, peer, resolve: resolve as (v: unknown) => void, reject,
-        timer: undefined, signal, onAbort: undefined, link: null, settled: false,
-      };
-      p.timer = setTimeout(() => {
+    let p: Pending | undefined;
+    const done = new Settle<unknown>({
+      timeoutMs, signal,
+      onTimeout: () => {
         this.counters.requestTimeouts++;
-        this.settle(p, new KvError('KV_TIMEOUT', `request ${type} to ${to} timed out after ${timeoutMs} ms`, {
-          outcome: p.link === null ? 'failed' : 'unknown',
-          details: { peer: to, type, maybeDelivered: p.link !== null },
+        const sent = p?.link != null;
+        this.settle(p as Pending, new KvError('KV_TIMEOUT', `request ${type} to ${to} timed out after ${timeoutMs} ms`, {
+          outcome: sent ? 'unknown' : 'failed', details: { peer: to, type, maybeDelivered: sent },
         }), undefined);
-      }, timeoutMs);
-      if (signal !== undefined) {
-        p.onAbort = () => this.settle(p, signal.reason, undefined);
-        signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-      peer.pending.set(id, p);
-      this.counters.requestsSent++;
-      this.enqueue(peer, buf, p);
+      },
+      onAbort: (_s, reason) => this.settle(p as Pending, reason, undefined),
     });
+    p = { id, type, peer, done, link: null };
+    peer.pending.set(id, p);
+    this.counters.requestsSent++;
+    this.enqueue(peer, buf, p);
+    return done.promise as Promise<T>;
   }
 
   isConnected(peer: string): boolean {
@@ -400,7 +394,7 @@ export abstract class BaseTransport implements Transport {
     };
     for (const item of queue) {
       // A request that timed out or was aborted before leaving is not sent at all.
-      if (item.pending !== null && item.pending.settled) continue;
+      if (item.pending !== null && item.pending.done.settled) continue;
       if (parts.length > 0 && (parts.length >= maxBatchEnvelopes || bytes + item.buf.length > maxBatchBytes)) emitBatch();
       parts.push(item.buf);
       bytes += item.buf.length;
@@ -576,13 +570,10 @@ export abstract class BaseTransport implements Transport {
   // ---- settling ---------------------------------------------------------------------
 
   private settle(p: Pending, err: unknown, value: unknown): void {
-    if (p.settled) return;
-    p.settled = true;
+    if (p.done.settled) return;
     p.peer.pending.delete(p.id);
-    if (p.timer !== undefined) clearTimeout(p.timer);
-    if (p.onAbort !== undefined) p.signal?.removeEventListener('abort', p.onAbort);
-    if (err !== undefined) p.reject(err);
-    else p.resolve(value);
+    if (err !== undefined) p.done.reject(err);
+    else p.done.resolve(value);
   }
 
   private rejectSentOn(peer: PeerState, link: Link): void {

@@ -54,8 +54,8 @@ export interface CoordinatorDeps {
   requestTimeoutMs: number;
   readRepair: boolean;
   maxClockSkewMs: number;
-  /** Read repairs sent (metrics). */
-  onReadRepair?: (n: number) => void;
+  /** Read repairs sent (metrics): before answering, or in the background. */
+  onReadRepair?: (n: number, mode: 'blocking' | 'background') => void;
   /** A session token or held version refused for being too far ahead (metrics). */
   onVersionRefused?: (source: 'session' | 'held') => void;
   now?: () => number;
@@ -442,7 +442,7 @@ export class Coordinator implements KvService {
     const best = read.answered;
     const stale = read.staleAtDecision;
     if (!this.d.readRepair || best === undefined || stale.length === 0) return;
-    this.d.onReadRepair?.(stale.length);
+    this.d.onReadRepair?.(stale.length, 'blocking');
     const wire = putPayload(plan.key, best, plan.epoch);
     const results = await Promise.all(stale.map((id) => this.send({ replica: id, node: id, role: 'replica', countsTowardW: true }, plan, best, wire, deadline)
       .then((ack) => outcomeOf({ ack }, best.version), (err: unknown) => outcomeOf({ err }, best.version))));
@@ -459,7 +459,7 @@ export class Coordinator implements KvService {
     const blocking = read.blocking && best.version === read.answered?.version ? new Set(read.staleAtDecision) : new Set<string>();
     const stale = read.tracker.repairTargets().filter((id) => !blocking.has(id));
     if (stale.length === 0) return;
-    this.d.onReadRepair?.(stale.length);
+    this.d.onReadRepair?.(stale.length, 'background');
     const wire = putPayload(plan.key, best, plan.epoch);
     const deadline = this.now() + this.d.requestTimeoutMs;
     for (const id of stale) {

@@ -194,6 +194,7 @@ export class KvNode {
       liveness: { isAlive, isSuspect: (id) => gossip.view(id).liveness === 'suspect' },
       defaults: { w: cfg.w, r: cfg.r }, requestTimeoutMs: cfg.requestTimeoutMs, readRepair: cfg.readRepair, maxClockSkewMs: cfg.maxClockSkewMs,
       onVersionRefused: (source) => this.metrics.versionsRefused.labels({ source }).inc(),
+      onReadRepair: (n, mode) => this.metrics.readRepairs.labels({ mode }).inc(n),
     });
 
     // Conditional writes (Paxos acceptor + proposer) and listing.

@@ -61,7 +61,6 @@ export class RaftRuntime {
   private readonly tickMs: number;
   private readonly compactEvery: number;
   private readonly proposeTimeoutMs: number;
-  private readonly appliedListeners = new Set<() => void>();
 
   constructor(private readonly o: RaftRuntimeOptions) {
     this.tickMs = o.tickMs ?? 100;
@@ -150,12 +149,7 @@ export class RaftRuntime {
       }
     }
     for (const e of rd.committed) this.applyEntry(e);
-    if (rd.committed.length > 0) {
-      for (const l of this.appliedListeners) {
-        try { l(); } catch (err) { this.o.log.error({ err }, 'applied-entries listener failed'); }
-      }
-      await this.maybeCompact();
-    }
+    if (rd.committed.length > 0) await this.maybeCompact();
   }
 
   private applyEntry(e: Entry): void {
@@ -214,11 +208,6 @@ export class RaftRuntime {
     return this.core.lastIndex;
   }
 
-  /** Called after every batch of applied entries. */
-  onApplied(listener: () => void): () => void {
-    this.appliedListeners.add(listener);
-    return () => this.appliedListeners.delete(listener);
-  }
 
   status(): { role: string; term: number; leader: string | null; commit: number; applied: number; voters: string[]; learners: string[] } {
     const c = this.core;
