@@ -9,27 +9,35 @@ type Db = Level<string, Buffer>;
  * implementations: `_batch(operations, options)`). Its native side reads only `type`, `key`
  * and `value` of each op and takes strings and Buffers alike.
  */
-interface RawBatch {
+interface RawDb {
   _batch(ops: readonly { type: 'put' | 'del'; key: string; value?: Buffer }[], options: { sync: boolean }): Promise<void>;
+  /** String key in, Buffer (or undefined) out with these options; `_getMany` likewise per key. */
+  _get(key: string, options: typeof RAW_GET): Promise<Buffer | undefined>;
+  _getMany(keys: readonly string[], options: typeof RAW_GET): Promise<(Buffer | undefined)[]>;
 }
+
+/** What abstract-level would pass down for a string key and a Buffer value. */
+const RAW_GET = { keyEncoding: 'utf8', valueEncoding: 'buffer', fillCache: true } as const;
 
 /**
  * LevelDB through `level` (classic-level on Node). Sublevels are plain key prefixes
  * (`<name>:`) on the root database rather than abstract-level sublevels: the write path
  * batches several ops per record, and skipping the per-op sublevel translation made
  * abstract-level's batch the largest single cost in the PUT profile (bench/profile.md).
- * Batches go straight to classic-level's `_batch`: abstract-level's public `batch` clones,
- * validates and re-encodes every op (its `#arrayBatch` was ~10 % of a node's CPU under PUT
- * load), none of which this backend needs: keys are strings, values Buffers, the database
+ * Batches and reads go straight to classic-level's `_batch`, `_get` and `_getMany`:
+ * abstract-level's public methods clone, validate and re-encode every op (its `#arrayBatch`
+ * was ~10 % of a node's CPU under PUT load), none of which this backend needs: keys are strings, values Buffers, the database
  * open (checked here), and no hooks or write events are used. Versions are pinned (level
  * 10 / classic-level 3), and the storage compliance suite runs against this backend.
  */
 export class LevelBackend implements Backend {
   readonly kind = 'level' as const;
   private readonly db: Db;
+  private readonly raw: RawDb;
 
   constructor(readonly location: string) {
     this.db = new Level<string, Buffer>(location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    this.raw = this.db as unknown as RawDb;
     for (const name of Object.values(SUBLEVELS)) if (name.length !== 1) throw new Error('assertion failed: one-character sublevel names');
   }
 
@@ -54,12 +62,12 @@ export class LevelBackend implements Backend {
 
   async get(sub: Sublevel, key: string): Promise<Buffer | undefined> {
     this.checkOpen();
-    return (await this.db.get(`${sub}:${key}`)) ?? undefined;
+    return (await this.raw._get(`${sub}:${key}`, RAW_GET)) ?? undefined;
   }
 
   async getMany(sub: Sublevel, keys: readonly string[]): Promise<(Buffer | undefined)[]> {
     this.checkOpen();
-    return (await this.db.getMany(keys.map((k) => `${sub}:${k}`))).map((v) => v ?? undefined);
+    return (await this.raw._getMany(keys.map((k) => `${sub}:${k}`), RAW_GET)).map((v) => v ?? undefined);
   }
 
   async batch(ops: readonly BatchOp[], sync: boolean): Promise<void> {
@@ -68,7 +76,7 @@ export class LevelBackend implements Backend {
     const mapped = ops.map((op) => (op.type === 'put'
       ? { type: 'put' as const, key: `${op.sub}:${op.key}`, value: op.value as Buffer }
       : { type: 'del' as const, key: `${op.sub}:${op.key}` }));
-    await (this.db as unknown as RawBatch)._batch(mapped, { sync });
+    await this.raw._batch(mapped, { sync });
   }
 
   async *range(sub: Sublevel, opts: RangeOptions): AsyncIterable<[string, Buffer]> {
