@@ -19,7 +19,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { KvError, isKvError } from '../errors.ts';
 import { parseQuorum } from '../core/quorum.ts';
-import { parseSession } from '../core/session.ts';
+import { parseSession, type SessionToken } from '../core/session.ts';
 import type { Metrics } from './metrics.ts';
 import type { CasService, ClusterService, KvService, ListService, ReadAnswer, WriteOptions } from './service.ts';
 import { parseCondition, parseListQuery, parseTtl } from './kv-params.ts';
@@ -65,6 +65,9 @@ export interface ApiDeps {
   cas?: CasService;
   /** GET /kv?prefix=&limit=&cursor= (lib/node/list.ts). */
   list?: ListService;
+  /** This node's cluster: answers carrying a session say it (X-Kv-Cluster), and a session of
+   *  another cluster (X-Kv-Session-Cluster) is ignored. */
+  clusterId?: string;
 }
 
 /** TLS handshake deadline for client and peer sockets. */
@@ -381,8 +384,7 @@ export class ApiServer {
     const n = kv.replicationFactor();
     // No abort signal per request: an AbortController and its listener cost ~2.5 % of a node's
     // CPU under load, and a request whose client went away ends at its deadline anyway.
-    const sessionRaw = req.headers['x-kv-session'];
-    const session = typeof sessionRaw === 'string' && sessionRaw !== '' ? parseSession(sessionRaw) : undefined;
+    const session = this.sessionOf(req);
     if (method === 'GET' || method === 'HEAD') {
       checkParams(q, READ_PARAMS);
       const rRaw = q.get('r');
@@ -390,7 +392,7 @@ export class ApiServer {
       if (serial && rRaw !== undefined) throw new KvError('KV_INVALID_ARGUMENT', 'r does not apply to serial reads (they read a majority through Paxos)');
       const got: ReadAnswer = serial ? await this.casService().serialGet(key, session ? { session } : {})
         : await kv.get(key, { ...(rRaw === undefined ? {} : { r: parseQuorum('r', rRaw, n) }), ...(session ? { session } : {}) });
-      if (got.session !== undefined) res.setHeader('x-kv-session', got.session);
+      if (got.session !== undefined) for (const [h, v] of Object.entries(this.sessionHeaders(got.session))) res.setHeader(h, v);
       if (got.value === undefined) throw new KvError('KV_NOT_FOUND', 'key not found');
       const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'content-length': got.value.length, 'x-kv-version': got.version ?? '' };
       // X-Kv-Expires: the record's expiry as wall-clock milliseconds since the Unix epoch.
@@ -408,8 +410,7 @@ export class ApiServer {
       const cas = this.casService();
       const body = method === 'PUT' ? await readBody(req, limits.maxValueBytes, limits.bodyIdleTimeoutMs) : (await readBody(req, MAX_ADMIN_BODY_BYTES, limits.bodyIdleTimeoutMs), null);
       const done = await cas.casWrite(key, body, { condition, ...(session ? { session } : {}), ...(ttlMs === undefined ? {} : { ttlMs }) });
-      const headers: Record<string, string> = {};
-      if (done.session !== undefined) headers['x-kv-session'] = done.session;
+      const headers: Record<string, string> = this.sessionHeaders(done.session);
       if (done.applied) {
         sendJson(res, 200, { version: done.version }, { ...headers, 'x-kv-version': done.version });
         return;
@@ -431,9 +432,23 @@ export class ApiServer {
     // A DELETE body is meaningless; drain it (bounded) so the connection stays usable.
     const value = method === 'PUT' ? await readBody(req, limits.maxValueBytes, limits.bodyIdleTimeoutMs) : (await readBody(req, MAX_ADMIN_BODY_BYTES, limits.bodyIdleTimeoutMs), null);
     const done = value === null ? await kv.del(key, opts) : await kv.put(key, value, opts);
-    const headers: Record<string, string> = { 'x-kv-version': done.version };
-    if (done.session !== undefined) headers['x-kv-session'] = done.session;
+    const headers: Record<string, string> = { 'x-kv-version': done.version, ...this.sessionHeaders(done.session) };
     sendJson(res, 200, { version: done.version }, headers);
+  }
+
+  /** The request's session (X-Kv-Session), unless it names another cluster (X-Kv-Session-Cluster): then it is not ours to honour. */
+  private sessionOf(req: http.IncomingMessage): SessionToken | undefined {
+    const raw = req.headers['x-kv-session'];
+    if (typeof raw !== 'string' || raw === '') return undefined;
+    const cluster = req.headers['x-kv-session-cluster'];
+    if (typeof cluster === 'string' && this.deps.clusterId !== undefined && cluster !== this.deps.clusterId) return undefined;
+    return parseSession(raw);
+  }
+
+  /** X-Kv-Session and, with it, X-Kv-Cluster (whose session it is). */
+  private sessionHeaders(token: string | undefined): Record<string, string> {
+    if (token === undefined) return {};
+    return this.deps.clusterId === undefined ? { 'x-kv-session': token } : { 'x-kv-session': token, 'x-kv-cluster': this.deps.clusterId };
   }
 
   private casService(): CasService {

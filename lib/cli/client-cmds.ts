@@ -3,12 +3,15 @@
  * then `$KV_TOKEN`, then `./data/admin.token` (what `kv start` writes), so a local cluster
  * needs no flag; the file is sent only to loopback nodes, so a local admin token never goes
  * to a remote server by accident. `--ca FILE` (or `$KV_CA`) switches to HTTPS trusting that CA.
+ * put/get/del continue the user's session with the cluster across invocations (read your
+ * writes through any node; session-file.ts); `--no-session` opts out.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { KvError } from '../errors.ts';
 import { isLoopbackHost, parseHostPort } from '../config.ts';
 import { KvClient, type ClientOptions } from '../client/client.ts';
 import { intFlag, type ParsedArgs } from './args.ts';
+import { loadSession, saveSession, sessionFilePath } from './session-file.ts';
 
 /** Where `kv start` leaves the admin token of a cluster started in this directory. */
 const LOCAL_ADMIN_TOKEN = './data/admin.token';
@@ -39,8 +42,18 @@ export function clientOptions(args: ParsedArgs): ClientOptions {
   return { nodes, ...(token ? { token } : {}), ...(caPem ? { ca: caPem } : {}) };
 }
 
-function client(args: ParsedArgs): KvClient {
-  return new KvClient(clientOptions(args));
+/** Run `fn` with a client that continues this user's session with the cluster (session-file.ts) unless --no-session. */
+async function withClient<T>(args: ParsedArgs, fn: (c: KvClient) => Promise<T>): Promise<T> {
+  const opts = clientOptions(args);
+  const file = args.flags['no-session'] === true ? undefined : sessionFilePath();
+  const session = file === undefined ? undefined : loadSession(file, opts.nodes);
+  const c = new KvClient({ ...opts, ...(session ? { session } : {}) });
+  try {
+    return await fn(c);
+  } finally {
+    c.close();
+    if (file !== undefined && session !== undefined) saveSession(file, opts.nodes, session);
+  }
 }
 
 function need(args: ParsedArgs, n: number, usage: string): string[] {
@@ -66,41 +79,34 @@ export async function putCommand(args: ParsedArgs): Promise<number> {
   const [key, value] = need(args, 2, 'kv put KEY VALUE [--w W] [--ttl SECONDS] [--if-match VERSION | --if-none-match] [--node HOST:PORT]') as [string, string];
   const ttlRaw = args.flags['ttl'];
   if (ttlRaw === true) throw new KvError('KV_INVALID_ARGUMENT', '--ttl takes a number of seconds');
-  const c = client(args);
-  try {
-    const res = await c.put(key, value, {
-      w: str(args.flags['w']), ...(args.flags['sloppy'] === true || args.flags['sloppy'] === 'true' ? { sloppy: true } : {}), ...conditionFlags(args, true),
-      ...(ttlRaw === undefined ? {} : { ttl: Number(ttlRaw) }),
-    });
-    process.stdout.write(`${res.version}\n`);
-    return 0;
-  } finally { c.close(); }
+  const params = {
+    w: str(args.flags['w']), ...(args.flags['sloppy'] === true || args.flags['sloppy'] === 'true' ? { sloppy: true } : {}), ...conditionFlags(args, true),
+    ...(ttlRaw === undefined ? {} : { ttl: Number(ttlRaw) }),
+  };
+  const res = await withClient(args, (c) => c.put(key, value, params));
+  process.stdout.write(`${res.version}\n`);
+  return 0;
 }
 
 export async function getCommand(args: ParsedArgs): Promise<number> {
   const [key] = need(args, 1, 'kv get KEY [--r R | --serial] [--node HOST:PORT]') as [string];
-  const c = client(args);
-  try {
-    const serial = args.flags['serial'] === true || args.flags['serial'] === 'true';
-    const res = await c.get(key, { r: str(args.flags['r']), ...(serial ? { serial } : {}) });
-    if (!res) {
-      process.stderr.write('kv: KV_NOT_FOUND: key not found\n');
-      return 1;
-    }
-    process.stdout.write(res.value);
-    if (process.stdout.isTTY) process.stdout.write('\n');
-    return 0;
-  } finally { c.close(); }
+  const serial = args.flags['serial'] === true || args.flags['serial'] === 'true';
+  const res = await withClient(args, (c) => c.get(key, { r: str(args.flags['r']), ...(serial ? { serial } : {}) }));
+  if (!res) {
+    process.stderr.write('kv: KV_NOT_FOUND: key not found\n');
+    return 1;
+  }
+  process.stdout.write(res.value);
+  if (process.stdout.isTTY) process.stdout.write('\n');
+  return 0;
 }
 
 export async function delCommand(args: ParsedArgs): Promise<number> {
   const [key] = need(args, 1, 'kv del KEY [--w W] [--if-match VERSION] [--node HOST:PORT]') as [string];
-  const c = client(args);
-  try {
-    const res = await c.del(key, { w: str(args.flags['w']), ...conditionFlags(args, false) });
-    process.stdout.write(`${res.version}\n`);
-    return 0;
-  } finally { c.close(); }
+  const params = { w: str(args.flags['w']), ...conditionFlags(args, false) };
+  const res = await withClient(args, (c) => c.del(key, params));
+  process.stdout.write(`${res.version}\n`);
+  return 0;
 }
 
 /** `kv ls [PREFIX] [--limit N] [--page-size N]`: KEY<TAB>VERSION lines, following cursors until the end (or N keys). */
@@ -109,13 +115,12 @@ export async function lsCommand(args: ParsedArgs): Promise<number> {
   const prefix = args.positionals[0] ?? '';
   const max = intFlag(args, 'limit', Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
   const pageSize = intFlag(args, 'page-size', 1000, 1, 1000);
-  const c = client(args);
-  try {
+  await withClient(args, async (c) => {
     let n = 0;
     for await (const k of c.listAll(prefix, { limit: Math.min(pageSize, max) })) {
       process.stdout.write(`${k.key}\t${k.version}\n`);
       if (++n >= max) break;
     }
-    return 0;
-  } finally { c.close(); }
+  });
+  return 0;
 }

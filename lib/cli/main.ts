@@ -7,7 +7,7 @@ import { parseArgs, type ParsedArgs } from './args.ts';
 
 const BOOLEAN_FLAGS = new Set([
   ...Object.entries(DEFAULTS).filter(([, v]) => typeof v === 'boolean').map(([k]) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)),
-  'sloppy', 'json', 'help', 'keep', 'no-partitions', 'tls', 'no-restart', 'no-wait', 'if-none-match', 'serial',
+  'sloppy', 'json', 'help', 'keep', 'no-partitions', 'tls', 'no-restart', 'no-wait', 'if-none-match', 'serial', 'no-session',
 ]);
 
 const USAGE = `usage: kv <command> [options]
@@ -29,7 +29,8 @@ const USAGE = `usage: kv <command> [options]
   kv removenode ID [--node HOST:PORT] [--json]    a dead member leaves: its partitions are re-replicated first
   kv chaos [--duration SECONDS] [--seed N] [--nodes 5] ...
 
-Client commands take --token T (else $KV_TOKEN, else ./data/admin.token) and --ca FILE for HTTPS.
+Client commands take --token T (else $KV_TOKEN, else ./data/admin.token) and --ca FILE for HTTPS;
+put/get/del keep a session per cluster in $KV_SESSION_FILE (else ~/.local/state/kv/sessions.json), --no-session opts out.
 Node options also come from KV_* environment variables and --config FILE (see README).`;
 
 type Command = (args: ParsedArgs) => Promise<number>;

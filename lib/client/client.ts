@@ -20,8 +20,9 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Sockets kept per node. Default 64. */
   maxSockets?: number;
-  /** Keep a session token (X-Kv-Session) so this client reads its own writes through any node. Default true. */
-  session?: boolean;
+  /** Keep a session token (X-Kv-Session) so this client reads its own writes through any node. Default true;
+   *  a ClientSession continues that session (e.g. one kept across processes). */
+  session?: boolean | ClientSession;
 }
 
 export interface WriteParams {
@@ -52,7 +53,9 @@ export interface ListPage { keys: { key: string; version: string }[]; cursor: st
 export class KvClientError extends KvError {
   constructor(code: ErrorCode, message: string, readonly httpStatus: number, outcome?: Outcome, readonly session?: string,
     /** KV_PRECONDITION_FAILED: the current value's version (undefined when the key has no live value). */
-    readonly currentVersion?: string) {
+    readonly currentVersion?: string,
+    /** The answering node's cluster (X-Kv-Cluster), sent with session tokens. */
+    readonly cluster?: string) {
     super(code, message, outcome === undefined ? {} : { outcome });
   }
 }
@@ -77,7 +80,7 @@ export class KvClient {
     const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 64 };
     this.proto = opts.ca !== undefined ? https : http;
     this.agent = opts.ca !== undefined ? new https.Agent({ ...agentOpts, ca: opts.ca }) : new http.Agent(agentOpts);
-    this.session = opts.session === false ? undefined : new ClientSession();
+    this.session = opts.session === false ? undefined : opts.session instanceof ClientSession ? opts.session : new ClientSession();
   }
 
   close(): void {
@@ -128,13 +131,13 @@ export class KvClient {
   /** A request about one key, carrying and updating this client's session. */
   private async keyRequest(key: string, method: string, path: string, body: Buffer | undefined, node: string | undefined, extra: Record<string, string> = {}):
     Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
-    const token = this.session?.header(key);
+    const session = this.session?.headers(key);
     try {
-      const res = await this.request(method, path, body, node, token === undefined ? extra : { ...extra, 'x-kv-session': token });
-      this.session?.update(key, res.headers['x-kv-session'] as string | undefined);
+      const res = await this.request(method, path, body, node, session === undefined ? extra : { ...extra, ...session });
+      this.session?.update(key, res.headers['x-kv-session'] as string | undefined, res.headers['x-kv-cluster'] as string | undefined);
       return res;
     } catch (err) {
-      if (err instanceof KvClientError) this.session?.update(key, err.session);
+      if (err instanceof KvClientError) this.session?.update(key, err.session, err.cluster);
       throw err;
     }
   }
@@ -186,7 +189,8 @@ export class KvClient {
           let err: KvClientError;
           try {
             const e = (JSON.parse(buf.toString()) as { error: { code: ErrorCode; message: string; outcome?: Outcome; version?: string } }).error;
-            err = new KvClientError(e.code, e.message, status, e.outcome, res.headers['x-kv-session'] as string | undefined, e.version);
+            err = new KvClientError(e.code, e.message, status, e.outcome, res.headers['x-kv-session'] as string | undefined, e.version,
+              res.headers['x-kv-cluster'] as string | undefined);
           } catch {
             err = new KvClientError('KV_INTERNAL', `HTTP ${status}: ${buf.toString().slice(0, 200)}`, status);
           }

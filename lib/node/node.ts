@@ -236,7 +236,7 @@ export class KvNode {
     });
     this.api = new ApiServer({
       kv: coordinator, cas, list: lister, cluster, metrics: this.metrics, limits: cfg, log,
-      auth, metricsOpen: cfg.metricsOpen, ...(tls ? { tls } : {}),
+      auth, metricsOpen: cfg.metricsOpen, clusterId: meta.clusterId, ...(tls ? { tls } : {}),
       onUpgrade: (req, socket, head) => transport.handleUpgrade(req, socket, head),
       stats: () => stats.gather(),
     });

@@ -14,6 +14,30 @@ export const KV_BIN = fileURLToPath(new URL('../../bin/kv.js', import.meta.url))
 
 export { freePort } from '../../lib/net/free-port.ts';
 
+export interface KvRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr as they arrived. */
+  all: string;
+}
+
+/**
+ * Runs the `kv` CLI to its end (killed after `timeoutMs`); resolves with its exit code and
+ * output, never rejects on a non-zero exit. $KV_TOKEN is cleared unless `env` sets it.
+ */
+export function runKv(args: readonly string[], o: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<KvRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [KV_BIN, ...args], { cwd: o.cwd, env: { ...process.env, KV_TOKEN: '', ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const run: KvRun = { code: null, stdout: '', stderr: '', all: '' };
+    child.stdout.on('data', (b: Buffer) => { run.stdout += b.toString(); run.all += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { run.stderr += b.toString(); run.all += b.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+    child.once('error', (err) => { clearTimeout(timer); reject(err); });
+    child.once('exit', (code) => { clearTimeout(timer); run.code = code; resolve(run); });
+  });
+}
+
 export interface NodeProc {
   id: string;
   addr: string;
@@ -67,11 +91,16 @@ export function spawnNode(o: SpawnOptions): NodeProc {
 }
 
 export async function waitHealthy(p: NodeProc, timeoutMs = 30_000): Promise<void> {
-  await pollUntil(async () => {
-    if (p.child.exitCode !== null) throw new FatalPollError(`node ${p.id} exited with ${p.child.exitCode}:\n${p.output().slice(-3000)}`);
-    const res = await fetch(`http://${p.addr}/health`);
-    return res.ok;
-  }, { timeoutMs, what: `${p.id} healthy` });
+  try {
+    await pollUntil(async () => {
+      if (p.child.exitCode !== null) throw new FatalPollError(`node ${p.id} exited with ${p.child.exitCode}:\n${p.output().slice(-3000)}`);
+      const res = await fetch(`http://${p.addr}/health`);
+      return res.ok;
+    }, { timeoutMs, what: `${p.id} healthy` });
+  } catch (err) {
+    if (err instanceof FatalPollError) throw err;
+    throw new Error(`${(err as Error).message}; its last output:\n${p.output().slice(-3000)}`, { cause: err });
+  }
 }
 
 export async function kill(p: NodeProc, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {

@@ -11,23 +11,13 @@
  * Also the HTTP contract: 412 with the version in the body and X-Kv-Version, ?serial=true,
  * and that acceptor state survives SIGKILL.
  */
-import { execFile } from 'node:child_process';
 import { expect } from 'chai';
 import { partitionOf } from '../../lib/core/partitioner.ts';
 import { seededRng } from '../../lib/core/rng.ts';
 import { KvClient, KvClientError } from '../../lib/client/client.ts';
 import { TestCluster } from '../helpers/cluster.ts';
 import { pollUntil } from '../helpers/poll.ts';
-import { KV_BIN } from '../helpers/proc.ts';
-
-/** Runs the `kv` CLI; resolves with its exit code and output (never rejects on a non-zero exit). */
-function kv(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [KV_BIN, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+import { runKv } from '../helpers/proc.ts';
 
 const ARGS = ['--swim-probe-interval-ms', '200', '--swim-probe-timeout-ms', '100', '--partitions', '64'];
 const SEED = Number(process.env['SEED'] ?? Date.now() % 100_000);
@@ -89,23 +79,23 @@ describe('compare-and-set on real processes', function () {
 
   it('takes CAS, TTL, serial reads and listing from the CLI: kv put --if-none-match/--if-match/--ttl, kv del --if-match, kv get --serial, kv ls', async () => {
     const node = ['--node', c.addr('n2')];
-    const created = await kv('put', 'cli/lock', 'a', '--if-none-match', '--ttl', '60', ...node);
+    const created = await runKv(['put', 'cli/lock', 'a', '--if-none-match', '--ttl', '60', ...node]);
     expect(created.code, created.stderr).to.equal(0);
     const v1 = created.stdout.trim();
-    const taken = await kv('put', 'cli/lock', 'b', '--if-none-match', ...node);
+    const taken = await runKv(['put', 'cli/lock', 'b', '--if-none-match', ...node]);
     expect(taken.code).to.equal(1);
     expect(taken.stderr).to.include('KV_PRECONDITION_FAILED').and.include(v1);
-    const swapped = await kv('put', 'cli/lock', 'c', '--if-match', v1, ...node);
+    const swapped = await runKv(['put', 'cli/lock', 'c', '--if-match', v1, ...node]);
     expect(swapped.code, swapped.stderr).to.equal(0);
-    expect((await kv('get', 'cli/lock', '--serial', ...node)).stdout).to.equal('c');
-    expect((await kv('del', 'cli/lock', '--if-match', v1, ...node)).code, 'a stale version').to.equal(1);
-    expect((await kv('del', 'cli/lock', '--if-match', swapped.stdout.trim(), ...node)).code).to.equal(0);
-    for (let i = 0; i < 3; i++) expect((await kv('put', `cli/k${i}`, 'v', ...node)).code).to.equal(0);
-    const ls = await kv('ls', 'cli/', ...node);
+    expect((await runKv(['get', 'cli/lock', '--serial', ...node])).stdout).to.equal('c');
+    expect((await runKv(['del', 'cli/lock', '--if-match', v1, ...node])).code, 'a stale version').to.equal(1);
+    expect((await runKv(['del', 'cli/lock', '--if-match', swapped.stdout.trim(), ...node])).code).to.equal(0);
+    for (let i = 0; i < 3; i++) expect((await runKv(['put', `cli/k${i}`, 'v', ...node])).code).to.equal(0);
+    const ls = await runKv(['ls', 'cli/', ...node]);
     expect(ls.code, ls.stderr).to.equal(0);
     expect(ls.stdout.trim().split('\n').map((l) => l.split('\t')[0]).sort()).to.deep.equal(['cli/k0', 'cli/k1', 'cli/k2']);
-    expect((await kv('ls', 'cli/', '--limit', '2', ...node)).stdout.trim().split('\n')).to.have.length(2);
-    expect((await kv('put', 'cli/x', 'v', '--if-match', v1, '--if-none-match', ...node)).code, 'both conditions').to.equal(1);
+    expect((await runKv(['ls', 'cli/', '--limit', '2', ...node])).stdout.trim().split('\n')).to.have.length(2);
+    expect((await runKv(['put', 'cli/x', 'v', '--if-match', v1, '--if-none-match', ...node])).code, 'both conditions').to.equal(1);
   });
 
   it('keeps a counter exact with 8 clients incrementing through different coordinators while nodes are killed and paused', async () => {

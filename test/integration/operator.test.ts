@@ -6,30 +6,17 @@
  * and `kv ring --key` checked field by field against /cluster and /cluster/records; `kv
  * repair` runs a walk with progress.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { KvClient } from '../../lib/client/client.ts';
 import { TestCluster } from '../helpers/cluster.ts';
 import { pollUntil } from '../helpers/poll.ts';
-import { KV_BIN, freePort, spawnNode, waitHealthy } from '../helpers/proc.ts';
+import { freePort, runKv, spawnNode, waitHealthy } from '../helpers/proc.ts';
 
 const ARGS = [
   '--swim-probe-interval-ms', '200', '--swim-probe-timeout-ms', '100', '--partitions', '64',
   '--read-repair', 'false', '--hinted-handoff', 'false', '--anti-entropy-interval-ms', '600000',
 ];
-
-function kv(args: string[], timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [KV_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KV_TOKEN: '' } });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-    child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => { clearTimeout(timer); resolve({ code, out }); });
-  });
-}
 
 /** Writers of unique keys at w=2 through the given clients; remembers what was acknowledged. */
 class Writers {
@@ -87,9 +74,9 @@ describe('operator commands (real processes)', function () {
   it('kv status and kv ring --key say what /cluster and /cluster/records say', async () => {
     const client = c.client(['n1']);
     const { version } = await client.put('op-key', 'hello', { w: 'all' });
-    const st = await kv(['status', '--node', c.addr('n1'), '--json']);
-    expect(st.code, st.out).to.equal(0);
-    const stats = JSON.parse(st.out) as { cluster: { epoch: number; members: { id: string; state: string }[] }; nodes: { id: string; ok: boolean; state: string; stats?: { raft: { role: string }; epoch: number } }[] };
+    const st = await runKv(['status', '--node', c.addr('n1'), '--json']);
+    expect(st.code, st.all).to.equal(0);
+    const stats = JSON.parse(st.all) as { cluster: { epoch: number; members: { id: string; state: string }[] }; nodes: { id: string; ok: boolean; state: string; stats?: { raft: { role: string }; epoch: number } }[] };
     const view = await c.view('n1');
     expect(stats.cluster.epoch).to.equal(view.epoch);
     expect(stats.nodes.map((n) => n.id).sort()).to.deep.equal(view.members.map((m) => m.id).sort());
@@ -98,13 +85,13 @@ describe('operator commands (real processes)', function () {
       expect(n?.state, m.id).to.equal(m.state);
       expect(n?.ok, m.id).to.equal(true);
     }
-    const text = await kv(['status', '--node', c.addr('n1')]);
-    expect(text.code, text.out).to.equal(0);
-    expect(text.out).to.match(new RegExp(`^cluster epoch ${view.epoch}  members 4 \\(4 normal\\)  leader ${view.raft.leader}  N 3 `, 'm'));
-    for (const id of ['n1', 'n2', 'n3', 'n4']) expect(text.out, id).to.match(new RegExp(`^${id}\\s+127\\.0\\.0\\.1:${c.ports.get(id)}\\s+normal\\s+alive\\s+(leader|follower|learner)\\s+\\d+`, 'm'));
-    const ring = await kv(['ring', '--key', 'op-key', '--node', c.addr('n2'), '--json']);
-    expect(ring.code, ring.out).to.equal(0);
-    const r = JSON.parse(ring.out) as { replicas: { id: string; record: { version: string; tombstone: boolean } | null }[] };
+    const text = await runKv(['status', '--node', c.addr('n1')]);
+    expect(text.code, text.all).to.equal(0);
+    expect(text.all).to.match(new RegExp(`^cluster epoch ${view.epoch}  members 4 \\(4 normal\\)  leader ${view.raft.leader}  N 3 `, 'm'));
+    for (const id of ['n1', 'n2', 'n3', 'n4']) expect(text.all, id).to.match(new RegExp(`^${id}\\s+127\\.0\\.0\\.1:${c.ports.get(id)}\\s+normal\\s+alive\\s+(leader|follower|learner)\\s+\\d+`, 'm'));
+    const ring = await runKv(['ring', '--key', 'op-key', '--node', c.addr('n2'), '--json']);
+    expect(ring.code, ring.all).to.equal(0);
+    const r = JSON.parse(ring.all) as { replicas: { id: string; record: { version: string; tombstone: boolean } | null }[] };
     expect(r.replicas).to.have.length(3);
     for (const rep of r.replicas) {
       const local = await (await fetch(`http://${c.addr(rep.id)}/cluster/records/op-key`)).json() as { version: string; tombstone: boolean };
@@ -115,25 +102,25 @@ describe('operator commands (real processes)', function () {
   });
 
   it('kv repair walks the node\'s partitions now and reports progress to the end', async () => {
-    const res = await kv(['repair', '--node', c.addr('n2')]);
-    expect(res.code, res.out).to.equal(0);
-    expect(res.out).to.match(/^repair of n2: \d+% \d+\/\d+/m);
-    expect(res.out).to.match(/^repair of n2 done: (\d+)\/\1, \d+ records$/m);
+    const res = await runKv(['repair', '--node', c.addr('n2')]);
+    expect(res.code, res.all).to.equal(0);
+    expect(res.all).to.match(/^repair of n2: \d+% \d+\/\d+/m);
+    expect(res.all).to.match(/^repair of n2 done: (\d+)\/\1, \d+ records$/m);
   });
 
   it('kv removenode refuses a live member, then removes a killed one under traffic with every acknowledged write readable at r=all', async () => {
-    const live = await kv(['removenode', 'n2', '--node', c.addr('n1')]);
+    const live = await runKv(['removenode', 'n2', '--node', c.addr('n1')]);
     expect(live.code).to.not.equal(0);
-    expect(live.out).to.include('KV_INVALID_ARGUMENT');
-    expect(live.out).to.include('n2 is alive');
+    expect(live.all).to.include('KV_INVALID_ARGUMENT');
+    expect(live.all).to.include('n2 is alive');
     const writers = new Writers('rm', () => [c.client(['n1']), c.client(['n2']), c.client(['n3'])]);
     try {
       await pollUntil(() => writers.acked.size >= 200, { what: 'writes before the kill', timeoutMs: 60_000 });
       await c.kill('n4');
       await pollUntil(async () => (await c.view('n1')).members.find((m) => m.id === 'n4')?.liveness === 'dead', { what: 'n4 dead to n1', timeoutMs: 60_000 });
-      const res = await kv(['removenode', 'n4', '--node', c.addr('n1')], 240_000);
-      expect(res.code, res.out).to.equal(0);
-      expect(res.out).to.match(/^removenode n4 done: (\d+)\/\1, \d+ records$/m);
+      const res = await runKv(['removenode', 'n4', '--node', c.addr('n1')], { timeoutMs: 240_000 });
+      expect(res.code, res.all).to.equal(0);
+      expect(res.all).to.match(/^removenode n4 done: (\d+)\/\1, \d+ records$/m);
       expect(await stateOf(c, 'n1', 'n4')).to.equal(undefined);
     } finally {
       await writers.stop();

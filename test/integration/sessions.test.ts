@@ -2,12 +2,16 @@
  * Session guarantees on real processes (X-Kv-Session): a client writes through one node
  * with w=1 and reads through another at r=1, with a replica paused (SIGSTOP); KvClient
  * carries the token itself. Every read returns the value written or a newer one. A token
- * from the future is refused, and the header round-trips for curl-style clients.
+ * from the future is refused, and the header round-trips for curl-style clients. The CLI
+ * keeps its session across invocations, and a session of another cluster is ignored.
  */
 import { expect } from 'chai';
 import { partitionOf } from '../../lib/core/partitioner.ts';
+import { sessionKeyHash } from '../../lib/core/session.ts';
 import { KvClient } from '../../lib/client/client.ts';
 import { TestCluster } from '../helpers/cluster.ts';
+import { pollUntil } from '../helpers/poll.ts';
+import { runKv, tempDir, removeDir } from '../helpers/proc.ts';
 
 const ARGS = ['--swim-probe-interval-ms', '200', '--swim-probe-timeout-ms', '100', '--partitions', '64', '--hinted-handoff', 'false', '--read-repair', 'false'];
 
@@ -66,5 +70,69 @@ describe('session tokens across coordinators (real processes)', function () {
     const junk = await fetch(`http://${c.addr('n1')}/kv/curl-key`, { headers: { 'x-kv-session': 'not a token' } });
     expect(junk.status).to.equal(400);
     expect((await fetch(`http://${c.addr('n1')}/kv/curl-key`)).status, 'the node keeps serving').to.equal(200);
+  });
+
+  it('the CLI keeps its session across invocations: a later `kv get` waits for the earlier `kv put` instead of reading older', async () => {
+    const ring = await (await fetch(`http://${c.addr('n1')}/cluster/ring`)).json() as RingView;
+    const key = Array.from({ length: 1000 }, (_, i) => `cli-sess-${i}`).find((k) => {
+      const owners = ring.table[partitionOf(k, ring.partitions)]?.replicas ?? [];
+      return owners.includes('n1') && !owners.includes('n2');
+    }) as string;
+    const others = (ring.table[partitionOf(key, ring.partitions)]?.replicas ?? []).filter((id) => id !== 'n1');
+    const dir = tempDir('kv-cli-session-');
+    const env = { KV_SESSION_FILE: `${dir}/sessions.json` };
+    const cli = (...args: string[]) => runKv(args, { env, timeoutMs: 60_000 });
+    try {
+      expect((await cli('put', key, 'old', '--w', 'all', '--node', c.addr('n1'))).code).to.equal(0);
+      // The other replicas miss the next write: they are down while it is made (hints and read repair are off).
+      for (const id of others) await c.kill(id);
+      const put = await cli('put', key, 'new', '--w', '1', '--node', c.addr('n1'));
+      expect(put.code, put.stderr).to.equal(0);
+      c.signal('n1', 'SIGSTOP');
+      try {
+        for (const id of others) await c.restart(id);
+        // n1, the one replica holding 'new', is stalled. Without the session a read at r=1 gets 'old' …
+        const plain = await cli('get', key, '--r', '1', '--node', c.addr('n2'), '--no-session');
+        expect(plain.stdout, plain.stderr).to.equal('old');
+        // … with it, the next invocation refuses to answer older than what the last one wrote.
+        const held = await cli('get', key, '--r', '1', '--node', c.addr('n2'));
+        expect(held.code).to.equal(1);
+        expect(held.stderr).to.include('KV_SESSION_UNAVAILABLE');
+      } finally {
+        c.signal('n1', 'SIGCONT');
+      }
+      await pollUntil(async () => {
+        const got = await cli('get', key, '--r', '1', '--node', c.addr('n2'));
+        return got.stdout === 'new' ? true : undefined;
+      }, { timeoutMs: 60_000, what: 'the session read returns the write once n1 is back' });
+    } finally {
+      c.signal('n1', 'SIGCONT');
+      removeDir(dir);
+    }
+  });
+
+  it('ignores a session of another cluster (X-Kv-Session-Cluster) and names its own (X-Kv-Cluster)', async () => {
+    const ring = await (await fetch(`http://${c.addr('n1')}/cluster/ring`)).json() as RingView;
+    const key = Array.from({ length: 1000 }, (_, i) => `other-cluster-${i}`).find((k) => (ring.table[partitionOf(k, ring.partitions)]?.replicas ?? []).includes('n3')) as string;
+    const put = await fetch(`http://${c.addr('n1')}/kv/${key}?w=all`, { method: 'PUT', body: 'x' });
+    const cluster = put.headers.get('x-kv-cluster');
+    expect(cluster).to.match(/^[0-9a-f-]{36}$/);
+    // A token demanding a version of the key this cluster never had (2 s ahead, within the skew
+    // bound), while a replica that might hold it is down: a session of this cluster cannot be served.
+    const ahead = `${(Date.now() + 2_000).toString(16).padStart(12, '0')}0000:n1`;
+    const foreign = `${ahead},${sessionKeyHash(key)}:${ahead}`;
+    await c.kill('n3');
+    try {
+      const ignored = await fetch(`http://${c.addr('n2')}/kv/${key}?r=1`, { headers: { 'x-kv-session': foreign, 'x-kv-session-cluster': 'another-cluster' } });
+      expect(ignored.status).to.equal(200);
+      expect(await ignored.text()).to.equal('x');
+      expect(ignored.headers.get('x-kv-cluster')).to.equal(cluster);
+      expect(ignored.headers.get('x-kv-session')).to.not.include(ahead);
+      const honoured = await fetch(`http://${c.addr('n2')}/kv/${key}?r=1`, { headers: { 'x-kv-session': foreign, 'x-kv-session-cluster': cluster as string } });
+      expect(honoured.status, 'the same token, named as this cluster\'s').to.equal(504);
+      expect(((await honoured.json()) as { error: { code: string } }).error.code).to.equal('KV_SESSION_UNAVAILABLE');
+    } finally {
+      await c.restart('n3');
+    }
   });
 });

@@ -9,21 +9,9 @@ import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { newToken, tokenLine } from '../../lib/api/tokens.ts';
-import { cleanupAll, freePort, KV_BIN, spawnNode, tempDir, waitHealthy, type NodeProc } from '../helpers/proc.ts';
+import { cleanupAll, freePort, KV_BIN, runKv, spawnNode, tempDir, waitHealthy, type NodeProc } from '../helpers/proc.ts';
 import { pollUntil } from '../helpers/poll.ts';
 import { bearer, errCode, raw, tokensFile } from './helpers.ts';
-
-function runKv(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [KV_BIN, ...args], { cwd: opts.cwd, env: { ...process.env, KV_TOKEN: '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-    child.stderr.on('data', (b: Buffer) => { err += b.toString(); });
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, out, err }));
-  });
-}
 
 /** Every route with the role it needs; null = open. */
 const ROUTES: { method: string; path: string; role: 'read' | 'write' | 'admin' | null; body?: string }[] = [
@@ -115,19 +103,19 @@ describe('security: client and admin authentication (real processes)', function 
     expect((await raw(node.addr, 'PUT', '/kv/k-cli', { body: 'cli', headers: bearer(tokens.tokens.write) })).status).to.equal(200);
     const denied = await runKv(['get', 'k-cli', '--node', node.addr], { cwd });
     expect(denied.code).to.equal(1);
-    expect(denied.err).to.include('KV_UNAUTHORIZED');
+    expect(denied.stderr).to.include('KV_UNAUTHORIZED');
     const withFlag = await runKv(['get', 'k-cli', '--node', node.addr, '--token', tokens.tokens.read], { cwd });
-    expect(withFlag.out).to.equal('cli');
+    expect(withFlag.stdout).to.equal('cli');
     const withEnv = await runKv(['put', 'k3', 'x', '--node', node.addr], { cwd, env: { KV_TOKEN: tokens.tokens.write } });
     expect(withEnv.code).to.equal(0);
     const readOnly = await runKv(['put', 'k3', 'y', '--node', node.addr], { cwd, env: { KV_TOKEN: tokens.tokens.read } });
-    expect(readOnly.err).to.include('KV_FORBIDDEN');
+    expect(readOnly.stderr).to.include('KV_FORBIDDEN');
   });
 
   it('kv token appends a hashed line that a running node accepts', async () => {
     const made = await runKv(['token', '--role', 'admin', '--label', 'ops', '--tokens-file', tokens.file]);
     expect(made.code).to.equal(0);
-    const token = made.out.trim();
+    const token = made.stdout.trim();
     expect(readFileSync(tokens.file, 'utf8')).to.not.include(token);
     await pollUntil(async () => (await raw(node.addr, 'GET', '/cluster', { headers: bearer(token) })).status === 200, { timeoutMs: 15_000, what: 'kv token accepted' });
   });
@@ -193,9 +181,9 @@ describe('security: protected mode and the development secret (real processes)',
       expect(out).to.include('admin.token');
       expect((await raw(addr, 'GET', '/kv/greeting')).status, 'kv start runs with auth').to.equal(401);
       const put = await runKv(['put', 'greeting', 'hello', '--node', addr], { cwd });
-      expect(put.code, put.err).to.equal(0);
+      expect(put.code, put.stderr).to.equal(0);
       const get = await runKv(['get', 'greeting', '--node', addr], { cwd });
-      expect(get.out).to.equal('hello');
+      expect(get.stdout).to.equal('hello');
       for (const f of ['admin.token', 'client.token']) {
         expect(statSync(join(cwd, 'data', f)).mode & 0o777, f).to.equal(0o600);
         expect(readFileSync(join(cwd, 'data', f), 'utf8').trim().split('\n')).to.have.length(1);
