@@ -20,16 +20,17 @@ export function suspicionBoundsMs(
 }
 
 /**
- * Independent confirmations that bring the timeout to its minimum. memberlist uses
- * suspicionMult - 2, and 0 when fewer than that many members could confirm (n - 2 of
- * them: not the suspect, not the accuser), which makes the timeout flat at the
- * minimum in small clusters: at n = 3 one accuser alone would declare a node dead
- * after the minimum. We instead cap k at the n - 2 possible confirmers, so at n = 3
- * a lone accuser waits the maximum and the third member's confirmation brings it to
- * the minimum; only at n = 2, where nobody can confirm, is the timeout flat.
+ * Independent confirmations that bring the timeout to its minimum. memberlist derives
+ * k = suspicionMult - 2 and uses 0 when fewer than that many members could confirm
+ * (n - 2 of them: not the suspect, not the accuser), which makes the timeout flat at
+ * the minimum in small clusters: at n = 3 one accuser alone would declare a node dead
+ * after the minimum. We take k from its own knob (config.ts says why) and cap it at
+ * the n - 2 possible confirmers instead, so at n = 3 a lone accuser waits the maximum
+ * and the third member's confirmation brings it to the minimum; only at n = 2, where
+ * nobody can confirm, is the timeout flat.
  */
-export function confirmationsWanted(config: Pick<SwimConfig, 'suspicionMult'>, n: number): number {
-  return Math.max(0, Math.min(config.suspicionMult - 2, n - 2));
+export function confirmationsWanted(config: Pick<SwimConfig, 'suspicionConfirmations'>, n: number): number {
+  return Math.max(0, Math.min(config.suspicionConfirmations, n - 2));
 }
 
 /**
