@@ -94,12 +94,14 @@ export interface Config {
   swimProbeTimeoutMs: number;
   /** Members asked to probe indirectly. Default 3 (memberlist LAN): tolerates one bad path without flooding. */
   swimIndirectChecks: number;
-  /** Minimum suspicion timeout = mult · max(1, log10 n) · probe interval, reached with 2 confirmations.
-   *  Default 2 (memberlist LAN: 4): 2 s at n ≤ 10, so a killed node is dead ~2.5 s after its connections
-   *  close, while a stalled node (connections open) is first suspected a period into the stall and dead
-   *  no sooner than 3 s into it (docs/liveness.md works it through). */
+  /** Minimum suspicion timeout = mult · max(1, log10 n) · probe interval, reached with 2 confirmations
+   *  (plus one probe interval while the connection to the suspect is open). Default 2 (memberlist LAN: 4):
+   *  2 s at n ≤ 10, so a killed node is dead ~2.5 s after its connections close, while a stalled node
+   *  (connections open) is first suspected a period into the stall and dead no sooner than 4 s into it
+   *  (docs/liveness.md works it through). */
   swimSuspicionMult: number;
-  /** Upper suspicion timeout (a lone accuser's) as a multiple of the lower one (Lifeguard). Default 6: 12 s. */
+  /** Upper suspicion timeout (a lone accuser's) as a multiple of the lower one (Lifeguard). Default 6: 12 s
+   *  (13 s with an open connection). */
   swimSuspicionMaxTimeoutMult: number;
   /** Gossip retransmits per update = mult · ceil(log10(n+1)). Default 4 (memberlist LAN). */
   swimRetransmitMult: number;

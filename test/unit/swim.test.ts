@@ -279,6 +279,21 @@ describe('SWIM link loss (the transport reports a closed connection)', () => {
     const reqs = sent([s.linkDown('c', 1003)], 'ping-req');
     expect(reqs.map((r) => r.to).sort()).to.deep.equal(['e']);
   });
+  it('gives a suspect whose connection is open one period of grace, and takes it back when the connection closes', () => {
+    const s = newSwim(['a', 'b', 'c']);
+    s.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 0);
+    const { maxMs } = suspicionBoundsMs(CFG, 3);
+    expect(s.suspicion('c')?.deadlineMs).to.equal(maxMs + CFG.probeIntervalMs);
+    s.linkDown('c', 10);
+    expect(s.suspicion('c')?.deadlineMs).to.equal(maxMs);
+    s.linkUp('c', 20);
+    expect(s.suspicion('c')?.deadlineMs).to.equal(maxMs + CFG.probeIntervalMs);
+    // A suspicion that starts while the connection is closed has none.
+    const t = newSwim(['a', 'b', 'c']);
+    t.linkDown('c', 0);
+    t.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 5);
+    expect(t.suspicion('c')?.deadlineMs).to.equal(5 + maxMs);
+  });
   it('ignores a link loss of a member it already holds dead, and of strangers', () => {
     const s = newSwim();
     s.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'dead', incarnation: 0 }]), 10);
@@ -304,14 +319,14 @@ describe('SWIM pushes its own verdicts to every member at once', () => {
     const s = newSwim(['a', 'b', 'c']);
     const heard = s.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 0);
     expect(sent([heard], 'gossip')).to.deep.equal([]);
-    s.tick(11_950);
-    const out = s.tick(12_000);
+    s.tick(12_950);
+    const out = s.tick(13_000);
     expect(out.events).to.deep.equal([{ type: 'dead', id: 'c', incarnation: 0 }]);
     expect(sent([out], 'gossip').map((m) => [m.to, m.msg.updates.find((u) => u.id === 'c')])).to.deep.equal([
       ['b', { id: 'c', liveness: 'dead', incarnation: 0 }],
       ['c', { id: 'c', liveness: 'dead', incarnation: 0 }],
     ]);
-    const again = s.receive('b', msg('ack', 2, [{ id: 'c', liveness: 'dead', incarnation: 0 }]), 12_010);
+    const again = s.receive('b', msg('ack', 2, [{ id: 'c', liveness: 'dead', incarnation: 0 }]), 13_010);
     expect(sent([again], 'gossip')).to.deep.equal([]);
   });
   it('pushes a refutation to every member, at most once per probe interval', () => {
@@ -462,19 +477,20 @@ describe('Lifeguard suspicion timeout', () => {
   it('at n = 3 a lone accuser waits the maximum and a confirmation brings it to the minimum', () => {
     const lone = newSwim(['a', 'b', 'c']);
     lone.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 0);
-    expect(lone.tick(11_950).events).to.deep.equal([]);
-    expect(lone.tick(12_000).events).to.deep.equal([{ type: 'dead', id: 'c', incarnation: 0 }]);
+    // The maximum, plus the period of grace of a suspect whose connection is open.
+    expect(lone.tick(12_950).events).to.deep.equal([]);
+    expect(lone.tick(13_000).events).to.deep.equal([{ type: 'dead', id: 'c', incarnation: 0 }]);
 
     // Our own failed probe of c is the independent confirmation.
     const confirmed = newSwim(['a', 'b', 'c']);
     confirmed.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 0);
     let deadAt: number | undefined;
-    for (let t = 50; t <= 12_000 && deadAt === undefined; t += 50) {
+    for (let t = 50; t <= 13_000 && deadAt === undefined; t += 50) {
       const out = confirmed.tick(t);
       for (const m of out.messages) if (m.to === 'b' && m.msg.type === 'ping') confirmed.receive('b', msg('ack', m.msg.seq), t);
       if (out.events.some((e) => e.type === 'dead' && e.id === 'c')) deadAt = t;
     }
-    expect(deadAt).to.be.within(2000, 4000);
+    expect(deadAt).to.be.within(3000, 5000);
   });
 });
 

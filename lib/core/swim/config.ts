@@ -5,12 +5,15 @@
  * memberlist, why (docs/liveness.md works the formulas through).
  *
  * The one departure: the minimum suspicion timeout is 2 probe periods, not 4, so a
- * crash is declared within 3 s. What keeps that safe is what memberlist has no
- * equivalent of in its defaults: a closed connection of a killed process starts an
- * urgent probe at once (swim.ts, linkDown), while an event-loop stall keeps its
- * connections open and is only seen by the regular probes, a full period later; and
- * the Lifeguard confirmations (suspicionConfirmations) are kept at memberlist's 2 instead
- * of falling to 0 with the smaller multiplier, so a lone accuser still waits 12 s.
+ * killed node is declared dead within 3 s. What keeps that safe is what memberlist's
+ * defaults have no equivalent of: the transport's view of the connection. A killed
+ * process's kernel closes its sockets at once, which starts an urgent probe (swim.ts,
+ * linkDown) and leaves the suspicion at the bare Lifeguard timeout; a stalled process
+ * keeps its connections open, is seen only by the regular probes (a full period
+ * later), and while our connection to a suspect is open its timeout has one probe
+ * period of grace on top. And the Lifeguard confirmations (suspicionConfirmations) stay
+ * at memberlist's 2 instead of falling to 0 with the smaller multiplier, so a lone
+ * accuser still waits 12 s (13 s with the grace).
  */
 import { KvError } from '../../errors.ts';
 
@@ -62,14 +65,14 @@ export const DEFAULT_SWIM_CONFIG: Readonly<SwimConfig> = Object.freeze({
   indirectChecks: 3,
   // memberlist LAN has 4: a 4 s minimum, and with the period or so until someone
   // suspects, a crash is declared after 5-6 s. Ours is 2 (a 2 s minimum at n <= 10,
-  // 2 * log10(n) s above), which still gives a suspect two periods to hear the rumour
-  // and refute (a refutation is pushed to every member at once, so it lands within a
-  // round trip of the suspect hearing of it). A killed process closes its sockets and
-  // is suspected after one probe timeout (linkDown), so it is dead after
-  // 0.5 + 2 s; a stalled one keeps them open, so the first suspicion comes a full
-  // period after the stall began at the earliest, and even with every confirmation
-  // in, death 2 s after that: 3 s into the stall, so a 2 s stall is refuted with a
-  // second to spare.
+  // 2 * log10(n) s above). A killed process closes its sockets and is suspected after
+  // one probe timeout (linkDown), so it is dead 0.5 + 2 = 2.5 s after the kill. A
+  // stalled one keeps them open: its first suspicion comes a full period after the
+  // stall began at the earliest, and even with every confirmation in, death takes the
+  // 2 s minimum plus the open-connection grace of 1 period: 4 s into the stall, so a
+  // 2 s stall is refuted (pushed to everyone, so within a round trip) with about two
+  // seconds to spare. A silent crash (power, cable) is dead after about
+  // 1 + 2 + 1 = 4 s with confirmations, sooner once the transport's ping closes the link.
   suspicionMult: 2,
   // memberlist LAN (Lifeguard): a lone accuser must wait 6x the minimum (12 s);
   // independent confirmations bring it down to the minimum.

@@ -51,16 +51,20 @@ export class Suspicion {
   readonly maxMs: number;
   /** Accusers seen, the first one included; at most k + 1 entries. */
   readonly #accusers = new Set<string>();
+  /** Added to the Lifeguard timeout (see setGrace). */
+  #graceMs: number;
   #deadlineMs: number;
 
-  constructor(accuser: string, k: number, minMs: number, maxMs: number, startMs: number) {
+  constructor(accuser: string, k: number, minMs: number, maxMs: number, startMs: number, graceMs = 0) {
     assert(minMs <= maxMs, 'suspicion min above max');
+    assert(graceMs >= 0, 'suspicion grace must not be negative');
     this.startMs = startMs;
     this.k = k;
     this.minMs = minMs;
     this.maxMs = maxMs;
+    this.#graceMs = graceMs;
     this.#accusers.add(accuser);
-    this.#deadlineMs = startMs + suspicionTimeoutMs(0, k, minMs, maxMs);
+    this.#deadlineMs = this.#deadline();
   }
 
   /** Confirmations beyond the first accusation. */
@@ -72,11 +76,30 @@ export class Suspicion {
     return this.#deadlineMs;
   }
 
+  get graceMs(): number {
+    return this.#graceMs;
+  }
+
   /** Counts an independent accuser; true if it was new (and so worth re-gossiping). */
   confirm(accuser: string): boolean {
     if (this.confirmations >= this.k || this.#accusers.has(accuser)) return false;
     this.#accusers.add(accuser);
-    this.#deadlineMs = this.startMs + suspicionTimeoutMs(this.confirmations, this.k, this.minMs, this.maxMs);
+    this.#deadlineMs = this.#deadline();
     return true;
+  }
+
+  /**
+   * Extra wait on top of the Lifeguard timeout, from the start of the suspicion: the
+   * core gives one probe period while our connection to the suspect is still open (a
+   * paused process keeps its sockets; a killed one's close), none once it closed.
+   */
+  setGrace(graceMs: number): void {
+    assert(graceMs >= 0, 'suspicion grace must not be negative');
+    this.#graceMs = graceMs;
+    this.#deadlineMs = this.#deadline();
+  }
+
+  #deadline(): number {
+    return this.startMs + suspicionTimeoutMs(this.confirmations, this.k, this.minMs, this.maxMs) + this.#graceMs;
   }
 }

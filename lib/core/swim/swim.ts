@@ -320,6 +320,7 @@ export class Swim {
     const m = this.#members.get(id);
     if (m !== undefined) {
       m.linkDown = true;
+      m.suspicion?.setGrace(0);
       if (m.liveness !== 'dead' && !this.#linkProbes.has(id)) {
         // The urgent probe supersedes a regular one of the same member; the period
         // schedule (nextProbeAtMs) stays as it was.
@@ -342,6 +343,7 @@ export class Swim {
     const m = this.#members.get(id);
     if (m !== undefined) {
       delete m.linkDown;
+      m.suspicion?.setGrace(this.#openLinkGraceMs(m));
       const probe = this.#linkProbes.get(id) ?? (this.#probe?.target === id ? this.#probe : undefined);
       if (probe !== undefined && !probe.pinged) {
         probe.pinged = true;
@@ -364,7 +366,10 @@ export class Swim {
     if (sender === undefined) return this.#finish();
     sender.lastHeardMs = nowMs;
     // Messages arrive only over an open connection.
-    delete sender.linkDown;
+    if (sender.linkDown === true) {
+      delete sender.linkDown;
+      sender.suspicion?.setGrace(this.#openLinkGraceMs(sender));
+    }
     const incarnationBefore = this.#incarnation;
     for (const u of msg.updates) this.#apply(u, nowMs);
     switch (msg.type) {
@@ -578,7 +583,7 @@ export class Swim {
       const n = this.#n();
       const { minMs, maxMs } = suspicionBoundsMs(this.#config, n);
       m.accuser = accuser;
-      m.suspicion = new Suspicion(accuser, confirmationsWanted(this.#config, n), minMs, maxMs, nowMs);
+      m.suspicion = new Suspicion(accuser, confirmationsWanted(this.#config, n), minMs, maxMs, nowMs, this.#openLinkGraceMs(m));
       update = { id: m.id, liveness, incarnation, from: accuser };
     } else {
       delete m.accuser;
@@ -588,6 +593,18 @@ export class Swim {
     this.#broadcasts.enqueue(update);
     if (before !== liveness) this.#event(m);
     return update;
+  }
+
+  /**
+   * One probe period more for a suspect whose connection is still open. The kernel of
+   * a killed process closes its sockets at once; a paused or overloaded process (an
+   * event-loop stall, the usual false suspicion in Node) keeps them, and so does a
+   * partitioned or powered-off host until the transport's ping gives up (5-10 s). So an
+   * open connection is evidence for "slow, not gone": it buys the suspect one more
+   * period to wake and refute, and a closed one takes it back.
+   */
+  #openLinkGraceMs(m: Member): number {
+    return m.linkDown === true ? 0 : this.#config.probeIntervalMs;
   }
 
   /** Our own failed probe of target: a new suspicion, or a confirmation of one; pushed. */
