@@ -93,7 +93,8 @@ export class Gossip implements Liveness {
   private arm(): void {
     if (!this.started || this.stopped || this.immediate !== undefined) return;
     const nowMs = monotonicMs();
-    const wantMs = Math.min(this.swim.nextTickAtMs(), nowMs + MAX_TICK_INTERVAL_MS);
+    // Not before now: a due time already past fires at once, and lateness counts from then.
+    const wantMs = Math.max(nowMs, Math.min(this.swim.nextTickAtMs(), nowMs + MAX_TICK_INTERVAL_MS));
     if (this.timer !== undefined && Math.abs(this.timerAtMs - wantMs) <= REARM_SLACK_MS) return;
     clearTimeout(this.timer);
     this.timerAtMs = wantMs;
