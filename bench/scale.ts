@@ -193,6 +193,11 @@ class BenchCluster {
 }
 
 const clusters = new Set<BenchCluster>();
+// These processes are not spawnNode's, so its exit hook does not know them: however this
+// process ends (an error, a closed stdout), no node may outlive it.
+process.once('exit', () => {
+  for (const c of clusters) for (const p of c.procs.values()) p.child.kill('SIGKILL');
+});
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => { void Promise.all([...clusters].map((c) => c.stop())).finally(() => process.exit(130)); });
 }
