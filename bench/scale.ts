@@ -4,7 +4,7 @@
  *   npm run bench:scale [-- --stages 100000,300000,1000000 --max-keys N --clients 32
  *       --value-bytes 100 --window-s 10 --rounds 3 --idle-sizes 3,5,7,9 --idle-seconds 30
  *       --idle-rounds 3 --no-load --no-idle --idle-breakdown --idle-profile DIR
- *       --kv PATH/TO/bin/kv.js]
+ *       --idle-args "--anti-entropy-interval-ms 86400000" --kv PATH/TO/bin/kv.js]
  *
  * Data (3 nodes, N=3, W=2, R=2, --value-bytes values, --clients concurrent keep-alive
  * HTTP clients spread over the nodes): first a warm-up window (overwrites of 1,000 keys:
@@ -30,7 +30,8 @@
  * (--anti-entropy-interval-ms 86400000) and then also gossip nearly off
  * (--swim-probe-interval-ms 60000): the differences are what the walks and the gossip
  * cost, the rest is Raft, metrics and the runtime. --idle-profile DIR runs the largest
- * size under --cpu-prof and prints the top functions of the idle window.
+ * size under --cpu-prof and prints the top functions of the idle window. --idle-args
+ * adds node flags to every idle cluster (to profile a variant).
  * --kv runs another checkout's bin/kv.js (for a before/after of the same bench).
  *
  * The load generator shares the machine with the nodes: take final figures on a quiet
@@ -70,6 +71,7 @@ const idleSizes = list('idle-sizes', '3,5,7,9');
 const idleMs = num('idle-seconds', 30) * 1000;
 const idleRounds = Math.max(1, num('idle-rounds', 3));
 const kvBin = flags['kv'] === undefined ? KV_BIN : resolve(String(flags['kv']));
+const idleArgs = typeof flags['idle-args'] === 'string' ? flags['idle-args'].split(' ').filter((a) => a !== '') : [];
 const doLoad = flags['no-load'] !== true;
 const doIdle = flags['no-idle'] !== true;
 
@@ -177,13 +179,21 @@ class BenchCluster {
     await p.exited;
   }
 
-  /** SIGTERM so V8 writes a --cpu-prof file; SIGKILL after 15 s. */
-  async stopCleanly(): Promise<void> {
-    await Promise.all([...this.procs.keys()].map(async (id) => {
-      const t = setTimeout(() => this.get(id).child.kill('SIGKILL'), 15_000);
+  /**
+   * SIGTERM so V8 writes a --cpu-prof file; SIGKILL after 15 s. One node at a time, the
+   * last started first: a whole cluster stopped at once does not always finish stopping.
+   */
+  async stopCleanly(): Promise<string[]> {
+    const lost: string[] = [];
+    for (const id of [...this.procs.keys()].reverse()) {
+      const t = setTimeout(() => {
+        lost.push(id);
+        this.get(id).child.kill('SIGKILL');
+      }, 15_000);
       await this.kill(id, 'SIGTERM');
       clearTimeout(t);
-    }));
+    }
+    return lost;
   }
 
   async stop(): Promise<void> {
@@ -402,7 +412,7 @@ interface IdleResult { n: number; convergeMs: number; perNodePct: number[] }
 interface IdleOptions { args?: string[]; nodeFlags?: string[]; profileDir?: string; heard?: boolean }
 
 async function idle(n: number, o: IdleOptions = {}): Promise<IdleResult> {
-  return withCluster(n, o.args ?? [], o.nodeFlags ?? [], async (c) => {
+  return withCluster(n, [...idleArgs, ...(o.args ?? [])], o.nodeFlags ?? [], async (c) => {
     const convergeMs = await c.start(n, o.heard ?? true);
     await sleep(IDLE_SETTLE_MS);
     const ids = [...c.procs.keys()];
@@ -419,7 +429,8 @@ async function idle(n: number, o: IdleOptions = {}): Promise<IdleResult> {
     const until = process.hrtime.bigint();
     const perNodePct = ids.map((_, i) => median(perRound.map((row) => row[i] as number)));
     if (o.profileDir !== undefined) {
-      await c.stopCleanly();
+      const lost = await c.stopCleanly();
+      if (lost.length > 0) out(`  no profile from ${lost.join(', ')}: not stopped within 15 s of SIGTERM`);
       const s = await summarise([o.profileDir], { sinceUs: Number(since / 1000n), untilUs: Number(until / 1000n) });
       out(formatSummary(s, 30));
     }
