@@ -147,13 +147,19 @@ export interface Config {
 
   /** SWIM protocol period: one member probed per period. Default 1 s (memberlist LAN). */
   swimProbeIntervalMs: number;
-  /** Wait for a direct ack before indirect probes. Default 500 ms (memberlist LAN; ~100× a LAN round trip). */
+  /** Wait for a direct ack before indirect probes; also the whole period of the urgent probe a closed
+   *  peer connection starts. Default 500 ms (memberlist LAN; ~100× a LAN round trip). */
   swimProbeTimeoutMs: number;
   /** Members asked to probe indirectly. Default 3 (memberlist LAN): tolerates one bad path without flooding. */
   swimIndirectChecks: number;
-  /** Suspicion timeout = mult · max(1, log10 n) · probe interval before confirmations shrink it. Default 4. */
+  /** Minimum suspicion timeout = mult · max(1, log10 n) · probe interval, reached with 2 confirmations
+   *  (plus one probe interval while the connection to the suspect is open). Default 2 (memberlist LAN: 4):
+   *  2 s at n ≤ 10, so a killed node is dead ~2.5 s after its connections close, while a stalled node
+   *  (connections open) is first suspected a period into the stall and dead no sooner than 4 s into it
+   *  (docs/liveness.md works it through). */
   swimSuspicionMult: number;
-  /** Upper suspicion timeout as a multiple of the lower one (Lifeguard). Default 6. */
+  /** Upper suspicion timeout (a lone accuser's) as a multiple of the lower one (Lifeguard). Default 6: 12 s
+   *  (13 s with an open connection). */
   swimSuspicionMaxTimeoutMult: number;
   /** Gossip retransmits per update = mult · ceil(log10(n+1)). Default 4 (memberlist LAN). */
   swimRetransmitMult: number;
@@ -207,7 +213,7 @@ export const DEFAULTS: Config = {
   swimProbeIntervalMs: 1 * SECOND,
   swimProbeTimeoutMs: 500,
   swimIndirectChecks: 3,
-  swimSuspicionMult: 4,
+  swimSuspicionMult: 2,
   swimSuspicionMaxTimeoutMult: 6,
   swimRetransmitMult: 4,
 };

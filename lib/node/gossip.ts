@@ -1,10 +1,16 @@
 /**
  * Drives the pure SWIM core (lib/core/swim) with real time over the peer transport,
- * feeds it the event loop's lag (Lifeguard: a slow node backs off instead of accusing
- * others), and exposes each member's liveness to the data path, /cluster and /metrics.
- * Liveness never changes ring ownership.
+ * feeds it the transport's connection events and the event loop's lag (Lifeguard: a
+ * slow node backs off instead of accusing others), and exposes each member's liveness
+ * to the data path, /cluster and /metrics. Liveness never changes ring ownership.
+ *
+ * Ticks come when the core asks (Swim.nextTickAtMs: the next probe, a timeout, a
+ * relay's nack, a suspicion timer), about two a second in a quiet cluster, instead of
+ * on a fixed 50 ms cadence: an idle node wakes up for gossip only when there is gossip
+ * to do. Each tick is deferred with setImmediate behind the reads of every socket that
+ * is ready, so no timeout is judged while its answer sits unread in a buffer.
  */
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import { Gauge, Counter } from 'prom-client';
 import { Swim } from '../core/swim/swim.ts';
 import { swimConfig, type SwimConfig } from '../core/swim/config.ts';
@@ -16,20 +22,41 @@ import type { Metrics } from '../api/metrics.ts';
 import type { Liveness } from './liveness.ts';
 import type { Logger } from './log.ts';
 
-/** Core tick period: well under the probe timeout so timeouts fire close to when due. */
-const TICK_MS = 50;
-/** How often event-loop lag is sampled and reported to the core. */
-const LAG_SAMPLE_MS = 1000;
+/**
+ * The longest wait between two ticks whatever the core asks for: a safety net for a
+ * deadline it might not report, and the floor of lag sampling; one wake-up a second.
+ */
+const MAX_TICK_INTERVAL_MS = 1000;
+/** A timer set within this of the time wanted is kept rather than re-armed. */
+const REARM_SLACK_MS = 5;
+/** kv_event_loop_lag_seconds is the largest tick lateness over a window this long. */
+const LAG_WINDOW_MS = 1000;
+
+/**
+ * The core's clock: monotonic (it must never go back, and the wall clock can be set
+ * back), and near the wall clock in value so that log lines and views stay readable.
+ */
+function monotonicMs(): number {
+  return Math.floor(performance.timeOrigin + performance.now());
+}
 
 export class Gossip implements Liveness {
   readonly swim: Swim;
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly lag: IntervalHistogram;
   private readonly events: Counter<'type'>;
   private readonly members: Gauge<'liveness'>;
   private readonly health: Gauge;
   private readonly lagGauge: Gauge;
+  private readonly unsubscribe: Array<() => void> = [];
   private lastEpochBehind = 0;
+  private started = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  /** When the armed timer fires (monotonic ms); what its lateness is measured from. */
+  private timerAtMs = Infinity;
+  private immediate: NodeJS.Immediate | undefined;
+  private firedForMs = 0;
+  private lagWindowStartMs = 0;
+  private lagWindowMaxMs = 0;
 
   constructor(
     private readonly selfId: string,
@@ -47,25 +74,59 @@ export class Gossip implements Liveness {
       collect: () => this.countMembers() });
     this.health = new Gauge({ name: 'kv_swim_health_score', help: 'Lifeguard local health score (0 = healthy)', registers: [r],
       collect: () => this.health.set(this.swim.healthScore) });
-    this.lagGauge = new Gauge({ name: 'kv_event_loop_lag_seconds', help: 'p99 event-loop delay over the last sample', registers: [r] });
-    this.lag = monitorEventLoopDelay({ resolution: 10 });
+    this.lagGauge = new Gauge({ name: 'kv_event_loop_lag_seconds', help: 'Event-loop lag: the largest lateness of the gossip timer over the last second', registers: [r] });
     transport.handle('swim', (from, payload) => {
-      this.handle(this.swim.receive(from, validateSwimMessage(payload), Date.now()));
+      this.handle(this.swim.receive(from, validateSwimMessage(payload), monotonicMs()));
     });
   }
 
   start(): void {
-    this.lag.enable();
-    this.timers.push(setInterval(() => {
-      this.swim.setLocalEpoch(this.epoch());
-      this.handle(this.swim.tick(Date.now()));
-    }, TICK_MS));
-    this.timers.push(setInterval(() => {
-      const p99ms = this.lag.percentile(99) / 1e6;
-      this.lag.reset();
-      this.lagGauge.set(p99ms / 1000);
-      this.swim.reportLag(p99ms);
-    }, LAG_SAMPLE_MS));
+    this.started = true;
+    this.lagWindowStartMs = monotonicMs();
+    // A closed connection is the first sign of a killed peer; an opened one, of a restarted one.
+    this.unsubscribe.push(this.transport.on('peer-down', (id) => this.handle(this.swim.linkDown(id, monotonicMs()))));
+    this.unsubscribe.push(this.transport.on('peer-up', (id) => this.handle(this.swim.linkUp(id, monotonicMs()))));
+    this.arm();
+  }
+
+  /** Sets the timer for the next tick the core wants, unless one is set for about then or a tick is on its way. */
+  private arm(): void {
+    if (!this.started || this.stopped || this.immediate !== undefined) return;
+    const nowMs = monotonicMs();
+    // Not before now: a due time already past fires at once, and lateness counts from then.
+    const wantMs = Math.max(nowMs, Math.min(this.swim.nextTickAtMs(), nowMs + MAX_TICK_INTERVAL_MS));
+    if (this.timer !== undefined && Math.abs(this.timerAtMs - wantMs) <= REARM_SLACK_MS) return;
+    clearTimeout(this.timer);
+    this.timerAtMs = wantMs;
+    this.timer = setTimeout(this.onTimer, Math.max(0, wantMs - nowMs));
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.firedForMs = this.timerAtMs;
+    this.timerAtMs = Infinity;
+    // Check phase: after this loop iteration's socket reads.
+    this.immediate = setImmediate(this.runTick);
+  };
+
+  private readonly runTick = (): void => {
+    this.immediate = undefined;
+    if (this.stopped) return;
+    const nowMs = monotonicMs();
+    this.measureLag(nowMs, Math.max(0, nowMs - this.firedForMs));
+    this.swim.setLocalEpoch(this.epoch());
+    this.handle(this.swim.tick(nowMs));
+  };
+
+  /** Lifeguard's input: a late tick is our own slowness, so back off (the core ignores small lag). */
+  private measureLag(nowMs: number, lateMs: number): void {
+    this.swim.reportLag(lateMs);
+    this.lagWindowMaxMs = Math.max(this.lagWindowMaxMs, lateMs);
+    if (nowMs - this.lagWindowStartMs >= LAG_WINDOW_MS) {
+      this.lagGauge.set(this.lagWindowMaxMs / 1000);
+      this.lagWindowMaxMs = 0;
+      this.lagWindowStartMs = nowMs;
+    }
   }
 
   private handle(out: SwimOutput): void {
@@ -78,6 +139,7 @@ export class Gossip implements Liveness {
       this.lastEpochBehind = out.epochBehind.epoch;
       this.onEpochBehind(out.epochBehind.epoch, out.epochBehind.from);
     }
+    this.arm();
   }
 
   private countMembers(): void {
@@ -93,18 +155,25 @@ export class Gossip implements Liveness {
     return m !== undefined && m.liveness !== 'dead';
   }
 
+  /** lastHeardMs in wall-clock ms (the core's clock is monotonic). */
   view(id: string): { liveness: 'alive' | 'suspect' | 'dead'; incarnation: number; lastHeardMs: number | null } {
     const m = this.swim.member(id);
     if (!m) return { liveness: 'dead', incarnation: 0, lastHeardMs: null };
-    return { liveness: m.liveness, incarnation: m.incarnation, lastHeardMs: m.lastHeardMs ?? null };
+    const lastHeardMs = m.lastHeardMs === undefined ? null : Date.now() - (monotonicMs() - m.lastHeardMs);
+    return { liveness: m.liveness, incarnation: m.incarnation, lastHeardMs };
   }
 
   setMembers(ids: string[]): void {
-    this.swim.setMembers(ids, Date.now());
+    this.swim.setMembers(ids, monotonicMs());
+    this.arm();
   }
 
   stop(): void {
-    for (const t of this.timers) clearInterval(t);
-    this.lag.disable();
+    this.stopped = true;
+    for (const off of this.unsubscribe.splice(0)) off();
+    clearTimeout(this.timer);
+    if (this.immediate !== undefined) clearImmediate(this.immediate);
+    this.timer = undefined;
+    this.immediate = undefined;
   }
 }

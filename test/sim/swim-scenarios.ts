@@ -7,25 +7,25 @@
 import { swimConfig, type SwimConfig } from '../../lib/core/swim/config.ts';
 import { suspicionBoundsMs } from '../../lib/core/swim/suspicion.ts';
 import { seededRng } from '../../lib/core/rng.ts';
-import { CATCH_UP_MAX_MS, FAULT_FREE_NET, SwimSim, TICK_MAX_MS, Violation, type NetOptions } from './swim-sim.ts';
+import { CATCH_UP_MAX_MS, FAULT_FREE_NET, SwimSim, TICK_LATE_MAX_MS, Violation, type CrashKind, type NetOptions } from './swim-sim.ts';
 
 export type Scenario = (seed: number) => void;
 
 const CONFIG: SwimConfig = swimConfig();
 
-function sizeFor(seed: number): number {
+function sizeFor(seed: number, maxN = 7): number {
   // 3..7 members: 3 is the small-cluster corner (REFERENCES: confirmations), 7 keeps
   // a seed fast while rounds already take several periods.
-  return 3 + seededRng(seed ^ 0x5157).int(5);
+  return 3 + seededRng(seed ^ 0x5157).int(maxN - 2);
 }
 
-function newSim(seed: number, net: NetOptions = FAULT_FREE_NET, config: SwimConfig = CONFIG): SwimSim {
-  return new SwimSim({ seed, n: sizeFor(seed), config, net });
+function newSim(seed: number, net: NetOptions = FAULT_FREE_NET, config: SwimConfig = CONFIG, maxN = 7): SwimSim {
+  return new SwimSim({ seed, n: sizeFor(seed, maxN), config, net });
 }
 
 /** One probe period as the runtime can stretch it: interval plus a late tick. */
 function periodMs(c: SwimConfig): number {
-  return c.probeIntervalMs + TICK_MAX_MS;
+  return c.probeIntervalMs + TICK_LATE_MAX_MS;
 }
 
 /**
@@ -40,10 +40,38 @@ export function probeReachMs(c: SwimConfig, n: number): number {
 /**
  * A crash is declared dead by every live node within: the node's own probe fails
  * (probeReachMs; hearing the rumour first only starts the timer earlier), then at
- * most the maximum suspicion timeout, then one tick to notice it expired.
+ * most the maximum suspicion timeout plus the period of grace a suspect with an open
+ * connection gets, then one tick to notice it expired.
  */
 export function crashDetectionBoundMs(c: SwimConfig, n: number): number {
-  return probeReachMs(c, n) + suspicionBoundsMs(c, n).maxMs + TICK_MAX_MS;
+  return probeReachMs(c, n) + suspicionBoundsMs(c, n).maxMs + c.probeIntervalMs + TICK_LATE_MAX_MS;
+}
+
+/**
+ * A killed member (its connections close at once) is declared dead by every live node
+ * at health score 0 within: the close reaching it (one network delay), its urgent
+ * probe's period (the probe timeout) and a late tick, so it suspects by then; every
+ * other live node does the same at about the same time and pushes its accusation, so
+ * all k confirmations arrive within another network delay, long before the minimum
+ * timeout runs out; then the minimum timeout (no grace: the connection is closed),
+ * and a late tick to notice it.
+ */
+export function killDetectionBoundMs(c: SwimConfig, n: number, net: NetOptions): number {
+  return net.maxDelayMs + c.probeTimeoutMs + TICK_LATE_MAX_MS + suspicionBoundsMs(c, n).minMs + TICK_LATE_MAX_MS;
+}
+
+/**
+ * The longest stall of one node that no timing of it can get declared dead (health
+ * scores 0, no link closed, the stall shorter than the transport's ping close): its
+ * earliest suspicion is a probe whose ping was in flight as the stall began, failing
+ * a period after it was sent; with every confirmation in, the minimum timeout plus the
+ * open-connection grace of one period follows. On waking it reads the notices, refutes
+ * and pushes that to everyone, one network delay. So a stall is safe while
+ *   stall + maxDelay < (probeInterval - maxDelay) + minimum timeout + probeInterval.
+ * With the defaults and a 20 ms network: 3,960 ms, twice the 2 s the issue demands.
+ */
+export function safeStallMs(c: SwimConfig, n: number, net: NetOptions): number {
+  return 2 * c.probeIntervalMs + suspicionBoundsMs(c, n).minMs - 2 * net.maxDelayMs - 1;
 }
 
 /**
@@ -85,12 +113,14 @@ export const faultFree: Scenario = (seed) => {
 };
 
 /**
- * Fault-free network, but one node's event loop stalls (twice) for less than the
- * minimum suspicion timeout: it may be suspected, it never suspects others when it
- * wakes, and nobody is ever declared dead.
+ * Fault-free network, but one node's event loop stalls twice: once for exactly 2 s
+ * (the stall the failure detector must ride out, issue 14) and once for a random
+ * 0.5 s up to safeStallMs, in either order, in clusters of 3 to 9. It may be
+ * suspected; it never suspects others when it wakes (Lifeguard), nobody is ever
+ * declared dead, and everyone sees everyone alive afterwards.
  */
 export const stalledLoop: Scenario = (seed) => {
-  const sim = newSim(seed);
+  const sim = newSim(seed, FAULT_FREE_NET, CONFIG, 9);
   const rng = seededRng(seed ^ 0x57a1);
   const victim = sim.ids[rng.int(sim.ids.length)] as string;
   // Lifeguard: the node that stalled must not blame others for its own pause when
@@ -99,10 +129,12 @@ export const stalledLoop: Scenario = (seed) => {
     if (ev.type === 'dead') sim.fail(`${observer} declared live ${ev.id} dead`);
     if (ev.type === 'suspect' && ev.id !== victim) sim.fail(`${observer} suspected ${ev.id}, but only ${victim} stalled`);
   };
-  const { minMs } = suspicionBoundsMs(CONFIG, sim.ids.length);
+  if (safeStallMs(CONFIG, sim.ids.length, FAULT_FREE_NET) < 2000) sim.fail('the defaults cannot ride out a 2 s stall');
+  const longest = safeStallMs(CONFIG, sim.ids.length, FAULT_FREE_NET);
+  const other = 500 + rng.int(longest - 500 + 1);
+  const stalls = rng.int(2) === 0 ? [2000, other] : [other, 2000];
   let t = 3000 + rng.int(3000);
-  for (let i = 0; i < 2; i++) {
-    const stallMs = 500 + rng.int(minMs - CONFIG.probeIntervalMs - 500);
+  for (const stallMs of stalls) {
     sim.at(t, () => sim.stall(victim, stallMs));
     t += stallMs + 10_000 + rng.int(5000);
   }
@@ -110,24 +142,41 @@ export const stalledLoop: Scenario = (seed) => {
   if (!sim.converged()) sim.fail('views differ after the stalls ended');
 };
 
-/** A crashed member is declared dead by every live node within crashDetectionBoundMs. */
-export const crashDetected: Scenario = (seed) => {
-  const sim = newSim(seed);
-  const rng = seededRng(seed ^ 0xc4a5);
+/**
+ * One member crashes (`kind`) at a random time; every live node must show it dead
+ * within `boundMs(n)` of the crash, and nobody else may ever be declared dead.
+ */
+function crashIsDetected(seed: number, kind: CrashKind, maxN: number, boundMs: (n: number) => number): void {
+  const sim = newSim(seed, FAULT_FREE_NET, CONFIG, maxN);
+  const rng = seededRng(seed ^ (kind === 'kill' ? 0x6b11 : 0xc4a5));
   const victim = sim.ids[rng.int(sim.ids.length)] as string;
   const crashAt = 3000 + rng.int(5000);
-  const bound = crashDetectionBoundMs(CONFIG, sim.ids.length);
+  const bound = boundMs(sim.ids.length);
   noDeathOf(sim, (id) => sim.isUp(id));
-  sim.at(crashAt, () => sim.crash(victim));
+  sim.at(crashAt, () => sim.crash(victim, kind));
   sim.checks.push(() => {
     if (sim.now <= crashAt + bound) return undefined;
     for (const id of sim.upIds()) {
-      if (sim.swim(id).member(victim)?.liveness !== 'dead') return `${id} still sees crashed ${victim} as not dead ${sim.now - crashAt}ms after the crash (bound ${bound}ms)`;
+      if (sim.swim(id).member(victim)?.liveness !== 'dead') return `${id} still sees crashed (${kind}) ${victim} as not dead ${sim.now - crashAt}ms after the crash (bound ${bound}ms)`;
     }
     return undefined;
   });
   sim.runUntil(crashAt + bound + 2000);
-};
+}
+
+/**
+ * A member that goes silent (power, cable: its connections stay open until the
+ * transport's ping gives up) is declared dead by every live node within
+ * crashDetectionBoundMs.
+ */
+export const crashDetected: Scenario = (seed) => crashIsDetected(seed, 'silent', 7, (n) => crashDetectionBoundMs(CONFIG, n));
+
+/**
+ * kill -9 of a member: its connections close at once, so every live node probes it
+ * urgently and every node shows it dead within killDetectionBoundMs (about 2.6 s with
+ * the defaults). Clusters of 3 to 9.
+ */
+export const crashKilled: Scenario = (seed) => crashIsDetected(seed, 'kill', 9, (n) => killDetectionBoundMs(CONFIG, n, FAULT_FREE_NET));
 
 /**
  * A live member gets suspected (its loop stalls until someone suspects it, then a
@@ -197,7 +246,8 @@ export const crashRestart: Scenario = (seed) => {
   const crashAt = 3000 + rng.int(3000);
   // Sometimes before it is declared dead, mostly after.
   const restartAt = crashAt + rng.int(crashDetectionBoundMs(CONFIG, n) + 5000);
-  sim.at(crashAt, () => sim.crash(victim));
+  const kind = rng.int(2) === 0 ? 'kill' : 'silent';
+  sim.at(crashAt, () => sim.crash(victim, kind));
   sim.at(restartAt, () => sim.restart(victim));
   // The victim's death is real (it may even be declared just after it restarted,
   // before its refutation lands); only the others must never be declared dead.
@@ -235,7 +285,7 @@ export const epochSpreads: Scenario = (seed) => {
       lastBump = sim.now;
     });
   }
-  const bound = probeReachMs(CONFIG, n) + CATCH_UP_MAX_MS + TICK_MAX_MS;
+  const bound = probeReachMs(CONFIG, n) + CATCH_UP_MAX_MS + TICK_LATE_MAX_MS;
   sim.checks.push(() => {
     if (target === 0 || sim.now <= lastBump + bound) return undefined;
     const behind = sim.ids.filter((id) => sim.nodeEpoch(id) < target);
@@ -261,7 +311,7 @@ export const chaos: Scenario = (seed) => {
     sim.at(t, () => {
       if (kind === 0) {
         const id = pick();
-        if (sim.isUp(id)) sim.crash(id);
+        if (sim.isUp(id)) sim.crash(id, rng.int(2) === 0 ? 'kill' : 'silent');
         else sim.restart(id);
       } else if (kind === 1) {
         sim.stall(pick(), 200 + rng.int(6000));
@@ -299,6 +349,7 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = Object.freeze({
   faultFree,
   stalledLoop,
   crashDetected,
+  crashKilled,
   suspectRefutes,
   partitionHeals,
   crashRestart,

@@ -5,6 +5,17 @@
  * everything buffered until it resumes). One seed fixes every choice, so a failure
  * replays exactly. Safety invariants are checked after every event; scenarios add
  * their own checks (swim-scenarios.ts).
+ *
+ * It drives the cores the way lib/node/gossip.ts does: a node is ticked when its core
+ * asks (nextTickAtMs), late by up to TICK_LATE_MAX_MS, never on a fixed cadence, so a
+ * deadline the core forgets to ask for is a missed bound here; and a tick that falls
+ * due while the node is stalled runs after the messages that piled up (the runtime
+ * defers every tick with setImmediate, behind the reads of ready sockets).
+ *
+ * Connections are modelled as the transport reports them (linkDown / linkUp): a kill
+ * closes the victim's connections at once; a silent crash, a partition or a stall
+ * keeps them open until the transport's own ping gives up on them (PING_CLOSE_*); a
+ * restart or a heal opens them again after a redial delay.
  */
 import { compareRumours, type Rumour } from '../../lib/core/swim/state.ts';
 import { seededRng, type Rng } from '../../lib/core/rng.ts';
@@ -19,11 +30,22 @@ export interface NetOptions {
   dupRate: number;
 }
 
-/** The runtime ticks each node every 50-100 ms (jittered per tick). */
-export const TICK_MIN_MS = 50;
-export const TICK_MAX_MS = 100;
+/** A tick runs up to this long after the time the core asked for (timer lateness). */
+export const TICK_LATE_MAX_MS = 50;
 /** Catching up from the Raft log takes up to this long after epochBehind. */
 export const CATCH_UP_MAX_MS = 300;
+/**
+ * The transport pings every connection every 5 s and closes one that did not answer
+ * the previous ping (lib/net/limits.ts pingIntervalMs), so a silent peer's connection
+ * closes 5-10 s after it went quiet.
+ */
+export const PING_CLOSE_MIN_MS = 5000;
+export const PING_CLOSE_MAX_MS = 10_000;
+/** A closed connection is redialled within this (reconnectBaseMs with backoff, first attempts). */
+export const REDIAL_MAX_MS = 300;
+
+/** How a node goes down: killed (its kernel closes its sockets at once) or silently (power, cable). */
+export type CrashKind = 'kill' | 'silent';
 
 export const FAULT_FREE_NET: NetOptions = { minDelayMs: 1, maxDelayMs: 20, dropRate: 0, dupRate: 0 };
 
@@ -45,14 +67,20 @@ interface SimNode {
   stalled: boolean;
   stallId: number;
   stallStartMs: number;
-  /** Ticks and deliveries held while stalled, run in arrival order on resume. */
+  /** Deliveries held while stalled, run in arrival order on resume. */
   pending: Array<() => void>;
+  /** A tick fell due while stalled: it runs on resume, after the pending deliveries. */
+  tickPending: boolean;
+  /** When the scheduled tick runs, and the time the core asked for; undefined if none. */
+  tickAt: number | undefined;
+  tickDue: number;
+  /** Bumped whenever a tick is scheduled: an older scheduled tick is void. */
+  tickToken: number;
+  /** Time of the last tick that left nextTickAtMs() <= its own time (see #runTick). */
+  lastImmediateTickMs: number;
   /** Raft epoch this node has committed (survives restarts). */
   epoch: number;
 }
-
-/** Pending entries that are ticks (see resume). */
-const ticks = new WeakSet<() => void>();
 
 interface Timed {
   at: number;
@@ -131,6 +159,10 @@ export class SwimSim {
   readonly #heap = new EventHeap();
   #order = 0;
   #group: Map<string, number> | null = null;
+  /** Bumped on every partition and heal: a pending ping-close check of an older one is void. */
+  #groupEpoch = 0;
+  /** Node pairs ("a|b", a < b) whose connection is closed. */
+  readonly #linksDown = new Set<string>();
   /** Highest rumour each observer has held about each member, per life. */
   readonly #seen = new Map<string, Map<string, Rumour>>();
   readonly #trace: string[] = [];
@@ -153,13 +185,19 @@ export class SwimSim {
         stallId: 0,
         stallStartMs: 0,
         pending: [],
+        tickPending: false,
+        tickAt: undefined,
+        tickDue: 0,
+        tickToken: 0,
+        lastImmediateTickMs: -1,
         epoch: 0,
       };
       node.swim.setMembers(this.ids, 0);
       this.#nodes.set(id, node);
       this.#seen.set(id, new Map());
-      this.#scheduleTick(node, this.rng.int(TICK_MAX_MS));
     }
+    // Processes start at slightly different moments.
+    for (const node of this.#nodes.values()) this.#scheduleTickAt(node, this.rng.int(100), 0);
   }
 
   #newSwim(id: string): Swim {
@@ -227,25 +265,52 @@ export class SwimSim {
   partition(groups: string[][]): void {
     this.#group = new Map();
     groups.forEach((g, i) => g.forEach((id) => this.#group?.set(id, i)));
+    const epoch = ++this.#groupEpoch;
     this.trace(`partition ${groups.map((g) => g.join(',')).join(' | ')}`);
+    // Cut-off connections stay open until the transport's ping gives up on them.
+    for (const a of this.ids) {
+      for (const b of this.ids) {
+        if (a < b && this.#blocked(a, b)) {
+          this.at(this.now + PING_CLOSE_MIN_MS + this.rng.int(PING_CLOSE_MAX_MS - PING_CLOSE_MIN_MS + 1), () => {
+            if (this.#groupEpoch === epoch) this.#dropLink(a, b);
+          });
+        }
+      }
+    }
   }
 
   heal(): void {
     this.#group = null;
+    ++this.#groupEpoch;
     this.trace('heal');
+    for (const key of [...this.#linksDown]) {
+      const [a, b] = key.split('|') as [string, string];
+      this.#redial(a, b);
+    }
   }
 
   #blocked(a: string, b: string): boolean {
     return this.#group !== null && this.#group.get(a) !== this.#group.get(b);
   }
 
-  crash(id: string): void {
+  crash(id: string, kind: CrashKind = 'silent'): void {
     const node = this.#node(id);
     node.up = false;
     node.life++;
     node.stalled = false;
     node.pending = [];
-    this.trace(`crash ${id}`);
+    node.tickPending = false;
+    node.tickAt = undefined;
+    this.trace(`crash ${id} (${kind})`);
+    const life = node.life;
+    for (const o of this.ids) {
+      if (o === id) continue;
+      if (kind === 'kill') this.#dropLink(id, o);
+      // A silent peer's connection is given up on by the ping, if it is still down by then.
+      else this.at(this.now + PING_CLOSE_MIN_MS + this.rng.int(PING_CLOSE_MAX_MS - PING_CLOSE_MIN_MS + 1), () => {
+        if (!node.up && node.life === life) this.#dropLink(id, o);
+      });
+    }
   }
 
   /** A fresh process on the same data dir: SWIM state (incarnation included) is lost. */
@@ -258,7 +323,10 @@ export class SwimSim {
     node.swim.setLocalEpoch(node.epoch);
     this.#seen.set(id, new Map());
     this.trace(`restart ${id}`);
-    this.#scheduleTick(node, this.now + this.rng.int(TICK_MAX_MS));
+    // It dials everyone as it starts. A connection its peer still holds open (it never
+    // noticed the crash) is simply replaced by the new one: no event on either side.
+    for (const o of this.ids) if (o !== id && this.#linksDown.has(linkKey(id, o))) this.#redial(id, o);
+    this.#scheduleTickAt(node, this.now + this.rng.int(TICK_LATE_MAX_MS + 1), this.now);
   }
 
   /** Blocks id's event loop until resume (or for durationMs). */
@@ -270,6 +338,13 @@ export class SwimSim {
     const stallId = ++node.stallId;
     this.trace(`stall ${id}`);
     if (durationMs !== undefined) this.at(this.now + durationMs, () => this.resume(id, stallId));
+    // A stall that outlasts the transport's ping gets the node's connections closed by its peers.
+    const life = node.life;
+    this.at(this.now + PING_CLOSE_MIN_MS + this.rng.int(PING_CLOSE_MAX_MS - PING_CLOSE_MIN_MS + 1), () => {
+      if (node.up && node.life === life && node.stalled && node.stallId === stallId) {
+        for (const o of this.ids) if (o !== id) this.#dropLink(id, o);
+      }
+    });
   }
 
   resume(id: string, stallId?: number): void {
@@ -277,14 +352,58 @@ export class SwimSim {
     if (!node.stalled || (stallId !== undefined && stallId !== node.stallId)) return;
     node.stalled = false;
     this.trace(`resume ${id} after ${this.now - node.stallStartMs}ms`);
-    // What a runtime's lag monitor would report once the loop runs again.
-    node.swim.reportLag(this.now - node.stallStartMs);
-    // Node's event loop runs due timers before it polls sockets, so the overdue tick
-    // sees the clock jump before any of the messages that piled up are read.
+    // The runtime reads every ready socket before its deferred tick runs.
     const pending = node.pending;
     node.pending = [];
-    for (const fn of pending) if (ticks.has(fn)) fn();
-    for (const fn of pending) if (!ticks.has(fn)) fn();
+    for (const fn of pending) fn();
+    if (node.tickPending && node.up) {
+      node.tickPending = false;
+      this.#runTick(node, node.life, node.tickToken);
+    }
+    // Connections the peers closed meanwhile are redialled now that it runs again.
+    for (const o of this.ids) if (o !== id && this.#linksDown.has(linkKey(id, o))) this.#redial(id, o);
+  }
+
+  // ---- connections ----
+
+  /** The connection between a and b closes: each side that runs hears linkDown. */
+  #dropLink(a: string, b: string): void {
+    const key = linkKey(a, b);
+    if (this.#linksDown.has(key)) return;
+    this.#linksDown.add(key);
+    this.trace(`link ${a}-${b} closed`);
+    this.#linkEvent(a, b, 'down');
+    this.#linkEvent(b, a, 'down');
+  }
+
+  /** Either side redials within REDIAL_MAX_MS; the link opens if both run and can talk. */
+  #redial(a: string, b: string): void {
+    this.at(this.now + 1 + this.rng.int(REDIAL_MAX_MS), () => {
+      const key = linkKey(a, b);
+      const na = this.#node(a);
+      const nb = this.#node(b);
+      // Not now: the heal, restart or resume that makes it possible redials again.
+      if (!this.#linksDown.has(key) || !na.up || !nb.up || na.stalled || nb.stalled || this.#blocked(a, b)) return;
+      this.#linksDown.delete(key);
+      this.trace(`link ${a}-${b} open`);
+      this.#linkEvent(a, b, 'up');
+      this.#linkEvent(b, a, 'up');
+    });
+  }
+
+  #linkEvent(at: string, peer: string, kind: 'down' | 'up'): void {
+    const node = this.#node(at);
+    if (!node.up) return;
+    const life = node.life;
+    const run = (): void => {
+      if (!node.up || node.life !== life) return;
+      this.#handle(node, kind === 'down' ? node.swim.linkDown(peer, this.now) : node.swim.linkUp(peer, this.now));
+    };
+    // The close or open reaches the process like any other socket event.
+    this.at(this.now + this.net.minDelayMs + this.rng.int(this.net.maxDelayMs - this.net.minDelayMs + 1), () => {
+      if (node.stalled && node.life === life) node.pending.push(run);
+      else run();
+    });
   }
 
   isStalled(id: string): boolean {
@@ -299,23 +418,45 @@ export class SwimSim {
     this.trace(`epoch ${id} -> ${node.epoch}`);
   }
 
-  // ---- driving the cores ----
-
-  #scheduleTick(node: SimNode, at: number): void {
-    const life = node.life;
-    this.at(at, () => this.#runTick(node, life));
+  isLinkDown(a: string, b: string): boolean {
+    return this.#linksDown.has(linkKey(a, b));
   }
 
-  #runTick(node: SimNode, life: number): void {
-    if (!node.up || node.life !== life) return;
+  // ---- driving the cores ----
+
+  /** Schedules node's tick at `at` for the time `due` the core asked for, replacing a later one. */
+  #scheduleTickAt(node: SimNode, at: number, due: number): void {
+    if (node.tickAt !== undefined && node.tickAt <= at) return;
+    node.tickAt = at;
+    node.tickDue = due;
+    const token = ++node.tickToken;
+    const life = node.life;
+    this.at(at, () => this.#runTick(node, life, token));
+  }
+
+  /** After every call into a core: a tick when it asks, late by up to TICK_LATE_MAX_MS. */
+  #reschedule(node: SimNode): void {
+    if (!node.up) return;
+    const due = node.swim.nextTickAtMs();
+    this.#scheduleTickAt(node, Math.max(this.now, due) + this.rng.int(TICK_LATE_MAX_MS + 1), due);
+  }
+
+  #runTick(node: SimNode, life: number, token: number): void {
+    if (!node.up || node.life !== life || node.tickToken !== token) return;
     if (node.stalled) {
-      const fn = (): void => this.#runTick(node, life);
-      ticks.add(fn);
-      node.pending.push(fn);
+      node.tickPending = true;
       return;
     }
+    node.tickAt = undefined;
+    // What the runtime's lag measurement reports: how late this tick is.
+    node.swim.reportLag(this.now - node.tickDue);
     this.#handle(node, node.swim.tick(this.now));
-    this.#scheduleTick(node, this.now + TICK_MIN_MS + this.rng.int(TICK_MAX_MS - TICK_MIN_MS + 1));
+    // A core may ask for an immediate tick once (after a stall); asking again at the
+    // same instant would have the runtime tick in a loop.
+    if (node.swim.nextTickAtMs() <= this.now) {
+      if (node.lastImmediateTickMs === this.now) this.fail(`${node.id} asks to be ticked again at ${this.now} after ticking at ${this.now}: a tick loop`);
+      node.lastImmediateTickMs = this.now;
+    }
   }
 
   #deliver(from: string, to: SimNode, msg: SwimMessage, life: number): void {
@@ -337,7 +478,8 @@ export class SwimSim {
     } catch (err) {
       this.fail(`${from} sent an invalid message ${JSON.stringify(msg)}: ${(err as Error).message}`);
     }
-    if (this.#blocked(from, toId) || this.rng.next() < this.net.dropRate) return;
+    // The transport drops what it cannot send: nothing leaves over a closed connection.
+    if (this.#linksDown.has(linkKey(from, toId)) || this.#blocked(from, toId) || this.rng.next() < this.net.dropRate) return;
     const copies = this.rng.next() < this.net.dupRate ? 2 : 1;
     for (let c = 0; c < copies; c++) {
       const delay = this.net.minDelayMs + this.rng.int(this.net.maxDelayMs - this.net.minDelayMs + 1);
@@ -370,6 +512,7 @@ export class SwimSim {
       });
     }
     this.#checkNode(node);
+    this.#reschedule(node);
   }
 
   /** Safety invariants of one node, after each of its steps. */
@@ -409,4 +552,8 @@ export class SwimSim {
     }
     return true;
   }
+}
+
+function linkKey(a: string, b: string): string {
+  return a < b ? `${a}|${b}` : `${b}|${a}`;
 }

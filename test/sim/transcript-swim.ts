@@ -7,8 +7,9 @@
  *
  * Commands:
  *   swim-config probe-interval= probe-timeout= indirect-checks= suspicion-mult=
- *               suspicion-max-mult= retransmit-mult= awareness-max= max-piggyback=
- *               lag-threshold= tick-gap-max= max-pending-relays=
+ *               suspicion-max-mult= suspicion-confirmations= retransmit-mult=
+ *               awareness-max= max-piggyback= lag-threshold= tick-gap-max=
+ *               max-pending-relays=
  *                                   every field, pinned by the transcript (required
  *                                   first), so changed defaults never rewrite it
  *   add-nodes ID... seed=N          new members; every node's member list is all nodes
@@ -19,6 +20,9 @@
  *                                   starts it afresh (incarnation 0, nothing remembered)
  *   cut ID... / cut-link A B / heal [ID...]
  *                                   messages over a cut link are lost
+ *   link-down A B / link-up A B     A's transport reports its connection to B closed
+ *                                   (as a killed process's kernel does at once) or
+ *                                   open again; cuts and crashes never report it
  *   report-lag ID ms=N              event-loop lag measured by ID's runtime
  *   set-epoch ID epoch=N            ID's committed Raft epoch
  *   swim-state [ID...]              incarnation, health, probe and view of each node
@@ -36,6 +40,7 @@ const CONFIG_ARGS: Readonly<Record<keyof SwimConfig, string>> = Object.freeze({
   indirectChecks: 'indirect-checks',
   suspicionMult: 'suspicion-mult',
   suspicionMaxTimeoutMult: 'suspicion-max-mult',
+  suspicionConfirmations: 'suspicion-confirmations',
   retransmitMult: 'retransmit-mult',
   awarenessMax: 'awareness-max',
   maxPiggyback: 'max-piggyback',
@@ -88,6 +93,8 @@ export class SwimTranscriptEnv extends NodeEnv<EnvNode> {
         break;
       }
       case 'heal': this.#cuts.heal(this.idsOnly(d, 0)); break;
+      case 'link-down':
+      case 'link-up': this.#link(d); break;
       case 'report-lag': this.#reportLag(d); break;
       case 'set-epoch': this.#setEpoch(d); break;
       case 'swim-state': this.#state(d); break;
@@ -146,19 +153,35 @@ export class SwimTranscriptEnv extends NodeEnv<EnvNode> {
       for (const [id, n] of this.nodes) {
         if (!n.crashed) this.#collect(id, n.swim.tick(this.#nowMs), 'tick');
       }
-      for (let delivered = 0; this.#queue.length > 0; delivered++) {
-        if (delivered >= MESSAGES_PER_STEP_MAX) d.fail(`more than ${MESSAGES_PER_STEP_MAX} messages at t=${this.#nowMs}`);
-        const m = this.#queue.shift() as InFlight;
-        messages++;
-        const to = this.nodes.get(m.to);
-        const lost = this.#cuts.isCut(m.from, m.to) ? ' (lost: cut off)' : to === undefined || to.crashed ? ' (lost: crashed)' : '';
-        if (log === 'all') this.#at(`${fmtMessage(m.from, m.to, m.msg)}${lost}`);
-        if (lost !== '' || to === undefined) continue;
-        // What the runtime does to every frame off the wire, so the core's own output is held to it too.
-        this.#collect(m.to, to.swim.receive(m.from, validateSwimMessage(m.msg), this.#nowMs), `from ${m.from}`);
-      }
+      messages += this.#deliver(d, log);
     }
     if (log === 'events') this.print(`(${messages} messages until t=${this.#nowMs})`);
+  }
+
+  /** Delivers what is in flight, and what that provokes, at the current instant; returns the count. */
+  #deliver(d: Directive, log: string): number {
+    let messages = 0;
+    for (let delivered = 0; this.#queue.length > 0; delivered++) {
+      if (delivered >= MESSAGES_PER_STEP_MAX) d.fail(`more than ${MESSAGES_PER_STEP_MAX} messages at t=${this.#nowMs}`);
+      const m = this.#queue.shift() as InFlight;
+      messages++;
+      const to = this.nodes.get(m.to);
+      const lost = this.#cuts.isCut(m.from, m.to) ? ' (lost: cut off)' : to === undefined || to.crashed ? ' (lost: crashed)' : '';
+      if (log === 'all') this.#at(`${fmtMessage(m.from, m.to, m.msg)}${lost}`);
+      if (lost !== '' || to === undefined) continue;
+      // What the runtime does to every frame off the wire, so the core's own output is held to it too.
+      this.#collect(m.to, to.swim.receive(m.from, validateSwimMessage(m.msg), this.#nowMs), `from ${m.from}`);
+    }
+    return messages;
+  }
+
+  #link(d: Directive): void {
+    const [a, b] = this.idsOnly(d, 2, 2) as [string, string];
+    const node = this.node(d, a);
+    this.node(d, b);
+    if (node.crashed) d.fail(`${a} is crashed`);
+    this.#collect(a, d.cmd === 'link-down' ? node.swim.linkDown(b, this.#nowMs) : node.swim.linkUp(b, this.#nowMs), d.cmd);
+    this.#deliver(d, 'all');
   }
 
   #reportLag(d: Directive): void {
@@ -188,6 +211,9 @@ export class SwimTranscriptEnv extends NodeEnv<EnvNode> {
           `relays=(${p.indirect?.join(',') ?? ''}) nacks=(${p.nacks.join(',')})`;
       this.print(`${id}${crashed ? ' (crashed)' : ''}: incarnation=${swim.incarnation} health=${swim.healthScore} ` +
         `epoch=${swim.epoch} next-probe=${swim.nextProbeAtMs ?? '-'} probe=${probe}`);
+      for (const lp of swim.linkProbes()) {
+        this.print(`  link probe ${lp.target} seq=${lp.seq} deadline=${lp.deadlineMs} relays=(${lp.indirect?.join(',') ?? ''}) nacks=(${lp.nacks.join(',')})`);
+      }
       const view = swim.members().filter((m) => m.id !== id).sort((a, b) => (a.id < b.id ? -1 : 1));
       for (const m of view) {
         const s = swim.suspicion(m.id);

@@ -45,6 +45,25 @@ function tickRange(s: Swim, from: number, to: number): SwimOutput[] {
   return outs;
 }
 
+/**
+ * Ticks every 50 ms from `from` to `to` inclusive as a healthy cluster would answer:
+ * members not in `silent` ack pings at once, and relays ack a ping-req for a member
+ * that answers and nack one for a silent member. Returns every output.
+ */
+function tickAnswering(s: Swim, from: number, to: number, silent: ReadonlySet<string> = new Set()): SwimOutput[] {
+  const outs: SwimOutput[] = [];
+  const answer = (out: SwimOutput, now: number): void => {
+    outs.push(out);
+    for (const m of out.messages) {
+      if (silent.has(m.to)) continue;
+      if (m.msg.type === 'ping') answer(s.receive(m.to, msg('ack', m.msg.seq), now), now);
+      if (m.msg.type === 'ping-req') answer(s.receive(m.to, msg(silent.has(m.msg.target) ? 'nack' : 'ack', m.msg.seq), now), now);
+    }
+  };
+  for (let t = from; t <= to; t += 50) answer(s.tick(t), t);
+  return outs;
+}
+
 function sent(outs: SwimOutput[], type?: string): Array<{ to: string; msg: SwimMessage }> {
   return outs.flatMap((o) => o.messages).filter((m) => type === undefined || m.msg.type === type);
 }
@@ -207,6 +226,176 @@ describe('SWIM probe cycle', () => {
   });
 });
 
+describe('SWIM link loss (the transport reports a closed connection)', () => {
+  it('probes through the relays at once and suspects after one probe timeout when none reaches the target', () => {
+    const s = newSwim();
+    tickAnswering(s, 0, 1000);
+    const down = s.linkDown('c', 1010);
+    // No direct ping over a closed link: straight to the relays, never via c itself.
+    expect(down.messages.filter((m) => m.msg.type === 'ping')).to.deep.equal([]);
+    const reqs = sent([down], 'ping-req');
+    expect(reqs).to.have.length(3);
+    expect(reqs.map((r) => r.to)).to.not.include('c');
+    for (const r of reqs) {
+      expect(r.msg).to.include({ target: 'c', timeoutMs: CFG.probeTimeoutMs / 2 });
+      s.receive(r.to, msg('nack', r.msg.seq), 1300);
+    }
+    expect(s.tick(1010 + CFG.probeTimeoutMs - 10).events).to.deep.equal([]);
+    const out = s.tick(1010 + CFG.probeTimeoutMs);
+    expect(out.events).to.deep.equal([{ type: 'suspect', id: 'c', incarnation: 0 }]);
+    // Every relay nacked: no health penalty.
+    expect(s.healthScore).to.equal(0);
+  });
+  it('does not suspect a member that a relay still reaches (only our link broke)', () => {
+    const s = newSwim();
+    tickAnswering(s, 0, 1000);
+    const reqs = sent([s.linkDown('c', 1010)], 'ping-req');
+    s.receive(reqs[0]?.to as string, msg('ack', reqs[0]?.msg.seq as number), 1020);
+    const outs = tickAnswering(s, 1050, 3000);
+    expect(outs.flatMap((o) => o.events)).to.deep.equal([]);
+    expect(s.member('c')?.liveness).to.equal('alive');
+  });
+  it('sends the urgent probe\'s direct ping when the link comes back, and takes its ack', () => {
+    const s = newSwim();
+    tickAnswering(s, 0, 1000);
+    const seq = sent([s.linkDown('c', 1010)], 'ping-req')[0]?.msg.seq as number;
+    const up = s.linkUp('c', 1100);
+    expect(up.messages.map((m) => [m.to, m.msg.type, m.msg.seq])).to.deep.equal([['c', 'ping', seq]]);
+    s.receive('c', msg('ack', seq), 1101);
+    expect(tickAnswering(s, 1150, 3000).flatMap((o) => o.events)).to.deep.equal([]);
+  });
+  it('tells a member it holds dead that it is dead as soon as its link is back (a restart refutes at once)', () => {
+    const s = newSwim();
+    s.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'dead', incarnation: 2 }]), 10);
+    const up = s.linkUp('c', 20);
+    expect(up.messages.map((m) => [m.to, m.msg.type])).to.deep.equal([['c', 'ping']]);
+    expect(up.messages[0]?.msg.updates).to.deep.include({ id: 'c', liveness: 'dead', incarnation: 2 });
+  });
+  it('asks no relay whose own link is down (its nack could never come back)', () => {
+    const s = newSwim();
+    tickAnswering(s, 0, 1000);
+    s.linkDown('b', 1001);
+    s.linkDown('d', 1002);
+    const reqs = sent([s.linkDown('c', 1003)], 'ping-req');
+    expect(reqs.map((r) => r.to).sort()).to.deep.equal(['e']);
+  });
+  it('gives a suspect whose connection is open one period of grace, and takes it back when the connection closes', () => {
+    const s = newSwim(['a', 'b', 'c']);
+    s.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 0);
+    const { maxMs } = suspicionBoundsMs(CFG, 3);
+    expect(s.suspicion('c')?.deadlineMs).to.equal(maxMs + CFG.probeIntervalMs);
+    s.linkDown('c', 10);
+    expect(s.suspicion('c')?.deadlineMs).to.equal(maxMs);
+    s.linkUp('c', 20);
+    expect(s.suspicion('c')?.deadlineMs).to.equal(maxMs + CFG.probeIntervalMs);
+    // A suspicion that starts while the connection is closed has none.
+    const t = newSwim(['a', 'b', 'c']);
+    t.linkDown('c', 0);
+    t.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 5);
+    expect(t.suspicion('c')?.deadlineMs).to.equal(5 + maxMs);
+  });
+  it('ignores a link loss of a member it already holds dead, and of strangers', () => {
+    const s = newSwim();
+    s.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'dead', incarnation: 0 }]), 10);
+    expect(s.linkDown('c', 20).messages).to.deep.equal([]);
+    expect(s.linkDown('zz', 30).messages).to.deep.equal([]);
+    expect(s.linkProbes()).to.deep.equal([]);
+  });
+});
+
+describe('SWIM pushes its own verdicts to every member at once', () => {
+  it('pushes its own suspicion to every member, the suspect included, in a gossip message', () => {
+    const s = newSwim();
+    tickAnswering(s, 0, 1000);
+    s.linkDown('c', 1010);
+    const out = s.tick(1010 + CFG.probeTimeoutMs);
+    const pushes = sent([out], 'gossip');
+    expect(pushes.map((m) => m.to).sort()).to.deep.equal(['b', 'd', 'e']);
+    for (const m of pushes) expect(m.msg.updates).to.deep.include({ id: 'c', liveness: 'suspect', incarnation: 0, from: 'a' });
+    // c's link is down: nothing would leave; it hears it when it is back (linkUp).
+    expect(s.linkUp('c', 1600).messages.find((m) => m.to === 'c')?.msg.updates).to.deep.include({ id: 'c', liveness: 'suspect', incarnation: 0, from: 'a' });
+  });
+  it('pushes its own death verdict but not what it only heard from others', () => {
+    const s = newSwim(['a', 'b', 'c']);
+    const heard = s.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 0);
+    expect(sent([heard], 'gossip')).to.deep.equal([]);
+    s.tick(12_950);
+    const out = s.tick(13_000);
+    expect(out.events).to.deep.equal([{ type: 'dead', id: 'c', incarnation: 0 }]);
+    expect(sent([out], 'gossip').map((m) => [m.to, m.msg.updates.find((u) => u.id === 'c')])).to.deep.equal([
+      ['b', { id: 'c', liveness: 'dead', incarnation: 0 }],
+      ['c', { id: 'c', liveness: 'dead', incarnation: 0 }],
+    ]);
+    const again = s.receive('b', msg('ack', 2, [{ id: 'c', liveness: 'dead', incarnation: 0 }]), 13_010);
+    expect(sent([again], 'gossip')).to.deep.equal([]);
+  });
+  it('pushes a refutation to every member, at most once per probe interval', () => {
+    const s = newSwim();
+    const first = s.receive('b', msg('ack', 1, [{ id: 'a', liveness: 'suspect', incarnation: 0, from: 'b' }]), 10);
+    expect(sent([first], 'gossip').map((m) => m.to).sort()).to.deep.equal(['b', 'c', 'd', 'e']);
+    for (const m of sent([first], 'gossip')) expect(m.msg.updates).to.deep.equal([{ id: 'a', liveness: 'alive', incarnation: 1 }]);
+    const second = s.receive('c', msg('ack', 2, [{ id: 'a', liveness: 'suspect', incarnation: 1, from: 'c' }]), 20);
+    expect(s.incarnation).to.equal(2);
+    expect(sent([second], 'gossip')).to.deep.equal([]);
+    // The accuser still hears it directly.
+    expect(second.messages.map((m) => [m.to, m.msg.type])).to.deep.equal([['c', 'ping']]);
+    const later = s.receive('d', msg('ack', 3, [{ id: 'a', liveness: 'dead', incarnation: 2 }]), 10 + CFG.probeIntervalMs);
+    expect(sent([later], 'gossip')).to.have.length(4);
+  });
+  it('accepts a gossip message and answers nothing', () => {
+    const s = newSwim();
+    const out = s.receive('b', validateSwimMessage({ type: 'gossip', seq: 0, epoch: 0, updates: [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }] }), 10);
+    expect(out.messages).to.deep.equal([]);
+    expect(s.member('c')?.liveness).to.equal('suspect');
+  });
+});
+
+describe('SWIM tick scheduling (nextTickAtMs)', () => {
+  it('asks for a tick at the next probe, the direct timeout, a relay\'s nack and a suspicion timer', () => {
+    const s = newSwim();
+    const p = firstPing(s);
+    expect(s.nextTickAtMs()).to.equal(p.at + CFG.probeTimeoutMs);
+    s.receive(p.to, msg('ack', p.seq), p.at + 1);
+    expect(s.nextTickAtMs()).to.equal(p.at + CFG.probeIntervalMs);
+    s.receive('b', { type: 'ping-req', seq: 41, epoch: 0, updates: [], target: 'c', timeoutMs: 200 }, p.at + 2);
+    expect(s.nextTickAtMs()).to.equal(p.at + 202);
+    s.receive('d', msg('ack', 2, [{ id: 'e', liveness: 'suspect', incarnation: 0, from: 'd' }]), p.at + 3);
+    // Lone accuser: the maximum; still later than the relay's nack.
+    expect(s.nextTickAtMs()).to.equal(p.at + 202);
+  });
+  it('runs the whole probe cycle when ticked only when it asks', () => {
+    const s = newSwim(['a', 'b', 'c']);
+    s.tick(0);
+    const events: string[] = [];
+    let ticks = 0;
+    // c never answers; b always does.
+    for (let now = s.nextTickAtMs(); now <= 40_000; now = s.nextTickAtMs()) {
+      ticks++;
+      const out = s.tick(now);
+      expect(s.nextTickAtMs(), `due after the tick at ${now}`).to.be.greaterThan(now);
+      for (const e of out.events) events.push(`${e.id} ${e.type}`);
+      for (const m of out.messages) {
+        if (m.to === 'b' && m.msg.type === 'ping') s.receive('b', msg('ack', m.msg.seq), now);
+        if (m.to === 'b' && m.msg.type === 'ping-req') s.receive('b', msg('nack', m.msg.seq), now);
+      }
+    }
+    expect(events).to.deep.equal(['c suspect', 'c dead']);
+    expect(ticks).to.be.below(200);
+  });
+  it('voids the probe, judges nothing and asks for an immediate tick when ticked long after it asked', () => {
+    const s = newSwim();
+    const p = firstPing(s);
+    const late = p.at + CFG.probeTimeoutMs + CFG.tickGapMaxMs + 1;
+    const out = s.tick(late);
+    expect(out.events).to.deep.equal([]);
+    expect(out.messages).to.deep.equal([]);
+    expect(s.probe()).to.equal(null);
+    expect(s.nextTickAtMs()).to.equal(late);
+    // The next tick, on time, probes again.
+    expect(sent([s.tick(late)], 'ping')).to.have.length(1);
+  });
+});
+
 describe('Lifeguard local health', () => {
   it('raises the score for each missed nack and stretches the probe period by (score + 1)', () => {
     const s = newSwim();
@@ -257,9 +446,9 @@ function firstPingAfter(s: Swim, from: number): { at: number; to: string; seq: n
 
 describe('Lifeguard suspicion timeout', () => {
   it('derives min and max from the cluster size with the node scale floored at 1', () => {
-    expect(suspicionBoundsMs(CFG, 3)).to.deep.equal({ minMs: 4000, maxMs: 24_000 });
-    expect(suspicionBoundsMs(CFG, 10)).to.deep.equal({ minMs: 4000, maxMs: 24_000 });
-    expect(suspicionBoundsMs(CFG, 100)).to.deep.equal({ minMs: 8000, maxMs: 48_000 });
+    expect(suspicionBoundsMs(CFG, 3)).to.deep.equal({ minMs: 2000, maxMs: 12_000 });
+    expect(suspicionBoundsMs(CFG, 10)).to.deep.equal({ minMs: 2000, maxMs: 12_000 });
+    expect(suspicionBoundsMs(CFG, 100)).to.deep.equal({ minMs: 4000, maxMs: 24_000 });
   });
   it('shrinks from max to min on log(c + 1) / log(k + 1)', () => {
     expect(suspicionTimeoutMs(0, 2, 4000, 24_000)).to.equal(24_000);
@@ -268,7 +457,7 @@ describe('Lifeguard suspicion timeout', () => {
     expect(suspicionTimeoutMs(5, 2, 4000, 24_000)).to.equal(4000);
     expect(suspicionTimeoutMs(0, 0, 4000, 24_000)).to.equal(4000);
   });
-  it('wants k = suspicionMult - 2 confirmations, capped by the n - 2 members able to confirm', () => {
+  it('wants k = suspicionConfirmations, capped by the n - 2 members able to confirm', () => {
     expect(confirmationsWanted(CFG, 2)).to.equal(0);
     expect(confirmationsWanted(CFG, 3)).to.equal(1);
     expect(confirmationsWanted(CFG, 4)).to.equal(2);
@@ -288,19 +477,20 @@ describe('Lifeguard suspicion timeout', () => {
   it('at n = 3 a lone accuser waits the maximum and a confirmation brings it to the minimum', () => {
     const lone = newSwim(['a', 'b', 'c']);
     lone.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 0);
-    expect(lone.tick(23_950).events).to.deep.equal([]);
-    expect(lone.tick(24_000).events).to.deep.equal([{ type: 'dead', id: 'c', incarnation: 0 }]);
+    // The maximum, plus the period of grace of a suspect whose connection is open.
+    expect(lone.tick(12_950).events).to.deep.equal([]);
+    expect(lone.tick(13_000).events).to.deep.equal([{ type: 'dead', id: 'c', incarnation: 0 }]);
 
     // Our own failed probe of c is the independent confirmation.
     const confirmed = newSwim(['a', 'b', 'c']);
     confirmed.receive('b', msg('ack', 1, [{ id: 'c', liveness: 'suspect', incarnation: 0, from: 'b' }]), 0);
     let deadAt: number | undefined;
-    for (let t = 50; t <= 24_000 && deadAt === undefined; t += 50) {
+    for (let t = 50; t <= 13_000 && deadAt === undefined; t += 50) {
       const out = confirmed.tick(t);
       for (const m of out.messages) if (m.to === 'b' && m.msg.type === 'ping') confirmed.receive('b', msg('ack', m.msg.seq), t);
       if (out.events.some((e) => e.type === 'dead' && e.id === 'c')) deadAt = t;
     }
-    expect(deadAt).to.be.within(4000, 6000);
+    expect(deadAt).to.be.within(3000, 5000);
   });
 });
 
@@ -404,8 +594,11 @@ describe('validateSwimMessage', () => {
 });
 
 describe('validateSwimConfig', () => {
-  it('has memberlist-LAN defaults', () => {
-    expect(DEFAULT_SWIM_CONFIG).to.include({ probeIntervalMs: 1000, probeTimeoutMs: 500, indirectChecks: 3, suspicionMult: 4, suspicionMaxTimeoutMult: 6, retransmitMult: 4, awarenessMax: 8 });
+  it('has memberlist-LAN defaults but for a 2-period minimum suspicion with memberlist\'s k = 2 kept', () => {
+    expect(DEFAULT_SWIM_CONFIG).to.include({
+      probeIntervalMs: 1000, probeTimeoutMs: 500, indirectChecks: 3, suspicionMult: 2, suspicionMaxTimeoutMult: 6,
+      suspicionConfirmations: 2, retransmitMult: 4, awarenessMax: 8,
+    });
     expect(validateSwimConfig({ ...DEFAULT_SWIM_CONFIG })).to.deep.equal(DEFAULT_SWIM_CONFIG);
   });
   const cases: Array<[string, Record<string, unknown>]> = [
@@ -413,6 +606,7 @@ describe('validateSwimConfig', () => {
     ['probeTimeoutMs', { probeTimeoutMs: 1000 }],
     ['indirectChecks', { indirectChecks: -1 }],
     ['suspicionMult', { suspicionMult: 1.5 }],
+    ['suspicionConfirmations', { suspicionConfirmations: -1 }],
     ['awarenessMax', { awarenessMax: 0 }],
     ['maxPiggyback', { maxPiggyback: MAX_UPDATES_PER_MESSAGE }],
     ['lagThresholdMs', { lagThresholdMs: '250' }],

@@ -1,7 +1,19 @@
 /**
- * SWIM + Lifeguard configuration. Defaults follow hashicorp/memberlist's
+ * SWIM + Lifeguard configuration. Defaults start from hashicorp/memberlist's
  * DefaultLANConfig (a LAN round trip is well under 10 ms, so every figure below has
- * a wide margin); each says why it has its value.
+ * a wide margin); each says why it has its value, and where it departs from
+ * memberlist, why (docs/liveness.md works the formulas through).
+ *
+ * The one departure: the minimum suspicion timeout is 2 probe periods, not 4, so a
+ * killed node is declared dead within 3 s. What keeps that safe is what memberlist's
+ * defaults have no equivalent of: the transport's view of the connection. A killed
+ * process's kernel closes its sockets at once, which starts an urgent probe (swim.ts,
+ * linkDown) and leaves the suspicion at the bare Lifeguard timeout; a stalled process
+ * keeps its connections open, is seen only by the regular probes (a full period
+ * later), and while our connection to a suspect is open its timeout has one probe
+ * period of grace on top. And the Lifeguard confirmations (suspicionConfirmations) stay
+ * at memberlist's 2 instead of falling to 0 with the smaller multiplier, so a lone
+ * accuser still waits 12 s (13 s with the grace).
  */
 import { KvError } from '../../errors.ts';
 
@@ -19,6 +31,11 @@ export interface SwimConfig {
   suspicionMult: number;
   /** Maximum suspicion timeout as a multiple of the minimum. */
   suspicionMaxTimeoutMult: number;
+  /**
+   * Independent confirmations (accusers besides the first) that bring the suspicion
+   * timeout down to its minimum; capped at the n - 2 members able to confirm.
+   */
+  suspicionConfirmations: number;
   /** Retransmits per update: retransmitMult · ceil(log10(n + 1)). */
   retransmitMult: number;
   /** Local health score range is 0..awarenessMax-1; timeouts scale by (score + 1). */
@@ -27,7 +44,10 @@ export interface SwimConfig {
   maxPiggyback: number;
   /** Reported event-loop lag at or above this raises the local health score. */
   lagThresholdMs: number;
-  /** A gap between two ticks longer than this means our own event loop stalled. */
+  /**
+   * A tick later than this after the earliest deadline the core asked to be ticked for
+   * (nextTickAtMs) means our own event loop stalled: the probe in flight is voided.
+   */
   tickGapMaxMs: number;
   /** Indirect probes (ping-req) we relay at once for others; more are ignored. */
   maxPendingRelays: number;
@@ -43,12 +63,25 @@ export const DEFAULT_SWIM_CONFIG: Readonly<SwimConfig> = Object.freeze({
   // memberlist LAN: three independent paths make a single lossy link (ours or the
   // target's) unlikely to cause a suspicion.
   indirectChecks: 3,
-  // memberlist LAN: 4 periods at n <= 10 gives a suspected node several chances to
-  // hear the rumour and refute it before it is declared dead.
-  suspicionMult: 4,
-  // memberlist LAN (Lifeguard): a lone accuser must wait 6x the minimum; independent
-  // confirmations bring it down to the minimum.
+  // memberlist LAN has 4: a 4 s minimum, and with the period or so until someone
+  // suspects, a crash is declared after 5-6 s. Ours is 2 (a 2 s minimum at n <= 10,
+  // 2 * log10(n) s above). A killed process closes its sockets and is suspected after
+  // one probe timeout (linkDown), so it is dead 0.5 + 2 = 2.5 s after the kill. A
+  // stalled one keeps them open: its first suspicion comes a full period after the
+  // stall began at the earliest, and even with every confirmation in, death takes the
+  // 2 s minimum plus the open-connection grace of 1 period: 4 s into the stall, so a
+  // 2 s stall is refuted (pushed to everyone, so within a round trip) with about two
+  // seconds to spare. A silent crash (power, cable) is dead after about
+  // 1 + 2 + 1 = 4 s with confirmations, sooner once the transport's ping closes the link.
+  suspicionMult: 2,
+  // memberlist LAN (Lifeguard): a lone accuser must wait 6x the minimum (12 s);
+  // independent confirmations bring it down to the minimum.
   suspicionMaxTimeoutMult: 6,
+  // memberlist takes k = suspicionMult - 2 = 2 at its defaults; with our multiplier of
+  // 2 that formula would give 0 (a flat 2 s for a lone accuser), so k is its own knob
+  // at memberlist's value. Capped at n - 2, so at n = 3 one confirmation suffices,
+  // and at n = 2, where nobody can confirm, the timeout is flat at the minimum.
+  suspicionConfirmations: 2,
   // memberlist LAN: 4 · ceil(log10(n + 1)) transmits reach every node with high
   // probability in an infection-style spread.
   retransmitMult: 4,
@@ -61,8 +94,9 @@ export const DEFAULT_SWIM_CONFIG: Readonly<SwimConfig> = Object.freeze({
   // Half the probe timeout: lag beyond it can push an ack past the timeout, so it is
   // our own slowness, not the peer's, that a failed probe would then measure.
   lagThresholdMs: 250,
-  // The runtime ticks every 50-100 ms; five missed ticks is a stall, after which
-  // buffered messages must be read before any timeout is judged.
+  // The runtime ticks when the core asks (nextTickAtMs), a timer's usual lateness is
+  // a few ms and at most tens under load; a deadline passed by half a second means
+  // the loop was blocked across it, so the probe's timing says nothing about the peer.
   tickGapMaxMs: 500,
   // A ping-req costs one entry until its nack timer fires (< one period); 64 covers
   // every member of a large cluster probing through us at once and caps a flood.
@@ -91,6 +125,7 @@ export function validateSwimConfig(c: SwimConfig): SwimConfig {
   intIn(c, 'indirectChecks', 0, 16);
   intIn(c, 'suspicionMult', 1, 100);
   intIn(c, 'suspicionMaxTimeoutMult', 1, 100);
+  intIn(c, 'suspicionConfirmations', 0, 100);
   intIn(c, 'retransmitMult', 1, 100);
   intIn(c, 'awarenessMax', 1, 100);
   intIn(c, 'maxPiggyback', 0, MAX_UPDATES_PER_MESSAGE - 2);

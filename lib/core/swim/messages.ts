@@ -51,7 +51,16 @@ export interface PingReqMsg extends Base {
   readonly timeoutMs: number;
 }
 
-export type SwimMessage = PingMsg | AckMsg | NackMsg | PingReqMsg;
+/**
+ * A verdict of the sender's own (a suspicion, a confirmation, a death, a refutation)
+ * pushed to every member at once instead of waiting for the piggyback to carry it:
+ * one-way, nothing answers it. `seq` is 0.
+ */
+export interface GossipMsg extends Base {
+  readonly type: 'gossip';
+}
+
+export type SwimMessage = PingMsg | AckMsg | NackMsg | PingReqMsg | GossipMsg;
 
 function bad(message: string): never {
   throw new KvError('KV_FRAME_INVALID', `invalid swim message: ${message}`);
@@ -94,7 +103,7 @@ function update(x: unknown, i: number): SwimUpdate {
 export function validateSwimMessage(x: unknown): SwimMessage {
   if (!isPlainObject(x)) bad('not an object');
   const type = x.type;
-  if (type !== 'ping' && type !== 'ack' && type !== 'nack' && type !== 'ping-req') bad('unknown type');
+  if (type !== 'ping' && type !== 'ack' && type !== 'nack' && type !== 'ping-req' && type !== 'gossip') bad('unknown type');
   const seq = int(x.seq, 'seq', 0, MAX_SEQ);
   const epoch = int(x.epoch, 'epoch', 0, Number.MAX_SAFE_INTEGER);
   if (!Array.isArray(x.updates)) bad('updates must be an array');

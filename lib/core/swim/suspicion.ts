@@ -20,16 +20,17 @@ export function suspicionBoundsMs(
 }
 
 /**
- * Independent confirmations that bring the timeout to its minimum. memberlist uses
- * suspicionMult - 2, and 0 when fewer than that many members could confirm (n - 2 of
- * them: not the suspect, not the accuser), which makes the timeout flat at the
- * minimum in small clusters: at n = 3 one accuser alone would declare a node dead
- * after the minimum. We instead cap k at the n - 2 possible confirmers, so at n = 3
- * a lone accuser waits the maximum and the third member's confirmation brings it to
- * the minimum; only at n = 2, where nobody can confirm, is the timeout flat.
+ * Independent confirmations that bring the timeout to its minimum. memberlist derives
+ * k = suspicionMult - 2 and uses 0 when fewer than that many members could confirm
+ * (n - 2 of them: not the suspect, not the accuser), which makes the timeout flat at
+ * the minimum in small clusters: at n = 3 one accuser alone would declare a node dead
+ * after the minimum. We take k from its own knob (config.ts says why) and cap it at
+ * the n - 2 possible confirmers instead, so at n = 3 a lone accuser waits the maximum
+ * and the third member's confirmation brings it to the minimum; only at n = 2, where
+ * nobody can confirm, is the timeout flat.
  */
-export function confirmationsWanted(config: Pick<SwimConfig, 'suspicionMult'>, n: number): number {
-  return Math.max(0, Math.min(config.suspicionMult - 2, n - 2));
+export function confirmationsWanted(config: Pick<SwimConfig, 'suspicionConfirmations'>, n: number): number {
+  return Math.max(0, Math.min(config.suspicionConfirmations, n - 2));
 }
 
 /**
@@ -50,16 +51,20 @@ export class Suspicion {
   readonly maxMs: number;
   /** Accusers seen, the first one included; at most k + 1 entries. */
   readonly #accusers = new Set<string>();
+  /** Added to the Lifeguard timeout (see setGrace). */
+  #graceMs: number;
   #deadlineMs: number;
 
-  constructor(accuser: string, k: number, minMs: number, maxMs: number, startMs: number) {
+  constructor(accuser: string, k: number, minMs: number, maxMs: number, startMs: number, graceMs = 0) {
     assert(minMs <= maxMs, 'suspicion min above max');
+    assert(graceMs >= 0, 'suspicion grace must not be negative');
     this.startMs = startMs;
     this.k = k;
     this.minMs = minMs;
     this.maxMs = maxMs;
+    this.#graceMs = graceMs;
     this.#accusers.add(accuser);
-    this.#deadlineMs = startMs + suspicionTimeoutMs(0, k, minMs, maxMs);
+    this.#deadlineMs = this.#deadline();
   }
 
   /** Confirmations beyond the first accusation. */
@@ -71,11 +76,30 @@ export class Suspicion {
     return this.#deadlineMs;
   }
 
+  get graceMs(): number {
+    return this.#graceMs;
+  }
+
   /** Counts an independent accuser; true if it was new (and so worth re-gossiping). */
   confirm(accuser: string): boolean {
     if (this.confirmations >= this.k || this.#accusers.has(accuser)) return false;
     this.#accusers.add(accuser);
-    this.#deadlineMs = this.startMs + suspicionTimeoutMs(this.confirmations, this.k, this.minMs, this.maxMs);
+    this.#deadlineMs = this.#deadline();
     return true;
+  }
+
+  /**
+   * Extra wait on top of the Lifeguard timeout, from the start of the suspicion: the
+   * core gives one probe period while our connection to the suspect is still open (a
+   * paused process keeps its sockets; a killed one's close), none once it closed.
+   */
+  setGrace(graceMs: number): void {
+    assert(graceMs >= 0, 'suspicion grace must not be negative');
+    this.#graceMs = graceMs;
+    this.#deadlineMs = this.#deadline();
+  }
+
+  #deadline(): number {
+    return this.startMs + suspicionTimeoutMs(this.confirmations, this.k, this.minMs, this.maxMs) + this.#graceMs;
   }
 }

@@ -19,6 +19,19 @@
  * we think it suspect or dead (so it refutes at once, Lifeguard's "tell the suspect
  * first", and so a restarted node that forgot its incarnation learns what it must
  * beat), up to maxPiggyback gossip updates, and the sender's Raft epoch.
+ *
+ * Two accelerations on top (docs/liveness.md):
+ *  - linkDown: the runtime's transport lost its connection to a member (a killed
+ *    process's kernel closes its sockets at once). That is a strong hint, never a
+ *    verdict (a restart closes them too): it starts an urgent probe through the
+ *    relays right away, with the probe timeout as its whole period.
+ *  - push: our own verdicts (a suspicion or confirmation from our probe, a death from
+ *    our timer, a refutation of a rumour about us) go to every member at once in a
+ *    `gossip` message, besides riding the piggyback, so confirmations, deaths and
+ *    refutations land within a round trip instead of within a few periods.
+ *
+ * The runtime ticks the core when nextTickAtMs() says; a tick at any other moment is
+ * harmless (it finds nothing due), so simulations may also tick on a fixed cadence.
  */
 import { assert } from '../../errors.ts';
 import { NODE_ID_RE } from '../hlc.ts';
@@ -88,6 +101,8 @@ interface Member {
   lastHeardMs?: number;
   /** Last unprompted ping to it: a notice that it is accused, or our refutation. */
   noticeAtMs?: number;
+  /** The runtime reported our connection to it lost (linkDown) and not back yet. */
+  linkDown?: boolean;
 }
 
 interface Probe {
@@ -98,6 +113,8 @@ interface Probe {
   /** Relays asked by ping-req; null until the direct ping timed out. */
   indirect: string[] | null;
   readonly nacks: Set<string>;
+  /** The direct ping went out (not while the link to the target was down). */
+  pinged: boolean;
 }
 
 interface Relay {
@@ -122,10 +139,15 @@ export class Swim {
   #epoch = 0;
   #seq: number;
   #probe: Probe | null = null;
+  /** Urgent probes started by linkDown, by target; at most one per member. */
+  readonly #linkProbes = new Map<string, Probe>();
   #nextProbeAtMs: number | undefined;
   #round: string[] = [];
   #roundPos = 0;
-  #lastTickMs: number | undefined;
+  /** What nextTickAtMs() answered after the last call: a tick far past it is a stall. */
+  #dueMs: number | undefined;
+  #lastTickMs = -Infinity;
+  #lastRefutePushMs = -Infinity;
   #lastNowMs = -Infinity;
   #out: SwimOutput = { messages: [], events: [] };
 
@@ -191,6 +213,24 @@ export class Swim {
     return this.#nextProbeAtMs;
   }
 
+  /** The urgent probes in flight (started by linkDown), by target. */
+  linkProbes(): ProbeInfo[] {
+    return [...this.#linkProbes.values()].map((p) => ({
+      target: p.target, seq: p.seq, timeoutAtMs: p.timeoutAtMs, deadlineMs: p.deadlineMs,
+      indirect: p.indirect === null ? null : [...p.indirect], nacks: [...p.nacks],
+    }));
+  }
+
+  /**
+   * The earliest time at which a tick has work to do: the next probe, the direct or
+   * indirect timeout of one in flight, a relay's nack, a suspicion timer. Ticking
+   * earlier finds nothing to do; ticking later only delays it. Before the first tick,
+   * the time of the last call (tick now).
+   */
+  nextTickAtMs(): number {
+    return this.#dueMs ?? (Number.isFinite(this.#lastNowMs) ? this.#lastNowMs : 0);
+  }
+
   /** The running suspicion of a member, or undefined when it is not suspect. */
   suspicion(id: string): SuspicionInfo | undefined {
     const m = this.#members.get(id);
@@ -209,11 +249,13 @@ export class Swim {
       if (next.has(id)) continue;
       this.#members.delete(id);
       this.#broadcasts.remove(id);
+      this.#linkProbes.delete(id);
       if (this.#probe?.target === id) this.#probe = null;
     }
     for (const id of next) {
       if (!this.#members.has(id)) this.#members.set(id, { id, liveness: 'alive', incarnation: 0 });
     }
+    this.#dueMs = this.#computeDue();
   }
 
   /** Our committed Raft epoch, carried on every message. */
@@ -232,14 +274,25 @@ export class Swim {
   tick(nowMs: number): SwimOutput {
     this.#advance(nowMs);
     this.#begin();
-    const stalled = this.#lastTickMs !== undefined && nowMs - this.#lastTickMs > this.#config.tickGapMaxMs;
+    // Lateness is measured from when a tick should have come: what the core asked for,
+    // or the last tick if that is later (a tick that voided its work leaves its
+    // deadlines in the past, and the next tick must judge them, not void again).
+    const shouldHaveTickedMs = this.#dueMs === undefined ? undefined : Math.max(this.#dueMs, this.#lastTickMs);
     this.#lastTickMs = nowMs;
-    if (stalled) {
-      // Our event loop stalled: acks, nacks and refutations may sit unread in the
-      // socket buffers, so judging any timeout now would blame others for our own
-      // pause. Void the probe and let one tick's worth of messages in first.
+    if (shouldHaveTickedMs !== undefined && nowMs - shouldHaveTickedMs > this.#config.tickGapMaxMs) {
+      // Our event loop stalled across a deadline: acks, nacks and refutations may
+      // have sat unread, and the probe may not even have reached its indirect step,
+      // so judging it now would blame others for our own pause. Void the probes and
+      // judge nothing this tick; the next one (due at once) judges what is left.
       this.#probe = null;
       this.#nextProbeAtMs = nowMs;
+      const urgent = [...this.#linkProbes.keys()];
+      this.#linkProbes.clear();
+      // A link that is still down keeps its urgent probe, with a fresh period.
+      for (const id of urgent) {
+        const m = this.#members.get(id);
+        if (m?.linkDown === true) this.#startLinkProbe(m, nowMs);
+      }
       return this.#finish();
     }
     if (this.#nextProbeAtMs === undefined) {
@@ -249,7 +302,57 @@ export class Swim {
     this.#tickRelays(nowMs);
     this.#tickSuspicions(nowMs);
     this.#tickProbe(nowMs);
+    this.#tickLinkProbes(nowMs);
     if (this.#probe === null && nowMs >= this.#nextProbeAtMs) this.#startProbe(nowMs);
+    return this.#finish();
+  }
+
+  /**
+   * The transport lost its connection to `id`. A killed process's sockets close at
+   * once, so this is usually the first sign of a crash; but a restart or a network
+   * blip closes them too, so it only starts an urgent probe: ping-req through the
+   * relays now (the direct ping cannot leave), suspect if none of them reaches it
+   * within the probe timeout.
+   */
+  linkDown(id: string, nowMs: number): SwimOutput {
+    this.#advance(nowMs);
+    this.#begin();
+    const m = this.#members.get(id);
+    if (m !== undefined) {
+      m.linkDown = true;
+      m.suspicion?.setGrace(0);
+      if (m.liveness !== 'dead' && !this.#linkProbes.has(id)) {
+        // The urgent probe supersedes a regular one of the same member; the period
+        // schedule (nextProbeAtMs) stays as it was.
+        if (this.#probe?.target === id) this.#probe = null;
+        this.#startLinkProbe(m, nowMs);
+      }
+    }
+    return this.#finish();
+  }
+
+  /**
+   * The transport has a connection to `id` again. A probe of it in flight gets its
+   * direct ping now (the first one could not leave), and a member we hold suspect or
+   * dead gets the notice at once, so a restarted node refutes without waiting for
+   * anyone's probe round to reach it.
+   */
+  linkUp(id: string, nowMs: number): SwimOutput {
+    this.#advance(nowMs);
+    this.#begin();
+    const m = this.#members.get(id);
+    if (m !== undefined) {
+      delete m.linkDown;
+      m.suspicion?.setGrace(this.#openLinkGraceMs(m));
+      const probe = this.#linkProbes.get(id) ?? (this.#probe?.target === id ? this.#probe : undefined);
+      if (probe !== undefined && !probe.pinged) {
+        probe.pinged = true;
+        this.#send(id, { type: 'ping', seq: probe.seq });
+        if (m.liveness !== 'alive') m.noticeAtMs = nowMs;
+      } else {
+        this.#noticeIfAccused(m, nowMs);
+      }
+    }
     return this.#finish();
   }
 
@@ -262,6 +365,11 @@ export class Swim {
     // ours to judge or to answer.
     if (sender === undefined) return this.#finish();
     sender.lastHeardMs = nowMs;
+    // Messages arrive only over an open connection.
+    if (sender.linkDown === true) {
+      delete sender.linkDown;
+      sender.suspicion?.setGrace(this.#openLinkGraceMs(sender));
+    }
     const incarnationBefore = this.#incarnation;
     for (const u of msg.updates) this.#apply(u, nowMs);
     switch (msg.type) {
@@ -272,9 +380,10 @@ export class Swim {
         this.#relay(from, msg.seq, msg.target, msg.timeoutMs, nowMs);
         break;
       case 'ack': {
-        const probe = this.#probe;
-        if (probe !== null && msg.seq === probe.seq && (from === probe.target || probe.indirect?.includes(from))) {
-          this.#probe = null;
+        const probe = this.#probeBySeq(msg.seq);
+        if (probe !== undefined && (from === probe.target || probe.indirect?.includes(from))) {
+          if (probe === this.#probe) this.#probe = null;
+          else this.#linkProbes.delete(probe.target);
           this.#awareness.applyDelta(-1);
           break;
         }
@@ -286,10 +395,13 @@ export class Swim {
         break;
       }
       case 'nack': {
-        const probe = this.#probe;
-        if (probe !== null && msg.seq === probe.seq && probe.indirect?.includes(from)) probe.nacks.add(from);
+        const probe = this.#probeBySeq(msg.seq);
+        if (probe?.indirect?.includes(from) === true) probe.nacks.add(from);
         break;
       }
+      case 'gossip':
+        // Only its updates matter, applied above.
+        break;
     }
     if (this.#incarnation > incarnationBefore) this.#answerAccuser(sender, nowMs);
     this.#noticeIfAccused(sender, nowMs);
@@ -336,7 +448,31 @@ export class Swim {
   #finish(): SwimOutput {
     const out = this.#out;
     this.#out = { messages: [], events: [] };
+    this.#dueMs = this.#computeDue();
     return out;
+  }
+
+  #computeDue(): number | undefined {
+    let due = this.#nextProbeAtMs;
+    const earlier = (t: number): void => {
+      if (due === undefined || t < due) due = t;
+    };
+    const p = this.#probe;
+    // The indirect step is due at the direct timeout, unless it will never be taken
+    // (a dead target is only waited out): a due time the tick would not act on would
+    // have the runtime tick in a loop.
+    if (p !== null) earlier(p.indirect === null && this.#members.get(p.target)?.liveness !== 'dead' ? p.timeoutAtMs : p.deadlineMs);
+    for (const lp of this.#linkProbes.values()) earlier(lp.deadlineMs);
+    // Relay entries are dropped lazily on a later tick; only their nacks are due.
+    for (const r of this.#relays.values()) if (!r.nacked) earlier(r.nackAtMs);
+    for (const m of this.#members.values()) if (m.suspicion !== undefined) earlier(m.suspicion.deadlineMs);
+    return due;
+  }
+
+  #probeBySeq(seq: number): Probe | undefined {
+    if (this.#probe?.seq === seq) return this.#probe;
+    for (const p of this.#linkProbes.values()) if (p.seq === seq) return p;
+    return undefined;
   }
 
   #nextSeq(): number {
@@ -352,20 +488,45 @@ export class Swim {
     to: string,
     body: { type: 'ping' | 'ack' | 'nack'; seq: number } | { type: 'ping-req'; seq: number; target: string; timeoutMs: number },
   ): void {
+    const updates = this.#ownUpdates(to);
+    const notice = updates.length > 1;
+    const limit = retransmitLimit(this.#config.retransmitMult, this.#n());
+    updates.push(...this.#broadcasts.take(this.#config.maxPiggyback, limit, (u) => notice && u.id === to));
+    this.#out.messages.push({ to, msg: { ...body, epoch: this.#epoch, updates } });
+  }
+
+  /** Our own alive record, then the notice to `to` if we hold it suspect or dead. */
+  #ownUpdates(to: string): SwimUpdate[] {
     const updates: SwimUpdate[] = [{ id: this.selfId, liveness: 'alive', incarnation: this.#incarnation }];
     const peer = this.#members.get(to);
-    let notice = false;
     if (peer !== undefined && peer.liveness !== 'alive') {
-      notice = true;
       updates.push(
         peer.liveness === 'suspect'
           ? { id: to, liveness: 'suspect', incarnation: peer.incarnation, from: peer.accuser ?? this.selfId }
           : { id: to, liveness: 'dead', incarnation: peer.incarnation },
       );
     }
-    const limit = retransmitLimit(this.#config.retransmitMult, this.#n());
-    updates.push(...this.#broadcasts.take(this.#config.maxPiggyback, limit, (u) => notice && u.id === to));
-    this.#out.messages.push({ to, msg: { ...body, epoch: this.#epoch, updates } });
+    return updates;
+  }
+
+  /**
+   * Sends one of our own verdicts to every member we can reach at once (a `gossip`
+   * message), the subject included: a suspect hears it is accused and can refute, and
+   * the others' timers see our confirmation now rather than a few periods from now.
+   * Members we hold dead are skipped unless the verdict is about them, and so are those
+   * whose link is down (nothing would leave). The update also stays in the piggyback
+   * queue, which repeats it for those the push missed. Cost: n - 1 small messages per
+   * verdict, and verdicts are bounded by our own probes and timers (refutations are
+   * rate-limited by the caller).
+   */
+  #push(update: SwimUpdate): void {
+    for (const m of this.#members.values()) {
+      if (m.linkDown === true || (m.liveness === 'dead' && m.id !== update.id)) continue;
+      const updates = this.#ownUpdates(m.id);
+      // The notice to m already says what we think of m, and the first record is ours.
+      if (update.id !== this.selfId && !(update.id === m.id && updates.length > 1)) updates.push(update);
+      this.#out.messages.push({ to: m.id, msg: { type: 'gossip', seq: 0, epoch: this.#epoch, updates } });
+    }
   }
 
   #event(m: Member): void {
@@ -374,7 +535,7 @@ export class Swim {
 
   #apply(u: SwimUpdate, nowMs: number): void {
     if (u.id === this.selfId) {
-      this.#applyAboutSelf(u);
+      this.#applyAboutSelf(u, nowMs);
       return;
     }
     const m = this.#members.get(u.id);
@@ -389,7 +550,7 @@ export class Swim {
     this.#transition(m, u.liveness, u.incarnation, u.from ?? this.selfId, nowMs);
   }
 
-  #applyAboutSelf(u: SwimUpdate): void {
+  #applyAboutSelf(u: SwimUpdate, nowMs: number): void {
     if (u.liveness === 'alive') {
       // A record of ours from before a restart: adopt it so that our next
       // refutation beats everything the cluster has seen from us.
@@ -403,38 +564,64 @@ export class Swim {
     assert(u.incarnation < MAX_INCARNATION, 'incarnation exhausted');
     this.#incarnation = u.incarnation + 1;
     this.#awareness.applyDelta(1);
+    // Tell everyone now: their suspicion timers are running. At most once per
+    // period, so a peer repeating rumours about us cannot turn it into a flood; the
+    // notices and the piggyback carry the later ones.
+    if (nowMs - this.#lastRefutePushMs >= this.#config.probeIntervalMs) {
+      this.#lastRefutePushMs = nowMs;
+      this.#push({ id: this.selfId, liveness: 'alive', incarnation: this.#incarnation });
+    }
   }
 
-  #transition(m: Member, liveness: Liveness, incarnation: number, accuser: string, nowMs: number): void {
+  /** Applies a rumour to m; returns the update it queued for gossip. */
+  #transition(m: Member, liveness: Liveness, incarnation: number, accuser: string, nowMs: number): SwimUpdate {
     const before = m.liveness;
     m.liveness = liveness;
     m.incarnation = incarnation;
+    let update: SwimUpdate;
     if (liveness === 'suspect') {
       const n = this.#n();
       const { minMs, maxMs } = suspicionBoundsMs(this.#config, n);
       m.accuser = accuser;
-      m.suspicion = new Suspicion(accuser, confirmationsWanted(this.#config, n), minMs, maxMs, nowMs);
-      this.#broadcasts.enqueue({ id: m.id, liveness, incarnation, from: accuser });
+      m.suspicion = new Suspicion(accuser, confirmationsWanted(this.#config, n), minMs, maxMs, nowMs, this.#openLinkGraceMs(m));
+      update = { id: m.id, liveness, incarnation, from: accuser };
     } else {
       delete m.accuser;
       delete m.suspicion;
-      this.#broadcasts.enqueue({ id: m.id, liveness, incarnation });
+      update = { id: m.id, liveness, incarnation };
     }
+    this.#broadcasts.enqueue(update);
     if (before !== liveness) this.#event(m);
+    return update;
   }
 
-  /** Our own failed probe of target: a new suspicion, or a confirmation of one. */
+  /**
+   * One probe period more for a suspect whose connection is still open. The kernel of
+   * a killed process closes its sockets at once; a paused or overloaded process (an
+   * event-loop stall, the usual false suspicion in Node) keeps them, and so does a
+   * partitioned or powered-off host until the transport's ping gives up (5-10 s). So an
+   * open connection is evidence for "slow, not gone": it buys the suspect one more
+   * period to wake and refute, and a closed one takes it back.
+   */
+  #openLinkGraceMs(m: Member): number {
+    return m.linkDown === true ? 0 : this.#config.probeIntervalMs;
+  }
+
+  /** Our own failed probe of target: a new suspicion, or a confirmation of one; pushed. */
   #suspect(target: Member, nowMs: number): void {
     if (target.liveness === 'alive') {
-      this.#transition(target, 'suspect', target.incarnation, this.selfId, nowMs);
+      this.#push(this.#transition(target, 'suspect', target.incarnation, this.selfId, nowMs));
     } else if (target.liveness === 'suspect' && target.suspicion?.confirm(this.selfId) === true) {
-      this.#broadcasts.enqueue({ id: target.id, liveness: 'suspect', incarnation: target.incarnation, from: this.selfId });
+      const update: SwimUpdate = { id: target.id, liveness: 'suspect', incarnation: target.incarnation, from: this.selfId };
+      this.#broadcasts.enqueue(update);
+      this.#push(update);
     }
   }
 
+  /** Our own timer ran out: our verdict, pushed. */
   #tickSuspicions(nowMs: number): void {
     for (const m of this.#members.values()) {
-      if (m.suspicion !== undefined && nowMs >= m.suspicion.deadlineMs) this.#transition(m, 'dead', m.incarnation, this.selfId, nowMs);
+      if (m.suspicion !== undefined && nowMs >= m.suspicion.deadlineMs) this.#push(this.#transition(m, 'dead', m.incarnation, this.selfId, nowMs));
     }
   }
 
@@ -446,7 +633,8 @@ export class Swim {
         if (this.#round.length === 0) return undefined;
       }
       const id = this.#round[this.#roundPos++];
-      if (id !== undefined && this.#members.has(id)) return id;
+      // A member under an urgent probe is being probed already.
+      if (id !== undefined && this.#members.has(id) && !this.#linkProbes.has(id)) return id;
     }
     return undefined;
   }
@@ -457,6 +645,7 @@ export class Swim {
     const target = this.#nextTarget();
     if (target === undefined) return;
     const seq = this.#nextSeq();
+    const linkDown = this.#members.get(target)?.linkDown === true;
     this.#probe = {
       target,
       seq,
@@ -464,8 +653,54 @@ export class Swim {
       deadlineMs: nowMs + intervalMs,
       indirect: null,
       nacks: new Set(),
+      pinged: !linkDown,
     };
-    this.#send(target, { type: 'ping', seq });
+    // Over a closed link the ping could not leave; linkUp sends it if the link returns.
+    if (!linkDown) this.#send(target, { type: 'ping', seq });
+  }
+
+  /** Alive members other than target that we can reach, shuffled, at most indirectChecks. */
+  #pickRelays(target: string): string[] {
+    const candidates: string[] = [];
+    for (const m of this.#members.values()) {
+      if (m.liveness === 'alive' && m.id !== target && m.linkDown !== true) candidates.push(m.id);
+    }
+    return shuffle(candidates, this.#rng).slice(0, this.#config.indirectChecks);
+  }
+
+  #askRelays(probe: Probe, nowMs: number): void {
+    const relays = this.#pickRelays(probe.target);
+    probe.indirect = relays;
+    // Relays nack after half the time left, so the nack can still reach us (tick
+    // granularity and a network hop included) before the period ends.
+    const timeoutMs = Math.max(1, Math.floor((probe.deadlineMs - nowMs) / 2));
+    for (const r of relays) this.#send(r, { type: 'ping-req', seq: probe.seq, target: probe.target, timeoutMs });
+  }
+
+  /** Urgent probe after linkDown: straight to the relays, the probe timeout as its period. */
+  #startLinkProbe(m: Member, nowMs: number): void {
+    const deadlineMs = nowMs + this.#awareness.scale(this.#config.probeTimeoutMs);
+    const probe: Probe = { target: m.id, seq: this.#nextSeq(), timeoutAtMs: nowMs, deadlineMs, indirect: null, nacks: new Set(), pinged: false };
+    this.#linkProbes.set(m.id, probe);
+    this.#askRelays(probe, nowMs);
+  }
+
+  #tickLinkProbes(nowMs: number): void {
+    for (const [id, probe] of this.#linkProbes) {
+      const target = this.#members.get(id);
+      if (target === undefined) {
+        this.#linkProbes.delete(id);
+        continue;
+      }
+      if (nowMs < probe.deadlineMs) continue;
+      this.#linkProbes.delete(id);
+      if (target.liveness === 'dead') continue;
+      // Missing nacks still point at us; a closed link with nobody to cross-check
+      // does not (it is evidence about the target, not about our own speed).
+      const asked = probe.indirect?.length ?? 0;
+      if (asked > 0) this.#awareness.applyDelta(asked - probe.nacks.size);
+      this.#suspect(target, nowMs);
+    }
   }
 
   #tickProbe(nowMs: number): void {
@@ -487,17 +722,7 @@ export class Swim {
       this.#suspect(target, nowMs);
       return;
     }
-    if (probe.indirect === null && nowMs >= probe.timeoutAtMs && target.liveness !== 'dead') {
-      const relays = shuffle(
-        [...this.#members.values()].filter((m) => m.liveness === 'alive' && m.id !== probe.target).map((m) => m.id),
-        this.#rng,
-      ).slice(0, this.#config.indirectChecks);
-      probe.indirect = relays;
-      // Relays nack after half the time left, so the nack can still reach us (tick
-      // granularity and a network hop included) before the period ends.
-      const timeoutMs = Math.max(1, Math.floor((probe.deadlineMs - nowMs) / 2));
-      for (const r of relays) this.#send(r, { type: 'ping-req', seq: probe.seq, target: probe.target, timeoutMs });
-    }
+    if (probe.indirect === null && nowMs >= probe.timeoutAtMs && target.liveness !== 'dead') this.#askRelays(probe, nowMs);
   }
 
   #relay(origin: string, originSeq: number, target: string, timeoutMs: number, nowMs: number): void {
