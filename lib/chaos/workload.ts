@@ -124,7 +124,7 @@ export class Workload {
   private async issue(c: number, client: KvClient, req: Request, state: ClientState): Promise<void> {
     const h = this.o.history;
     const { kind, key, value } = req;
-    const id = h.invoke(c, kind, key, value);
+    const id = h.invoke(c, kind, key, value === undefined ? {} : { value });
     try {
       if (kind === 'write') {
         const r = await client.put(key, value as string);
