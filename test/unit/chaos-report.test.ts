@@ -38,8 +38,8 @@ describe('chaos output: replay command, fault table, progress line', () => {
   it('lists the kinds a run did not ask for only when they are default ones', () => {
     const text = faultTable({ events: [], counts: counts({}), kinds: ['kill'], topology: undefined });
     expect(text.split('\n').map((r) => r.split(/\s+/)[0])).to.deep.equal(['fault', 'kill', 'pause', 'partition']);
-    const line = progressLine(12_345, { ok: 10, fail: 1, unknown: 2 }, undefined, ['kill', 'skew']);
-    expect(line).to.equal('[  12s] ops ok 10 fail 1 unknown 2 | faults kill 0 pause 0 partition 0 skew 0 | down - paused - cut - skewed -');
+    const line = progressLine(12_345, { ok: 10, fail: 1, unknown: 2, precondition: 3 }, undefined, ['kill', 'skew']);
+    expect(line).to.equal('[  12s] ops ok 10 fail 1 unknown 2 412 3 | faults kill 0 pause 0 partition 0 skew 0 | down - paused - cut - skewed -');
   });
 
   it('fails a run whose node crashed, naming the node and its error, whatever the history says', () => {
