@@ -11,7 +11,7 @@
  */
 import { compareVersions, isVersion } from '../core/hlc.ts';
 import type { Version } from '../core/hlc.ts';
-import { History, byKey, describeOp, normalizeFinalState } from './history.ts';
+import { History, byKey, describeOp, isConditional, mayHaveApplied, normalizeFinalState } from './history.ts';
 import type { FinalState, NodeReading, NormalizedFinalState, Op } from './history.ts';
 import { DEFAULT_MAX_STEPS_PER_KEY, checkRegisterHistory } from './linearizability.ts';
 import type { KeyVerdict } from './linearizability.ts';
@@ -102,14 +102,14 @@ interface Resolved {
   /** Reported by the store, else the version the write was acknowledged with. */
   version: Version | undefined;
   writer: Op | undefined;
-  /** Produced by a write that may have been applied (ok or unknown), or not found. */
+  /** Produced by a write that may have been applied (ok or unknown, not failed or 412), or not found. */
   legit: boolean;
 }
 
 function resolve(idx: KeyIndex | undefined, value: string | null, version: Version | null | undefined): Resolved {
   if (value === null) return { found: false, value, version: version ?? undefined, writer: undefined, legit: true };
   const writer = idx?.writeByValue.get(value);
-  const legit = writer !== undefined && writer.status !== 'fail';
+  const legit = writer !== undefined && mayHaveApplied(writer);
   const ackedVersion = writer?.status === 'ok' ? writer.version : undefined;
   return { found: true, value, version: version ?? ackedVersion, writer, legit };
 }
@@ -187,6 +187,12 @@ export function wellFormed(ops: readonly Op[]): CheckResult {
       if (op.completeMs === undefined) bad(op, `an ${op.status} op needs completeMs`);
       else if (!(op.completeMs >= op.invokeMs)) bad(op, 'completes before it was invoked');
     }
+    if (op.ifMatch !== undefined && !isVersion(op.ifMatch)) bad(op, 'If-Match needs a valid version');
+    if (op.ifMatch !== undefined && op.ifNoneMatch !== undefined) bad(op, 'If-Match and If-None-Match exclude each other');
+    if (op.kind === 'read' && isConditional(op)) bad(op, 'a read takes no condition');
+    if (op.ifNoneMatch !== undefined && (op.ifNoneMatch !== true || op.kind !== 'write')) bad(op, 'If-None-Match is for writes');
+    if (op.serial !== undefined && (op.serial !== true || op.kind !== 'read')) bad(op, 'only a read is serial');
+    if (op.status === 'precondition' && !isConditional(op)) bad(op, 'only a conditional write or delete is answered 412');
     if (op.kind === 'write') {
       if (typeof op.value !== 'string') {
         bad(op, 'a write needs a value');
@@ -302,11 +308,19 @@ function finalStateRead(idx: KeyIndex, nodes: ReadonlyMap<string, NodeReading> |
   };
 }
 
-/** Keys written (or deleted) by one client at most, and by several. */
-export type KeyClass = 'singleWriter' | 'multiWriter';
+/**
+ * Keys written (or deleted) by one client at most, by several, and compare-and-set
+ * keys: touched by conditional ops or serial reads and never by a plain write or
+ * delete: on those the store promises linearizability with any number of writers
+ * (docs/paxos.md, "Mixing plain writes and CAS on one key"). A key mixing both is
+ * counted by its writers.
+ */
+export type KeyClass = 'singleWriter' | 'multiWriter' | 'cas';
 
 export function keyClass(ops: readonly Op[]): KeyClass {
-  const writers = new Set(ops.filter((op) => op.kind !== 'read').map((op) => op.process));
+  const mutations = ops.filter((op) => op.kind !== 'read');
+  if (mutations.every(isConditional) && (mutations.length > 0 || ops.some((op) => op.serial === true))) return 'cas';
+  const writers = new Set(mutations.map((op) => op.process));
   return writers.size <= 1 ? 'singleWriter' : 'multiWriter';
 }
 
@@ -320,6 +334,7 @@ export function linearizable(ops: readonly Op[], opts: LinearizableOptions = {})
   const stats = {
     keys: 0, linearizable: 0, notLinearizable: 0, unknown: 0, steps: 0,
     singleWriterKeys: 0, singleWriterLinearizable: 0, multiWriterKeys: 0, multiWriterLinearizable: 0,
+    casKeys: 0, casLinearizable: 0, unresolved412: 0,
   };
   for (const [key, list] of byKey(ops)) {
     const last = final === undefined ? undefined : finalStateRead(indexKey(key, list), final.get(key), lastMs);
@@ -329,6 +344,7 @@ export function linearizable(ops: readonly Op[], opts: LinearizableOptions = {})
     stats.keys++;
     stats[`${cls}Keys`]++;
     stats.steps += v.steps;
+    stats.unresolved412 += v.unresolved412s ?? 0;
     if (v.verdict === 'linearizable') {
       stats.linearizable++;
       stats[`${cls}Linearizable`]++;
@@ -526,11 +542,11 @@ export function honestOutcomes(ops: readonly Op[]): CheckResult {
       if (w === undefined) {
         stats.phantom++;
         violations.push({ key: idx.key, opIds: [r.id], message: `${describeOp(r)} returned a value never written to this key` });
-      } else if (w.status === 'fail') {
+      } else if (!mayHaveApplied(w)) {
         stats.failedObserved++;
         violations.push({
           key: idx.key, opIds: [w.id, r.id],
-          message: `${describeOp(w)} was reported failed, yet ${describeOp(r)} observed it`,
+          message: `${describeOp(w)} was reported ${w.status === 'fail' ? 'failed' : 'not applied (412)'}, yet ${describeOp(r)} observed it`,
         });
       } else if (w.status === 'ok' && w.version !== undefined && r.version !== undefined && w.version !== r.version) {
         stats.versionMismatch++;
@@ -558,6 +574,8 @@ export interface CheckSummary {
   okOps: number;
   failOps: number;
   unknownOps: number;
+  /** Conditional ops answered 412. */
+  preconditionOps: number;
   violations: number;
   failedCheckers: CheckerName[];
 }
@@ -587,6 +605,7 @@ export function checkAll(history: readonly Op[] | History, finalState: FinalStat
     okOps: ops.filter((o) => o.status === 'ok').length,
     failOps: ops.filter((o) => o.status === 'fail').length,
     unknownOps: ops.filter((o) => o.status === 'unknown').length,
+    preconditionOps: ops.filter((o) => o.status === 'precondition').length,
     violations: results.reduce((s, r) => s + r.violations.length, 0),
     failedCheckers: failed.map((r) => r.name),
   };

@@ -1,9 +1,11 @@
 /**
- * The two read-only phases after healing: waiting until every replica of every key
- * holds the same record (with no client traffic, so only hinted handoff and
- * anti-entropy can do the work), then reading the final state through each replica.
+ * The phases after healing: one serial read of each compare-and-set key (it finishes a
+ * conditional write left half done), waiting until every replica of every key holds
+ * the same record (with no client traffic, so only hinted handoff and anti-entropy can
+ * do the work), then reading the final state through each replica.
  */
 import { performance } from 'node:perf_hooks';
+import { KvClient } from '../client/client.ts';
 import type { NodeReading } from './history.ts';
 import type { Violation } from './checkers.ts';
 import { pool, replicaRecordSigs, type RecordSig, type ReplicaMap } from './cluster-probe.ts';
@@ -19,6 +21,45 @@ export interface Convergence {
   convergedMs: number | undefined;
   /** Keys whose replicas still disagreed at the deadline, as converged-checker violations (at most 1000). */
   violations: Violation[];
+}
+
+/** Serial reads in flight while settling: few keys, and each is a Paxos round on a majority. */
+const SETTLE_CONCURRENCY = 4;
+/** Gap between serial reads of a key that did not succeed yet. */
+const SETTLE_RETRY_MS = 250;
+
+/**
+ * A conditional write is chosen once a majority accepted it; its commits are sent with
+ * the answer and not waited for, so a coordinator killed right after answering can
+ * leave a chosen (even acknowledged) write that no replica's record shows yet. Only a
+ * Paxos round on the key finishes it: that is what a serial read does, and what the
+ * store promises (serial reads see every acknowledged conditional write). So each such
+ * key is read serially once before the convergence wait, and the final state (plain
+ * reads of the records) then shows every chosen write. Keys no serial read succeeded
+ * on within `timeoutMs` are returned as converged-checker violations.
+ */
+export async function settleConditionalKeys(keys: readonly string[], nodes: readonly string[], timeoutMs: number, clientTimeoutMs: number): Promise<Violation[]> {
+  const client = new KvClient({ nodes: [...nodes], timeoutMs: clientTimeoutMs, session: false });
+  const t0 = performance.now();
+  const violations: Violation[] = [];
+  try {
+    await pool(keys, SETTLE_CONCURRENCY, async (key) => {
+      let last = '';
+      while (performance.now() - t0 < timeoutMs) {
+        try {
+          await client.get(key, { serial: true });
+          return;
+        } catch (err) {
+          last = (err as Error).message;
+        }
+        await new Promise((r) => setTimeout(r, SETTLE_RETRY_MS));
+      }
+      violations.push({ key, message: `no serial read of the key succeeded within ${timeoutMs / SECOND} s after healing: ${last}` });
+    });
+  } finally {
+    client.close();
+  }
+  return violations;
 }
 
 function agree(sigs: Map<string, RecordSig>): boolean {

@@ -13,12 +13,19 @@
  *     `KV_QUORUM_NOT_MET` with outcome unknown, a client cut off mid-request). An
  *     unknown write may take effect at any time after its invocation, even after the
  *     client saw the timeout (a hint delivered an hour later is still that write), so
- *     checkers treat its completion as infinitely late and never use `completeMs`.
+ *     checkers treat its completion as infinitely late and never use `completeMs`;
+ *   - `'precondition'` (conditional writes and deletes only): answered 412
+ *     `KV_PRECONDITION_FAILED`. Nothing was applied, and the answer is an observation:
+ *     at some instant inside the op's interval the key's live value had `version` (no
+ *     live value when `version` is absent), which is not the version the op expected.
+ * - Conditional ops (compare-and-set, decided by Paxos) carry their condition:
+ *   `ifMatch` (the version the live value must have) or `ifNoneMatch` (no live value).
+ *   `serial` marks a serial read (`?serial=true`, linearizable with them).
  * - `value` (writes only) must be unique per key: it is how a value found by a read or
  *   in the final state is traced back to the one write that produced it.
  * - `version` is what the store reported: the version stamped on an acked write or
- *   delete, or the version of the record a read returned (absent if the read found
- *   nothing or the store did not say).
+ *   delete, the version of the record a read returned (absent if the read found
+ *   nothing or the store did not say), or for a 412 the current version it named.
  * - `readValue` (ok reads only): the value read, `null` for not found (absent key or
  *   tombstone alike).
  * - A read that failed or timed out constrains nothing and is ignored by every checker.
@@ -35,7 +42,7 @@ import { assert } from '../errors.ts';
 import type { Version } from '../core/hlc.ts';
 
 export type OpKind = 'write' | 'delete' | 'read';
-export type OpStatus = 'ok' | 'fail' | 'unknown';
+export type OpStatus = 'ok' | 'fail' | 'unknown' | 'precondition';
 
 export interface Op {
   /** Unique within the history; also orders records by invocation. */
@@ -46,11 +53,17 @@ export interface Op {
   readonly key: string;
   /** Writes: the value written, unique per key. */
   readonly value?: string;
+  /** Conditional writes and deletes: applied only if the live value has this version (If-Match). */
+  readonly ifMatch?: Version;
+  /** Conditional writes: applied only if the key has no live value (If-None-Match: *). */
+  readonly ifNoneMatch?: true;
+  /** Reads: a serial read (through Paxos, linearizable with conditional writes). */
+  readonly serial?: true;
   readonly invokeMs: number;
   /** Set for ok and fail ops; may be set for unknown ops but is never relied on. */
   readonly completeMs?: number;
   readonly status: OpStatus;
-  /** Acked writes/deletes: the version stamped; ok reads: the version of what was read. */
+  /** Acked writes/deletes: the version stamped; ok reads: the version of what was read; 412s: the current version. */
   readonly version?: Version;
   /** Ok reads: the value read, `null` for not found. */
   readonly readValue?: string | null;
@@ -93,6 +106,24 @@ export interface ReadResult {
   readValue?: string | null;
 }
 
+/** What an op is besides its kind and key: the value it writes, its condition, a serial read. */
+export interface InvokeParams {
+  value?: string;
+  ifMatch?: Version;
+  ifNoneMatch?: true;
+  serial?: true;
+}
+
+/** Whether an op is a compare-and-set (a write or delete with a condition). */
+export function isConditional(op: Pick<Op, 'ifMatch' | 'ifNoneMatch'>): boolean {
+  return op.ifMatch !== undefined || op.ifNoneMatch === true;
+}
+
+/** Whether an op may have been applied: acknowledged, or with its outcome unknown. */
+export function mayHaveApplied(op: Pick<Op, 'status'>): boolean {
+  return op.status === 'ok' || op.status === 'unknown';
+}
+
 type MutableOp = { -readonly [K in keyof Op]: Op[K] };
 
 /**
@@ -110,12 +141,20 @@ export class History {
     return this.records.length;
   }
 
-  invoke(process: number, kind: OpKind, key: string, value?: string): number {
+  invoke(process: number, kind: OpKind, key: string, p: InvokeParams = {}): number {
+    const { value, ifMatch, ifNoneMatch, serial } = p;
     assert(kind === 'write' ? typeof value === 'string' : value === undefined,
       `a ${kind} ${kind === 'write' ? 'needs' : 'takes no'} value`);
+    assert(ifMatch === undefined || ifNoneMatch === undefined, 'If-Match and If-None-Match exclude each other');
+    assert(kind !== 'read' || (ifMatch === undefined && ifNoneMatch === undefined), 'a read takes no condition');
+    assert(ifNoneMatch === undefined || kind === 'write', 'If-None-Match is for writes');
+    assert(serial === undefined || kind === 'read', 'only a read is serial');
     const id = this.records.length;
     const op: MutableOp = { id, process, kind, key, invokeMs: this.clockMs(), status: 'unknown' };
     if (value !== undefined) op.value = value;
+    if (ifMatch !== undefined) op.ifMatch = ifMatch;
+    if (ifNoneMatch !== undefined) op.ifNoneMatch = ifNoneMatch;
+    if (serial !== undefined) op.serial = serial;
     this.records.push(op);
     this.pending.set(id, op);
     return id;
@@ -129,6 +168,17 @@ export class History {
       assert(result.readValue !== undefined, 'an ok read needs readValue (null = not found)');
       op.readValue = result.readValue;
     }
+  }
+
+  /**
+   * A conditional op answered 412: the condition was false, nothing applied; `current`
+   * is the version the store reported (undefined: no live value).
+   */
+  precondition(id: number, current?: Version): void {
+    const op = this.pending.get(id);
+    assert(op !== undefined && isConditional(op), `op ${id} is not a pending conditional op`);
+    this.complete(id, 'precondition');
+    if (current !== undefined) op.version = current;
   }
 
   /** Definitely not applied anywhere. */
@@ -174,11 +224,13 @@ export class History {
 /** One line describing an op, for violation messages. */
 export function describeOp(op: Op): string {
   if (op.finalState) return `the final state ${JSON.stringify(op.readValue ?? null)}${op.version !== undefined ? ` @${op.version}` : ''}`;
-  const what = op.kind === 'write' ? `write ${JSON.stringify(op.value)}`
-    : op.kind === 'delete' ? 'delete'
-      : `read → ${op.status === 'ok' ? JSON.stringify(op.readValue ?? null) : '?'}`;
+  const condition = op.ifMatch !== undefined ? ` if-match ${op.ifMatch}` : op.ifNoneMatch === true ? ' if-none-match' : '';
+  const what = op.kind === 'write' ? `write ${JSON.stringify(op.value)}${condition}`
+    : op.kind === 'delete' ? `delete${condition}`
+      : `${op.serial === true ? 'serial ' : ''}read → ${op.status === 'ok' ? JSON.stringify(op.readValue ?? null) : '?'}`;
   const end = op.status === 'unknown' || op.completeMs === undefined ? '∞' : String(op.completeMs);
-  const version = op.version !== undefined ? ` @${op.version}` : '';
+  const version = op.version !== undefined ? ` @${op.version}`
+    : op.status === 'precondition' ? ' (no live value)' : '';
   return `#${op.id} p${op.process} ${what} [${op.invokeMs},${end}] ${op.status}${version}`;
 }
 

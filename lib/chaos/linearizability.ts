@@ -2,7 +2,24 @@
  * Linearizability of one key's history against a register model.
  *
  * Model: the register starts absent (null); a write sets it to its value, a delete
- * sets it back to null, a read must return the current value (null = not found).
+ * sets it back to null, a read must return the current value (null = not found). It is
+ * a compare-and-set register: a conditional write or delete (ops with `ifMatch` or
+ * `ifNoneMatch`) takes effect only where its condition holds, and
+ * - a successful one needs the register to hold, just before it, the value whose
+ *   write carries the `ifMatch` version (or nothing, for `ifNoneMatch`), and sets its
+ *   own value (or nothing, for a delete);
+ * - a 412 (`status: 'precondition'`) is an observation: at some instant inside its
+ *   interval the register held the value with the version the 412 reported (nothing,
+ *   when it reported none), which is not what the op expected. It is checked as a
+ *   read of that value. A 412 that names the very version its `ifMatch` expected, or
+ *   answers `ifNoneMatch` without naming a live version, contradicts itself and is
+ *   reported at once;
+ * - a serial read is a read.
+ * Versions name values through the history: an acked write's version, or the version
+ * a read reported along with the value. A 412 whose version nothing ties to a value
+ * can only name an unknown write nobody read; it is left out (counted as
+ * `unresolved412s`), as is an `ifMatch` condition no op ties to a value (its op then
+ * needs only some live value).
  *
  * Search: Wing & Gong's algorithm with Lowe's memoization, in register-search.ts
  * (lift, unlift, backtrack, a memo of explored (linearized set, state) pairs, and a
@@ -17,13 +34,16 @@
  *
  * Optional ops are what makes such searches explode (every subset of them is a
  * distinct memo entry), so unknown ops are first reduced, exactly:
- * - an unknown write whose value no read returned can be dropped: in any valid
- *   linearization nothing observes it, so removing it leaves the order valid;
- * - an unknown write whose value a read returned must have been applied before that
- *   read, so it becomes a required op that returns when the earliest such read did;
- * - an unknown delete is dropped if no read that could follow it returned not found;
- *   the rest are interchangeable once invoked, so one configuration tries at most
- *   one of them, and never while the register is already absent.
+ * - an unknown write whose value nothing observed can be dropped: in any valid
+ *   linearization nothing observes it, so removing it leaves the order valid. What
+ *   observes a value: a read (or 412) that returned it, and a required conditional op
+ *   whose `ifMatch` names it;
+ * - an unknown write whose value was observed must have been applied before the
+ *   earliest observer returned, so it becomes a required op that returns then;
+ * - an unknown delete is dropped if nothing that could follow it observed the key
+ *   absent (a not-found read, a required `ifNoneMatch` write); the rest with the same
+ *   condition are interchangeable once invoked, so one configuration tries at most one
+ *   of them per condition that holds, and never while the register is already absent.
  *
  * Before any search, a read is plainly stale if another write began after its value's
  * write completed and completed before the read began (values are unique per key, so
@@ -36,8 +56,8 @@
 import { assert } from '../errors.ts';
 import { compareVersions, type Version } from '../core/hlc.ts';
 import { describeOp } from './history.ts';
-import type { Op } from './history.ts';
-import { ABSENT, DELETE, READ, RegisterSearch, WRITE } from './register-search.ts';
+import type { Op, OpKind } from './history.ts';
+import { ABSENT, ANY, DELETE, LIVE, READ, RegisterSearch, WRITE } from './register-search.ts';
 import type { EncodedHistory, SearchOutcome } from './register-search.ts';
 
 export type LinearizabilityVerdict = 'linearizable' | 'not-linearizable' | 'unknown';
@@ -49,6 +69,8 @@ export interface KeyVerdict {
   steps: number;
   /** Ops the model had to account for (fail ops and non-ok reads excluded). */
   ops: number;
+  /** 412 answers left out: no op ties the version they reported to a value. */
+  unresolved412s?: number;
   /** Not linearizable: why, naming the op that could not be placed. */
   message?: string;
   /** Not linearizable: the op the deepest search branch could not place. */
@@ -73,16 +95,42 @@ export interface LinearizabilityOptions {
  */
 export const DEFAULT_MAX_STEPS_PER_KEY = 1_000_000;
 
+/** What a write or delete needs the register to hold just before it. */
+type Precondition =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'live' }
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'value'; readonly value: string };
+
+const NO_PRECONDITION: Precondition = { kind: 'none' };
+
+/** An op as the register model sees it (a 412 is a read here); `op` is the record, for messages. */
+interface ModelOp {
+  readonly op: Op;
+  readonly kind: OpKind;
+  readonly status: 'ok' | 'unknown';
+  readonly invokeMs: number;
+  readonly completeMs?: number;
+  /** Writes: the value written. */
+  readonly value?: string;
+  /** Reads: the value read, null for not found. */
+  readonly readValue?: string | null;
+  readonly version?: Version;
+  readonly pre: Precondition;
+}
+
 /** Checks one key's ops (every op must be for `key`). */
 export function checkRegisterHistory(key: string, ops: readonly Op[], opts: LinearizabilityOptions = {}): KeyVerdict {
   const maxSteps = opts.maxStepsPerKey ?? DEFAULT_MAX_STEPS_PER_KEY;
   assert(maxSteps > 0, 'maxStepsPerKey must be positive');
-  const rel = ops.filter((op) => {
-    assert(op.key === key, `op #${op.id} is for key ${JSON.stringify(op.key)}, not ${JSON.stringify(key)}`);
-    if (op.status === 'fail') return false;
-    if (op.kind === 'read') return op.status === 'ok' && op.readValue !== undefined;
-    return true;
-  });
+  for (const op of ops) assert(op.key === key, `op #${op.id} is for key ${JSON.stringify(op.key)}, not ${JSON.stringify(key)}`);
+  const model = toModel(ops);
+  if ('contradiction' in model) {
+    const { op, why } = model.contradiction;
+    return { key, verdict: 'not-linearizable', steps: 0, ops: ops.length, blockingOpId: op.id, message: `${describeOp(op)} ${why}` };
+  }
+  const rel = model.ops;
+  const unresolved = model.unresolved412s > 0 ? { unresolved412s: model.unresolved412s } : {};
   const mustApplyBy = reduceUnknownOps(rel);
   // Numbering ops by invocation keeps the linearized set a dense prefix plus a short
   // window of set bits, which is all the search's memo has to store.
@@ -92,48 +140,109 @@ export function checkRegisterHistory(key: string, ops: readonly Op[], opts: Line
   if ('phantomRead' in encoded) {
     // No write in this history (that may have applied) could have produced it: no need to search.
     return {
-      key, verdict: 'not-linearizable', steps: 0, ops: n, blockingOpId: encoded.phantomRead.id,
-      message: `${describeOp(encoded.phantomRead)} returned a value no write to this key (other than a failed one) produced`,
+      key, verdict: 'not-linearizable', steps: 0, ops: n, ...unresolved, blockingOpId: encoded.phantomRead.op.id,
+      message: `${describeOp(encoded.phantomRead.op)} returned a value no write to this key (other than a failed one) produced`,
     };
   }
-  if (!encoded.required.includes(1)) return { key, verdict: 'linearizable', steps: 0, ops: n };
+  if (!encoded.required.includes(1)) return { key, verdict: 'linearizable', steps: 0, ops: n, ...unresolved };
   const staleReads = opts.staleReadPrecheck === false ? [] : findStaleReads(rel, encoded);
-  if (staleReads.length > 0) return staleReadVerdict(key, n, staleReads);
+  if (staleReads.length > 0) return { ...staleReadVerdict(key, n, staleReads), ...unresolved };
   const outcome = new RegisterSearch(encoded, maxSteps).run();
-  if (outcome.verdict !== 'not-linearizable') return { key, verdict: outcome.verdict, steps: outcome.steps, ops: n };
-  return explainNoLinearization(key, rel, encoded, outcome);
+  if (outcome.verdict !== 'not-linearizable') return { key, verdict: outcome.verdict, steps: outcome.steps, ops: n, ...unresolved };
+  return { ...explainNoLinearization(key, rel, encoded, outcome), ...unresolved };
 }
 
-interface StaleRead { read: Op; writer: Op; newer: Op }
+type Model = { ops: ModelOp[]; unresolved412s: number } | { contradiction: { op: Op; why: string } };
+
+/**
+ * The ops that count, as the model sees them: failed ops and reads that observed
+ * nothing left out, a 412 turned into a read of the value its version names, and each
+ * condition turned into a precondition on a value.
+ */
+function toModel(ops: readonly Op[]): Model {
+  // Versions name values: an acked write's own, or the one a read reported with the value.
+  const valueOf = new Map<Version, string>();
+  for (const op of ops) {
+    if (op.version === undefined) continue;
+    if (op.kind === 'write' && op.status === 'ok' && op.value !== undefined && !valueOf.has(op.version)) valueOf.set(op.version, op.value);
+    if (op.kind === 'read' && op.status === 'ok' && typeof op.readValue === 'string' && !valueOf.has(op.version)) valueOf.set(op.version, op.readValue);
+  }
+  const out: ModelOp[] = [];
+  let unresolved412s = 0;
+  for (const op of ops) {
+    const times = { op, invokeMs: op.invokeMs, ...(op.completeMs !== undefined ? { completeMs: op.completeMs } : {}) };
+    if (op.status === 'fail') continue;
+    if (op.kind === 'read') {
+      if (op.status !== 'ok' || op.readValue === undefined) continue;
+      out.push({ ...times, kind: 'read', status: 'ok', readValue: op.readValue, ...(op.version !== undefined ? { version: op.version } : {}), pre: NO_PRECONDITION });
+      continue;
+    }
+    if (op.status === 'precondition') {
+      if (op.ifNoneMatch === true && op.version === undefined) {
+        return { contradiction: { op, why: 'was answered 412 to If-None-Match (the key holds a live value) without naming that value\'s version' } };
+      }
+      if (op.ifMatch !== undefined && op.version === op.ifMatch) {
+        return { contradiction: { op, why: 'was answered 412, yet the current version it names is the one its If-Match expected' } };
+      }
+      const current = op.version === undefined ? null : valueOf.get(op.version);
+      if (current === undefined) {
+        unresolved412s++;
+        continue;
+      }
+      out.push({ ...times, kind: 'read', status: 'ok', readValue: current, ...(op.version !== undefined ? { version: op.version } : {}), pre: NO_PRECONDITION });
+      continue;
+    }
+    const pre: Precondition = op.ifNoneMatch === true ? { kind: 'absent' }
+      : op.ifMatch === undefined ? NO_PRECONDITION
+        : valueOf.has(op.ifMatch) ? { kind: 'value', value: valueOf.get(op.ifMatch) as string } : { kind: 'live' };
+    out.push({
+      ...times, kind: op.kind, status: op.status, pre,
+      ...(op.value !== undefined ? { value: op.value } : {}), ...(op.version !== undefined ? { version: op.version } : {}),
+    });
+  }
+  return { ops: out, unresolved412s };
+}
+
+interface StaleRead { read: ModelOp; writer: ModelOp; newer: ModelOp }
 
 function staleReadVerdict(key: string, n: number, staleReads: readonly StaleRead[]): KeyVerdict {
   const [first] = staleReads;
   return {
-    key, verdict: 'not-linearizable', steps: 0, ops: n, blockingOpId: first?.read.id,
-    staleReadIds: staleReads.map((x) => x.read.id),
-    message: staleReads.slice(0, 3).map((x) => `${describeOp(x.read)} is stale: ${describeOp(x.newer)} began after ` +
-      `${describeOp(x.writer)} completed and completed before the read began`).join('; ') +
+    key, verdict: 'not-linearizable', steps: 0, ops: n, blockingOpId: first?.read.op.id,
+    staleReadIds: staleReads.map((x) => x.read.op.id),
+    message: staleReads.slice(0, 3).map((x) => `${describeOp(x.read.op)} is stale: ${describeOp(x.newer.op)} began after ` +
+      `${describeOp(x.writer.op)} completed and completed before the read began`).join('; ') +
       (staleReads.length > 3 ? `; and ${staleReads.length - 3} more stale read(s)` : ''),
   };
 }
 
 /** The verdict for a failed search, naming the op the deepest branch could not place. */
 function explainNoLinearization(
-  key: string, rel: readonly Op[], encoded: EncodedHistory, outcome: Extract<SearchOutcome, { verdict: 'not-linearizable' }>,
+  key: string, rel: readonly ModelOp[], encoded: EncodedHistory, outcome: Extract<SearchOutcome, { verdict: 'not-linearizable' }>,
 ): KeyVerdict {
   const n = rel.length;
-  const blocker = rel[outcome.blocking] as Op;
+  const blocker = (rel[outcome.blocking] as ModelOp).op;
   // A write that could not be placed usually means reads saw the value it overwrites
   // after it completed: name them, they are what a human looks for (the stale reads).
   const stale: Op[] = [];
   if (encoded.kind[outcome.blocking] !== READ && outcome.blockingState !== ABSENT) {
     for (let j = 0; j < n && stale.length < 3; j++) {
-      const r = rel[j] as Op;
+      const r = (rel[j] as ModelOp).op;
       if (encoded.kind[j] === READ && encoded.target[j] === outcome.blockingState &&
         r.invokeMs > (encoded.returnMs[outcome.blocking] as number)) stale.push(r);
     }
   }
-  const why = stale.length === 0 ? '' : `, as it would overwrite the value read later by ${stale.map(describeOp).join('; ')}`;
+  // A compare-and-set that could not be placed: others that succeeded on the same
+  // expected value are what it competes with (only one can follow that value).
+  const rivals: Op[] = [];
+  const pre = encoded.pre[outcome.blocking] as number;
+  if (encoded.kind[outcome.blocking] !== READ && pre > ABSENT) {
+    for (let j = 0; j < n && rivals.length < 3; j++) {
+      if (j !== outcome.blocking && encoded.kind[j] !== READ && encoded.required[j] && encoded.pre[j] === pre) rivals.push((rel[j] as ModelOp).op);
+    }
+  }
+  const why = (stale.length === 0 ? '' : `, as it would overwrite the value read later by ${stale.map(describeOp).join('; ')}`) +
+    (rivals.length === 0 ? '' : `; it expects the same value as ${rivals.map(describeOp).join('; ')}`);
   return {
     key, verdict: 'not-linearizable', steps: outcome.steps, ops: n, blockingOpId: blocker.id, staleReadIds: stale.map((r) => r.id),
     message: `no linearization exists: the deepest search placed ${outcome.placed} of ${n} ops, then could not place ` +
@@ -146,7 +255,7 @@ function explainNoLinearization(
  * to small integers so they compare and hash cheaply. A read of a value no remaining
  * write produced ends the check at once (`phantomRead`).
  */
-function encode(rel: readonly Op[], mustApplyBy: ReadonlyMap<Op, number>): EncodedHistory | { phantomRead: Op } {
+function encode(rel: readonly ModelOp[], mustApplyBy: ReadonlyMap<ModelOp, number>): EncodedHistory | { phantomRead: ModelOp } {
   const n = rel.length;
   const stateIds = new Map<string, number>();
   for (const op of rel) {
@@ -154,28 +263,29 @@ function encode(rel: readonly Op[], mustApplyBy: ReadonlyMap<Op, number>): Encod
   }
   const h = {
     n, values: stateIds.size,
-    invokeMs: new Float64Array(n), kind: new Uint8Array(n), target: new Int32Array(n),
+    invokeMs: new Float64Array(n), kind: new Uint8Array(n), target: new Int32Array(n), pre: new Int32Array(n).fill(ANY),
     required: new Uint8Array(n), returnMs: new Float64Array(n), rank: versionRanks(rel),
   };
   for (let i = 0; i < n; i++) {
-    const op = rel[i] as Op;
+    const op = rel[i] as ModelOp;
     const mustReturnBy = mustApplyBy.get(op);
-    // Ok ops must be linearized; unknown ones may not be, unless a read observed them.
+    // Ok ops must be linearized; unknown ones may not be, unless something observed them.
     h.required[i] = op.status === 'ok' || mustReturnBy !== undefined ? 1 : 0;
     h.returnMs[i] = mustReturnBy ?? op.completeMs ?? Number.POSITIVE_INFINITY;
     h.invokeMs[i] = op.invokeMs;
-    if (op.kind === 'write') {
-      h.kind[i] = WRITE;
-      h.target[i] = stateIds.get(op.value ?? '') ?? ABSENT;
-    } else if (op.kind === 'delete') {
-      h.kind[i] = DELETE;
-      h.target[i] = ABSENT;
-    } else {
+    if (op.kind === 'read') {
       h.kind[i] = READ;
       const want = op.readValue === null || op.readValue === undefined ? ABSENT : stateIds.get(op.readValue);
       if (want === undefined) return { phantomRead: op };
       h.target[i] = want;
+      continue;
     }
+    h.kind[i] = op.kind === 'write' ? WRITE : DELETE;
+    h.target[i] = op.kind === 'write' ? stateIds.get(op.value ?? '') ?? ABSENT : ABSENT;
+    // A condition on a value no remaining write produced (a read of a failed write named
+    // its version: that read is reported as phantom) asks for some live value only.
+    h.pre[i] = op.pre.kind === 'none' ? ANY : op.pre.kind === 'live' ? LIVE : op.pre.kind === 'absent' ? ABSENT
+      : stateIds.get(op.pre.value) ?? LIVE;
   }
   return h;
 }
@@ -186,7 +296,7 @@ function encode(rel: readonly Op[], mustApplyBy: ReadonlyMap<Op, number>): Encod
  * the version that read reported. Ties (two ops stamped alike, a lost write the
  * lost-write checker reports) keep invocation order.
  */
-function versionRanks(rel: readonly Op[]): Int32Array {
+function versionRanks(rel: readonly ModelOp[]): Int32Array {
   const observed = new Map<string, Version>();
   for (const op of rel) {
     if (op.kind === 'read' && typeof op.readValue === 'string' && op.version !== undefined && !observed.has(op.readValue)) {
@@ -207,33 +317,44 @@ function versionRanks(rel: readonly Op[]): Int32Array {
 
 /**
  * Applies the reductions described at the top of the file to `rel` in place, and
- * returns, for each unknown write that some read observed, the time by which it must
+ * returns, for each unknown write that something observed, the time by which it must
  * have been applied.
  */
-function reduceUnknownOps(rel: Op[]): Map<Op, number> {
-  const firstReadOf = new Map<string, number>();
-  let lastNullReadMs = Number.NEGATIVE_INFINITY;
+function reduceUnknownOps(rel: ModelOp[]): Map<ModelOp, number> {
+  const unknownWriterOf = new Map<string, ModelOp>();
+  for (const op of rel) if (op.status === 'unknown' && op.kind === 'write' && op.value !== undefined) unknownWriterOf.set(op.value, op);
+  const mustApplyBy = new Map<ModelOp, number>();
+  const done = (op: ModelOp): number => (op.status === 'ok' ? op.completeMs ?? Number.POSITIVE_INFINITY : mustApplyBy.get(op) ?? Number.POSITIVE_INFINITY);
+  // Returns whether the deadline of the unknown write of `value` moved earlier.
+  const observe = (value: string | null | undefined, byMs: number): boolean => {
+    const w = typeof value === 'string' ? unknownWriterOf.get(value) : undefined;
+    if (w === undefined || byMs >= (mustApplyBy.get(w) ?? Number.POSITIVE_INFINITY)) return false;
+    mustApplyBy.set(w, byMs);
+    return true;
+  };
+  const expected = (op: ModelOp): string | undefined => (op.pre.kind === 'value' ? op.pre.value : undefined);
   for (const op of rel) {
-    if (op.kind !== 'read') continue;
-    const done = op.completeMs ?? Number.POSITIVE_INFINITY;
-    if (op.readValue === null) {
-      lastNullReadMs = Math.max(lastNullReadMs, done);
-    } else if (op.readValue !== undefined) {
-      firstReadOf.set(op.readValue, Math.min(firstReadOf.get(op.readValue) ?? Number.POSITIVE_INFINITY, done));
-    }
+    if (op.kind === 'read') observe(op.readValue, done(op));
+    else if (op.status === 'ok') observe(expected(op), done(op));
   }
-  const mustApplyBy = new Map<Op, number>();
+  // An observed unknown write is required, so its own condition observes a value too:
+  // repeat until no deadline moves (each pass only lowers deadlines, so this ends).
+  for (let moved = true; moved;) {
+    moved = false;
+    for (const w of mustApplyBy.keys()) if (observe(expected(w), done(w))) moved = true;
+  }
+  // The key seen absent: not-found reads, and required writes that needed it absent.
+  let lastAbsentMs = Number.NEGATIVE_INFINITY;
+  for (const op of rel) {
+    const sawAbsent = op.kind === 'read' ? op.readValue === null : op.pre.kind === 'absent' && (op.status === 'ok' || mustApplyBy.has(op));
+    if (sawAbsent) lastAbsentMs = Math.max(lastAbsentMs, done(op));
+  }
   let kept = 0;
   for (const op of rel) {
     let keep = true;
-    if (op.status === 'unknown' && op.kind === 'write') {
-      const by = firstReadOf.get(op.value ?? '');
-      if (by === undefined) keep = false;
-      else mustApplyBy.set(op, by);
-    } else if (op.status === 'unknown' && op.kind === 'delete') {
-      // Touching intervals are concurrent, hence >=.
-      keep = lastNullReadMs >= op.invokeMs;
-    }
+    if (op.status === 'unknown' && op.kind === 'write') keep = mustApplyBy.has(op);
+    // Touching intervals are concurrent, hence >=.
+    else if (op.status === 'unknown' && op.kind === 'delete') keep = lastAbsentMs >= op.invokeMs;
     if (keep) rel[kept++] = op;
   }
   rel.length = kept;
@@ -247,17 +368,17 @@ function reduceUnknownOps(rel: Op[]): Map<Op, number> {
  * (Values are unique, so nothing else could have put W's value back.) This is the
  * common violation, and naming it exactly beats the search's deepest-branch guess.
  */
-function findStaleReads(rel: readonly Op[], h: EncodedHistory): StaleRead[] {
+function findStaleReads(rel: readonly ModelOp[], h: EncodedHistory): StaleRead[] {
   const { kind: kindCode, required, returnMs } = h;
   const writerOf = new Map<string, number>();
   const mutations: number[] = [];
   for (let i = 0; i < rel.length; i++) {
     if (kindCode[i] === READ || !required[i]) continue;
     mutations.push(i);
-    const v = (rel[i] as Op).value;
+    const v = (rel[i] as ModelOp).value;
     if (kindCode[i] === WRITE && v !== undefined) writerOf.set(v, i);
   }
-  mutations.sort((a, b) => (rel[a] as Op).invokeMs - (rel[b] as Op).invokeMs);
+  mutations.sort((a, b) => (rel[a] as ModelOp).invokeMs - (rel[b] as ModelOp).invokeMs);
   // soonest[k]: the mutation completing first among mutations[k..] (by invocation).
   const soonest = new Int32Array(mutations.length + 1).fill(-1);
   for (let k = mutations.length - 1; k >= 0; k--) {
@@ -267,7 +388,7 @@ function findStaleReads(rel: readonly Op[], h: EncodedHistory): StaleRead[] {
   }
   const out: StaleRead[] = [];
   for (let i = 0; i < rel.length; i++) {
-    const read = rel[i] as Op;
+    const read = rel[i] as ModelOp;
     if (kindCode[i] !== READ || typeof read.readValue !== 'string') continue;
     const w = writerOf.get(read.readValue);
     if (w === undefined) continue;
@@ -277,11 +398,11 @@ function findStaleReads(rel: readonly Op[], h: EncodedHistory): StaleRead[] {
     let hi = mutations.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((rel[mutations[mid] as number] as Op).invokeMs > wDone) hi = mid;
+      if ((rel[mutations[mid] as number] as ModelOp).invokeMs > wDone) hi = mid;
       else lo = mid + 1;
     }
     const m = soonest[lo] as number;
-    if (m !== -1 && (returnMs[m] as number) < read.invokeMs) out.push({ read, writer: rel[w] as Op, newer: rel[m] as Op });
+    if (m !== -1 && (returnMs[m] as number) < read.invokeMs) out.push({ read, writer: rel[w] as ModelOp, newer: rel[m] as ModelOp });
   }
   return out;
 }

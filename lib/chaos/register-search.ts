@@ -13,19 +13,27 @@
  * That bounds the search by 2^(max concurrency) × values, still exponential, hence the
  * step limit: past it the verdict is 'unknown' instead of a hung run.
  *
+ * The register is a compare-and-set register: a write or delete may carry a
+ * precondition (`pre`), the state the register must hold just before it (If-Match: the
+ * state of the value with that version; If-None-Match: absent), and can be linearized
+ * only where it holds. A read is a read; a 412 arrives here as a read of the state it
+ * reported.
+ *
  * Exact prunings (values are unique per key, which is what makes them sound):
  * - a read that can be linearized now is, with no alternative branch: everything
  *   that must precede it already has been, and moving a read earlier in any valid
  *   order keeps it valid (it sees the same state, changes nothing);
- * - a value is never overwritten while reads of it remain (it could not come back);
+ * - a value is never overwritten while reads of it, or compare-and-sets that expect
+ *   it, remain (it could not come back, so they could never be placed);
  * - writes and deletes whose versions are known are linearized in version order, the
  *   order in which a last-writer-wins store applies them (DESIGN §2.8: a write that
  *   began after another completed must carry the higher version), so with acked
  *   versions the writes of a key leave the search one candidate at a time;
- * - optional deletes (unknown deletes that survived the reduction) are
- *   interchangeable once invoked: each sets the register absent and none has a
- *   deadline, so a configuration tries at most one, the earliest invoked still unused,
- *   and only once its ordinary candidates are exhausted (when the scan meets a return).
+ * - optional deletes (unknown deletes that survived the reduction) with the same
+ *   precondition are interchangeable once invoked: each sets the register absent and
+ *   none has a deadline, so a configuration tries at most one per precondition that
+ *   holds (the earliest invoked still unused), and only once its ordinary candidates
+ *   are exhausted (when the scan meets a return).
  *
  * The input is an `EncodedHistory` (see linearizability.ts for how ops become one).
  */
@@ -38,6 +46,10 @@ export const DELETE = 1;
 export const READ = 2;
 /** Register state id of "absent": values get ids from 1. */
 export const ABSENT = 0;
+/** Preconditions besides a state id: none at all (a plain write or delete) ... */
+export const ANY = -1;
+/** ... and "some value" (If-Match on a version no op in the history ties to a value). */
+export const LIVE = -2;
 
 /** One key's ops, numbered by invocation, as the search sees them. */
 export interface EncodedHistory {
@@ -48,6 +60,8 @@ export interface EncodedHistory {
   readonly kind: Uint8Array;
   /** Writes: the state they set; deletes: ABSENT; reads: the state they must see. */
   readonly target: Int32Array;
+  /** Writes and deletes: the state the register must hold just before (a state id, ANY or LIVE); reads: ANY. */
+  readonly pre: Int32Array;
   /** 1 for ops every linearization must contain; 0 for optional ones (unknown deletes). */
   readonly required: Uint8Array;
   /** When a required op returned (an observed unknown write: when it had to be applied by). */
@@ -247,11 +261,13 @@ export class RegisterSearch {
    * for it is a dead end, cut at once instead of at those reads' returns.
    */
   private readonly waiting: Int32Array;
-  /** Optional ops (unknown deletes), in invocation order; used ones are always a prefix. */
-  private readonly optional: number[] = [];
-  private optionalUsed = 0;
-  /** Whether this configuration already tried its optional delete. */
-  private optionalTried = false;
+  /**
+   * Optional ops (unknown deletes) grouped by precondition, each group in invocation
+   * order; the used ones of a group are always a prefix of it.
+   */
+  private readonly optional = new Map<number, { ops: number[]; used: number }>();
+  /** How many of its optional candidates (see optionalCandidates) this configuration tried. */
+  private optionalTried = 0;
   /** Rank of the next write or delete in version order: all ranked ops below it are linearized. */
   private nextRank = 0;
 
@@ -259,6 +275,9 @@ export class RegisterSearch {
   private readonly stackEntry: number[] = [];
   private readonly stackState: number[] = [];
   private readonly stackStep: Step[] = [];
+  /** Optional steps: the delete taken, and how many candidates its configuration had tried then. */
+  private readonly stackOptional: number[] = [];
+  private readonly stackTried: number[] = [];
 
   private state = ABSENT;
   /** Where the scan of the list stands. */
@@ -278,12 +297,17 @@ export class RegisterSearch {
       if (!h.required[i]) {
         // An optional op in version order would hold back every op ranked after it.
         assert(h.rank[i] === -1, 'only required ops have a place in version order');
-        this.optional.push(i); // ops are numbered in invocation order already
+        assert(h.kind[i] === DELETE, 'only deletes are optional');
+        const pre = h.pre[i] as number;
+        let group = this.optional.get(pre);
+        if (group === undefined) this.optional.set(pre, (group = { ops: [], used: 0 }));
+        group.ops.push(i); // ops are numbered in invocation order already
         continue;
       }
       this.remaining++;
       assert(h.rank[i] === -1 || h.kind[i] !== READ, 'reads have no place in version order');
-      if (h.kind[i] === READ) this.waiting[h.target[i] as number] = (this.waiting[h.target[i] as number] as number) + 1;
+      const awaited = this.awaitedState(i);
+      if (awaited !== NIL) this.waiting[awaited] = (this.waiting[awaited] as number) + 1;
     }
     this.entry = this.list.first();
   }
@@ -302,12 +326,21 @@ export class RegisterSearch {
     };
   }
 
+  /**
+   * The value whose state required op i must see (a read's, a compare-and-set's
+   * precondition), or NIL: such a value must not be overwritten while i waits for it.
+   */
+  private awaitedState(i: number): number {
+    const s = this.h.kind[i] === READ ? (this.h.target[i] as number) : (this.h.pre[i] as number);
+    return s > ABSENT ? s : NIL;
+  }
+
   /** The scan meets a call: linearize its op if the register allows, else move on. False when the search is exhausted. */
   private atCall(): boolean {
     const e = this.entry;
     const i = this.list.op[e] as number;
     const isRead = this.h.kind[i] === READ;
-    if (isRead ? this.state === this.h.target[i] : this.mayOverwrite() && this.isNextInVersionOrder(i)) {
+    if (isRead ? this.state === this.h.target[i] : this.preHolds(this.h.pre[i] as number) && this.mayOverwrite(i) && this.isNextInVersionOrder(i)) {
       if (this.lift(e, isRead ? FORCED : REGULAR)) return true;
       // A read equivalent to a configuration already explored: that one failed.
       if (isRead) return this.backtrack();
@@ -322,11 +355,13 @@ export class RegisterSearch {
    */
   private atReturn(): boolean {
     const e = this.entry;
-    const d = this.optional[this.optionalUsed];
-    if (!this.optionalTried && d !== undefined && this.state !== ABSENT && this.mayOverwrite() &&
-      (this.h.invokeMs[d] as number) <= (this.list.atMs[e] as number)) {
-      this.optionalTried = true;
-      if (this.liftOptional(d, e)) return true;
+    if (this.state !== ABSENT && this.mayOverwrite(NIL)) {
+      const candidates = this.optionalCandidates();
+      while (this.optionalTried < candidates.length) {
+        const group = candidates[this.optionalTried++] as { ops: number[]; used: number };
+        const d = group.ops[group.used];
+        if (d !== undefined && (this.h.invokeMs[d] as number) <= (this.list.atMs[e] as number) && this.liftOptional(d, e)) return true;
+      }
     }
     if (this.stackEntry.length >= this.deepest) {
       this.deepest = this.stackEntry.length;
@@ -336,8 +371,25 @@ export class RegisterSearch {
     return this.backtrack();
   }
 
-  private mayOverwrite(): boolean {
-    return this.state === ABSENT || this.waiting[this.state] === 0;
+  /** The optional groups whose precondition holds now, in a fixed order (the register is not absent). */
+  private optionalCandidates(): Array<{ ops: number[]; used: number }> {
+    const out: Array<{ ops: number[]; used: number }> = [];
+    for (const pre of [this.state, LIVE, ANY]) {
+      const group = this.optional.get(pre);
+      if (group !== undefined) out.push(group);
+    }
+    return out;
+  }
+
+  private preHolds(pre: number): boolean {
+    return pre === ANY || (pre === LIVE ? this.state !== ABSENT : pre === this.state);
+  }
+
+  /** Whether op i (NIL: an optional delete) may overwrite the current state: nothing else still waits for it. */
+  private mayOverwrite(i: number): boolean {
+    if (this.state === ABSENT) return true;
+    const self = i !== NIL && this.awaitedState(i) === this.state ? 1 : 0;
+    return this.waiting[this.state] === self;
   }
 
   private isNextInVersionOrder(i: number): boolean {
@@ -356,7 +408,8 @@ export class RegisterSearch {
       return false;
     }
     this.list.remove(e);
-    if (isRead) this.waiting[this.state] = (this.waiting[this.state] as number) - 1;
+    const awaited = this.awaitedState(i);
+    if (awaited !== NIL) this.waiting[awaited] = (this.waiting[awaited] as number) - 1;
     if ((this.h.rank[i] as number) >= 0) this.nextRank++;
     this.remaining--;
     this.push(e, step, newState);
@@ -370,7 +423,9 @@ export class RegisterSearch {
       this.memo.flip(d);
       return false;
     }
-    this.optionalUsed++;
+    (this.optional.get(this.h.pre[d] as number) as { used: number }).used++;
+    this.stackOptional.push(d);
+    this.stackTried.push(this.optionalTried);
     this.push(e, OPTIONAL, ABSENT);
     return true;
   }
@@ -381,26 +436,29 @@ export class RegisterSearch {
     this.stackStep.push(step);
     this.state = newState;
     this.entry = this.list.first();
-    this.optionalTried = false;
+    this.optionalTried = 0;
   }
 
-  /** Undoes the newest step; returns how it was taken and its entry. */
-  private unlift(): { step: Step; e: number } | undefined {
+  /** Undoes the newest step; returns how it was taken, its entry, and for an optional step the candidates tried before it. */
+  private unlift(): { step: Step; e: number; tried: number } | undefined {
     const e = this.stackEntry.pop();
     if (e === undefined) return undefined;
     this.state = this.stackState.pop() as number;
     const step = this.stackStep.pop() as Step;
     if (step === OPTIONAL) {
-      this.memo.flip(this.optional[--this.optionalUsed] as number);
-      return { step, e };
+      const d = this.stackOptional.pop() as number;
+      (this.optional.get(this.h.pre[d] as number) as { used: number }).used--;
+      this.memo.flip(d);
+      return { step, e, tried: this.stackTried.pop() as number };
     }
     const j = this.list.op[e] as number;
     this.memo.flip(j);
     this.list.restore(e);
     if ((this.h.rank[j] as number) >= 0) this.nextRank--;
     this.remaining++;
-    if (step === FORCED) this.waiting[this.h.target[j] as number] = (this.waiting[this.h.target[j] as number] as number) + 1;
-    return { step, e };
+    const awaited = this.awaitedState(j);
+    if (awaited !== NIL) this.waiting[awaited] = (this.waiting[awaited] as number) + 1;
+    return { step, e, tried: 0 };
   }
 
   /** Undoes steps until a configuration with untried candidates is reached; false if none. */
@@ -409,13 +467,13 @@ export class RegisterSearch {
       const undone = this.unlift();
       if (undone === undefined) return false;
       if (undone.step === OPTIONAL) {
-        this.entry = undone.e; // back to the return where the delete was the last resort
-        this.optionalTried = true;
+        this.entry = undone.e; // back to the return where the delete was a last resort: try the next one
+        this.optionalTried = undone.tried;
         return true;
       }
       if (undone.step === REGULAR) {
         this.entry = this.list.next[undone.e] as number;
-        this.optionalTried = false;
+        this.optionalTried = 0;
         return true;
       }
     }

@@ -29,7 +29,7 @@ export function formatReport(report: CheckReport, opts: FormatOptions = {}): str
   const line = (row: string[]): string =>
     row.map((cell, c) => (c === row.length - 1 ? cell : cell.padEnd(widths[c] ?? 0))).join('  ').trimEnd();
   const out: string[] = [
-    `history: ${s.ops} ops on ${s.keys} keys (ok ${s.okOps}, fail ${s.failOps}, unknown ${s.unknownOps})`,
+    `history: ${s.ops} ops on ${s.keys} keys (ok ${s.okOps}, fail ${s.failOps}, unknown ${s.unknownOps}, 412 ${s.preconditionOps})`,
     '',
     line(rows[0]!),
     line(widths.map((w) => '-'.repeat(w))),
@@ -57,7 +57,7 @@ export function progressLine(nowMs: number, ops: WorkloadCounts, faults: FaultIn
   const s = faults?.status();
   const list = (xs: string[] | undefined): string => (xs === undefined || xs.length === 0 ? '-' : xs.join(','));
   const counts = shownKinds(kinds).map((k) => `${k} ${f?.[k] ?? 0}`).join(' ');
-  return `[${String(Math.floor(nowMs / SECOND)).padStart(4)}s] ops ok ${ops.ok} fail ${ops.fail} unknown ${ops.unknown}` +
+  return `[${String(Math.floor(nowMs / SECOND)).padStart(4)}s] ops ok ${ops.ok} fail ${ops.fail} unknown ${ops.unknown} 412 ${ops.precondition}` +
     ` | faults ${counts}` +
     ` | down ${list(s?.down)} paused ${list(s?.paused)} cut ${list(s?.partitioned)}` +
     (kinds.includes('skew') ? ` skewed ${list(s?.skewed)}` : '') +

@@ -8,10 +8,11 @@
  * 3. heal: every pending heal runs (SIGCONT, restart, routes removed), the workload
  *    drains (each client's last request is bounded by the client timeout), then every
  *    node must serve and see every other as alive (bounded, 90 s);
- * 4. convergence: for every key in the history, every replica's own record
- *    (GET /cluster/records/:key on each node of the key's preference list) must carry
- *    the same version, with no client traffic (bounded, 120 s); the time this takes is
- *    the "converged in" figure;
+ * 4. convergence: a serial read of each compare-and-set key finishes a conditional
+ *    write left half done (bounded, 30 s); then, for every key in the history, every
+ *    replica's own record (GET /cluster/records/:key on each node of the key's
+ *    preference list) must carry the same version, with no other client traffic
+ *    (bounded, 120 s); the time this takes is the "converged in" figure;
  * 5. final state: an r=all read of every key through each of its replicas;
  * 6. checks (checkers.ts), the report, the exit status.
  *
@@ -26,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { seededRng } from '../core/rng.ts';
 import { freePort } from '../net/free-port.ts';
-import { History } from './history.ts';
+import { History, isConditional } from './history.ts';
 import type { FinalState, NodeReading, Op } from './history.ts';
 import { checkAll } from './checkers.ts';
 import type { CheckReport, CheckResult, Violation } from './checkers.ts';
@@ -37,7 +38,7 @@ import { LocalCluster, type NodeCrash } from './local-cluster.ts';
 import { NetnsNetwork, netnsAvailable } from './netns.ts';
 import { Workload } from './workload.ts';
 import { ReplicaMap, getJson, pollUntil, waitAllAlive, type ClusterView } from './cluster-probe.ts';
-import { readFinalState, waitForConvergence, type Convergence } from './convergence.ts';
+import { readFinalState, settleConditionalKeys, waitForConvergence, type Convergence } from './convergence.ts';
 import { INSTALL_HINT, faketimeAvailable } from './faketime.ts';
 
 const SECOND = 1000;
@@ -45,6 +46,8 @@ const HEAL_TIMEOUT_MS = 90 * SECOND;
 /** Starts of one node while healing: a node that keeps crashing is not restarted forever. */
 const HEAL_RESTARTS_PER_NODE = 3;
 const CONVERGE_TIMEOUT_MS = 120 * SECOND;
+/** One serial read per compare-and-set key after healing: every node is up, so seconds suffice; the rest is margin for a loaded machine. */
+const SETTLE_TIMEOUT_MS = 30 * SECOND;
 /** Time for a fresh cluster to show every member normal and alive everywhere. */
 const STARTUP_TIMEOUT_MS = 60 * SECOND;
 /** Node quorum deadline during chaos: short, so timeouts turn into unknowns quickly. */
@@ -183,10 +186,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const keys = [...new Set(ops.map((op) => op.key))];
     // The final membership: nodes that joined are replicas now, decommissioned ones are not.
     const replicas = await ReplicaMap.fetch(members.addrs[0] as string, members.idToAddr);
+    const conditional = [...new Set(ops.filter((op) => isConditional(op) || op.serial === true).map((op) => op.key))];
+    if (conditional.length > 0) o.print(`chaos: a serial read of each of ${conditional.length} compare-and-set keys (it finishes a conditional write left half done)`);
+    const unsettled = await settleConditionalKeys(conditional, members.addrs, SETTLE_TIMEOUT_MS, CLIENT_TIMEOUT_MS);
     o.print(`chaos: waiting for ${keys.length} keys to converge on every replica`);
     const convergence = await waitForConvergence(keys, replicas, CONVERGE_TIMEOUT_MS);
     const final = await readFinalState(keys, replicas);
-    const report = check(ops, final, { convergeViolations: convergence.violations, ...(setup.cluster !== undefined ? { crashes: setup.cluster.crashes } : {}) });
+    const report = check(ops, final, {
+      convergeViolations: [...unsettled, ...convergence.violations], ...(setup.cluster !== undefined ? { crashes: setup.cluster.crashes } : {}),
+    });
     return reportRun(o, { root: res.root, kinds: setup.kinds, phase, ops, final, convergence, report });
   } catch (err) {
     keepEvidence(o, res, phase, err);
@@ -425,6 +433,8 @@ function reportRun(o: ChaosOptions, r: RunOutcome): ChaosResult {
   o.print('');
   o.print(faultTable({ events: faults?.events ?? [], counts: faultCounts, kinds: r.kinds, topology: faults?.topology?.counts }));
   if (phase.faultErrors.length > 0) o.print(`fault injection errors (${phase.faultErrors.length}): ${phase.faultErrors.slice(0, 5).join('; ')}`);
+  const cas = casSummary(ops);
+  if (cas !== undefined) o.print(cas);
   const byClass = linearizableByClass(report);
   if (byClass !== undefined) o.print(byClass);
   if (o.keep && r.root !== undefined) o.print(`data and node logs kept in ${r.root}`);
@@ -486,11 +496,29 @@ function noCrashes(crashes: readonly NodeCrash[]): CheckResult {
   return { name: 'noCrashes', ok: violations.length === 0, violations, stats: { crashes: crashes.length, nodes: new Set(crashes.map((c) => c.id)).size } };
 }
 
-/** "linearizable keys: single-writer a/b, multi-writer c/d". */
+/** "linearizable keys: single-writer a/b, multi-writer c/d, cas e/f". */
 export function linearizableByClass(report: CheckReport): string | undefined {
   const lin = report.results.find((x) => x.name === 'linearizable');
   if (lin === undefined) return undefined;
   const st = lin.stats;
   return `linearizable keys: single-writer ${st['singleWriterLinearizable'] ?? 0}/${st['singleWriterKeys'] ?? 0}, ` +
-    `multi-writer ${st['multiWriterLinearizable'] ?? 0}/${st['multiWriterKeys'] ?? 0} (final state as the last read of each)`;
+    `multi-writer ${st['multiWriterLinearizable'] ?? 0}/${st['multiWriterKeys'] ?? 0}, ` +
+    `cas ${st['casLinearizable'] ?? 0}/${st['casKeys'] ?? 0} (final state as the last read of each)`;
+}
+
+/**
+ * "cas: n ops on k keys; conditional writes ok a (deletes d), 412 p, fail f, unknown u;
+ * serial reads ok r, fail f, unknown u", or undefined for a history without any.
+ */
+export function casSummary(ops: readonly Op[]): string | undefined {
+  const cas = ops.filter((op) => isConditional(op) || op.serial === true);
+  if (cas.length === 0) return undefined;
+  const count = (list: readonly Op[], status: Op['status']): number => list.filter((op) => op.status === status).length;
+  const writes = cas.filter((op) => op.kind !== 'read');
+  const reads = cas.filter((op) => op.kind === 'read');
+  const deletes = writes.filter((op) => op.kind === 'delete' && op.status === 'ok').length;
+  return `cas: ${cas.length} ops on ${new Set(cas.map((op) => op.key)).size} keys; ` +
+    `conditional writes ok ${count(writes, 'ok')} (deletes ${deletes}), 412 ${count(writes, 'precondition')}, ` +
+    `fail ${count(writes, 'fail')}, unknown ${count(writes, 'unknown')}; ` +
+    `serial reads ok ${count(reads, 'ok')}, fail ${count(reads, 'fail')}, unknown ${count(reads, 'unknown')}`;
 }

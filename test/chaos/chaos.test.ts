@@ -12,6 +12,8 @@
  *   namespace (where the chaos clients live) still reaches both sides. Without
  *   network namespaces (not root, no `ip netns`) the tests that need them are skipped
  *   by name with the reason (skipMissingBinary), which CI counts as a failure;
+ * - the run's compare-and-set keys: conditional writes that succeeded and 412s among
+ *   them, every such key linearizable;
  * - error → history outcome mapping, and linearizability on every key, shared ones included.
  */
 import { expect } from 'chai';
@@ -22,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { KvError } from '../../lib/errors.ts';
 import { KvClientError } from '../../lib/client/client.ts';
-import { classify } from '../../lib/chaos/workload.ts';
+import { CAS_KEYS, SHARED_KEYS, classify } from '../../lib/chaos/workload.ts';
 import { check, linearizableByClass } from '../../lib/chaos/runner.ts';
 import { NetnsNetwork, netnsAvailable } from '../../lib/chaos/netns.ts';
 import { DEFAULT_FAULT_KINDS, type FaultKind } from '../../lib/chaos/faults.ts';
@@ -113,6 +115,18 @@ describe('kv chaos (real processes, faults)', function () {
       expect(Number(faults), why).to.be.greaterThan(5);
     });
 
+    it('runs compare-and-set ops on their own keys, with successes and 412s, every such key linearizable', () => {
+      const cas = /^cas: (\d+) ops on (\d+) keys; conditional writes ok (\d+) \(deletes (\d+)\), 412 (\d+), fail (\d+), unknown (\d+); serial reads ok (\d+),/m.exec(run.out);
+      expect(cas, run.why).to.not.equal(null);
+      const [, , keys, ok, deletes, refused, , , reads] = (cas as RegExpExecArray).map(Number);
+      expect(keys, run.why).to.equal(CAS_KEYS);
+      expect(ok, run.why).to.be.greaterThan(10);
+      expect(deletes, run.why).to.be.greaterThan(0);
+      expect(refused, run.why).to.be.greaterThan(0);
+      expect(reads, run.why).to.be.greaterThan(10);
+      expect(run.out, run.why).to.match(new RegExp(`^linearizable keys: single-writer (\\d+)/\\1, multi-writer ${SHARED_KEYS}/${SHARED_KEYS}, cas ${CAS_KEYS}/${CAS_KEYS} `, 'm'));
+    });
+
     it('injects kills and pauses', () => {
       for (const kind of ['kill', 'pause']) expect(run.out, run.why).to.match(new RegExp(`^${kind}\\s+[1-9]\\d*\\s`, 'm'));
     });
@@ -188,6 +202,8 @@ describe('kv chaos (real processes, faults)', function () {
   it('maps errors to history outcomes: failed only when nothing can have been applied', () => {
     expect(classify(new KvClientError('KV_UNAVAILABLE', 'x', 503, 'failed'))).to.equal('fail');
     expect(classify(new KvClientError('KV_TOO_MANY_REQUESTS', 'x', 429))).to.equal('fail');
+    // A contended conditional write: no proposal of it can have been accepted.
+    expect(classify(new KvClientError('KV_BUSY', 'x', 409, 'failed'))).to.equal('fail');
     expect(classify(new KvClientError('KV_TIMEOUT', 'x', 504, 'unknown'))).to.equal('unknown');
     expect(classify(new KvClientError('KV_QUORUM_NOT_MET', 'x', 504))).to.equal('unknown');
     expect(classify(new KvClientError('KV_INTERNAL', 'x', 500))).to.equal('unknown');
@@ -208,7 +224,7 @@ describe('kv chaos (real processes, faults)', function () {
     const sharedFinal = { 's-0': { n1: { value: '1.0', version: v(20) } } };
     const lost = check(shared, sharedFinal);
     expect(lost.summary.failedCheckers).to.include.members(['linearizable', 'noLostWrites']);
-    expect(linearizableByClass(lost)).to.equal('linearizable keys: single-writer 0/0, multi-writer 0/1 (final state as the last read of each)');
+    expect(linearizableByClass(lost)).to.equal('linearizable keys: single-writer 0/0, multi-writer 0/1, cas 0/0 (final state as the last read of each)');
     // Stamped in real-time order, the same history is linearizable, and so is a client's own key.
     const inOrder = shared.map((op) => (op.id === 1 ? { ...op, version: v(30) } : op));
     const own: Op[] = [
@@ -218,6 +234,6 @@ describe('kv chaos (real processes, faults)', function () {
     const final = { 's-0': { n1: { value: '2.0', version: v(30) } }, 'u-1-0': { n1: { value: '1.1', version: v(40) } } };
     const fine = check([...inOrder.slice(0, 2), { ...(inOrder[2] as Op), readValue: '2.0', version: v(30) }, ...own], final);
     expect(fine.ok, fine.summary.failedCheckers.join()).to.equal(true);
-    expect(linearizableByClass(fine)).to.equal('linearizable keys: single-writer 1/1, multi-writer 1/1 (final state as the last read of each)');
+    expect(linearizableByClass(fine)).to.equal('linearizable keys: single-writer 1/1, multi-writer 1/1, cas 0/0 (final state as the last read of each)');
   });
 });

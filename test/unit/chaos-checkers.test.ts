@@ -13,7 +13,7 @@ const NODES = ['n1', 'n2', 'n3'];
 /** History builder: versions are explicit so each test states the version order it needs. */
 class Ops {
   readonly list: Op[] = [];
-  private push(op: Omit<Op, 'id'>): Op {
+  push(op: Omit<Op, 'id'>): Op {
     const full = { ...op, id: this.list.length };
     this.list.push(full);
     return full;
@@ -118,6 +118,21 @@ describe('chaos checkers', () => {
       const res = noLostWrites(h.list, agreed({ k: ['c', 3] }));
       expect(res.ok).to.equal(true);
       expect(res.stats).to.include({ acked: 2, superseded: 2, lost: 0 });
+    });
+
+    it('treats an acked compare-and-set like an acked write, and a 412 as nothing to keep', () => {
+      const h = new Ops();
+      h.push({ process: 1, kind: 'write', key: 'c', value: 'a', ifNoneMatch: true, invokeMs: 0, completeMs: 10, status: 'ok', version: ver(1) });
+      const cas = h.push({ process: 2, kind: 'write', key: 'c', value: 'b', ifMatch: ver(1), invokeMs: 20, completeMs: 30, status: 'ok', version: ver(2) });
+      h.push({ process: 3, kind: 'write', key: 'c', value: 'x', ifMatch: ver(1), invokeMs: 20, completeMs: 30, status: 'precondition', version: ver(2) });
+      const kept = noLostWrites(h.list, agreed({ c: ['b', 2] }));
+      expect(kept.ok).to.equal(true);
+      expect(kept.stats).to.include({ acked: 2, final: 1, superseded: 1 });
+      const lost = noLostWrites(h.list, agreed({ c: ['a', 1] }));
+      expect(lost.ok).to.equal(false);
+      expect(lost.violations[0]?.opIds).to.deep.equal([cas.id]);
+      // Replicas settled on the value of the write answered 412: no write that may have applied produced it.
+      expect(noLostWrites(h.list, agreed({ c: ['x', 3] })).ok).to.equal(false);
     });
 
     it('rejects two acked writes stamped with the same version (one silently lost)', () => {
@@ -262,6 +277,16 @@ describe('chaos checkers', () => {
       expect(res.violations[0]?.opIds?.[0]).to.equal(failed.id);
     });
 
+    it('rejects a serial read that observed a conditional write answered 412 (nothing written)', () => {
+      const h = new Ops();
+      const refused = h.push({ process: 1, kind: 'write', key: 'c', value: 'a', ifNoneMatch: true, invokeMs: 0, completeMs: 10, status: 'precondition', version: ver(1) });
+      h.push({ process: 2, kind: 'read', key: 'c', serial: true, invokeMs: 20, completeMs: 30, status: 'ok', readValue: 'a', version: ver(2) });
+      const res = honestOutcomes(h.list);
+      expect(res.stats).to.include({ failedObserved: 1 });
+      expect(res.violations[0]?.message).to.contain('was reported not applied (412)');
+      expect(res.violations[0]?.opIds).to.deep.equal([refused.id, 1]);
+    });
+
     it('rejects a read reporting a version other than the one its write was acked with', () => {
       const h = new Ops();
       h.write('k', 'a', [0, 10], 'ok', 1);
@@ -279,6 +304,23 @@ describe('chaos checkers', () => {
       const res = wellFormed(h.list);
       expect(res.violations).to.have.length(3);
       expect(wellFormed([]).ok).to.equal(true);
+    });
+
+    it('rejects conditions where the store takes none, and 412s on unconditional ops', () => {
+      const h = new Ops();
+      const at = { invokeMs: 0, completeMs: 1 };
+      h.push({ process: 1, kind: 'read', key: 'c', ifMatch: ver(1), ...at, status: 'ok', readValue: null });
+      h.push({ process: 1, kind: 'delete', key: 'c', ifNoneMatch: true, ...at, status: 'ok', version: ver(2) });
+      h.push({ process: 1, kind: 'write', key: 'c', value: 'a', ifMatch: 'not-a-version', ...at, status: 'unknown' });
+      h.push({ process: 1, kind: 'write', key: 'c', value: 'b', serial: true, ...at, status: 'unknown' });
+      h.push({ process: 1, kind: 'write', key: 'c', value: 'c', ...at, status: 'precondition' });
+      const res = wellFormed(h.list);
+      expect(res.violations.map((v) => v.opIds?.[0])).to.deep.equal([0, 1, 2, 3, 4]);
+      const good = new Ops();
+      good.push({ process: 1, kind: 'write', key: 'c', value: 'a', ifNoneMatch: true, ...at, status: 'ok', version: ver(1) });
+      good.push({ process: 1, kind: 'delete', key: 'c', ifMatch: ver(1), ...at, status: 'precondition' });
+      good.push({ process: 1, kind: 'read', key: 'c', serial: true, ...at, status: 'ok', readValue: 'a', version: ver(1) });
+      expect(wellFormed(good.list).ok).to.equal(true);
     });
   });
 
@@ -331,13 +373,13 @@ describe('chaos checkers', () => {
     it('checks a history recorded with the History class, pending ops counted unknown', () => {
       let now = 0;
       const rec = new History(() => now);
-      const w = rec.invoke(1, 'write', 'k', 'a');
+      const w = rec.invoke(1, 'write', 'k', { value: 'a' });
       now = 5;
       rec.ok(w, { version: ver(1) });
-      const lost = rec.invoke(2, 'write', 'k', 'b');
+      const lost = rec.invoke(2, 'write', 'k', { value: 'b' });
       now = 8;
       rec.unknown(lost, 'KV_TIMEOUT');
-      rec.invoke(3, 'write', 'k', 'c'); // never answered
+      rec.invoke(3, 'write', 'k', { value: 'c' }); // never answered
       const r = rec.invoke(4, 'read', 'k');
       now = 12;
       rec.ok(r, { readValue: 'c', version: ver(3) });

@@ -301,3 +301,191 @@ describe('chaos linearizability checker (versions order the writes)', () => {
     expect(back.violations[0]?.message).to.contain('the final state "a"');
   });
 });
+
+/** What a conditional op was answered: ok with its version, 412 naming the current version (null: none), fail, unknown. */
+type CasAnswer = { ok: number } | { precondition: number | null } | 'fail' | 'unknown';
+
+/** One compare-and-set key's history: conditional writes and deletes, serial reads. */
+class Cas {
+  readonly list: Op[] = [];
+  private push(op: Omit<Op, 'id' | 'key'>): Op {
+    const full = { ...op, key: 'c', id: this.list.length };
+    this.list.push(full);
+    return full;
+  }
+  private answered(answer: CasAnswer): Pick<Op, 'status' | 'version'> {
+    if (answer === 'fail' || answer === 'unknown') return { status: answer };
+    if ('ok' in answer) return { status: 'ok', version: ver(answer.ok) };
+    return { status: 'precondition', ...(answer.precondition === null ? {} : { version: ver(answer.precondition) }) };
+  }
+  /** PUT with If-Match ver(ifMatch), or If-None-Match when ifMatch is null. */
+  put(process: number, value: string, ifMatch: number | null, [invokeMs, completeMs]: [number, number], answer: CasAnswer): Op {
+    const condition = ifMatch === null ? { ifNoneMatch: true as const } : { ifMatch: ver(ifMatch) };
+    return this.push({ process, kind: 'write', value, ...condition, invokeMs, completeMs, ...this.answered(answer) });
+  }
+  del(process: number, ifMatch: number, [invokeMs, completeMs]: [number, number], answer: CasAnswer): Op {
+    return this.push({ process, kind: 'delete', ifMatch: ver(ifMatch), invokeMs, completeMs, ...this.answered(answer) });
+  }
+  read(process: number, readValue: string | null, [invokeMs, completeMs]: [number, number], v?: number): Op {
+    return this.push({
+      process, kind: 'read', serial: true, invokeMs, completeMs, status: 'ok', readValue, ...(v !== undefined ? { version: ver(v) } : {}),
+    });
+  }
+}
+
+/** The verdict with and without the stale-read precheck: the search alone must agree. */
+function casVerdicts(h: Cas): [string, string] {
+  return [checkRegisterHistory('c', h.list).verdict, checkRegisterHistory('c', h.list, { staleReadPrecheck: false }).verdict];
+}
+
+describe('chaos linearizability checker (compare-and-set register)', () => {
+  it('accepts a correct history: create, If-Match chains across clients, 412s that saw the current version, delete and create again', () => {
+    const h = new Cas();
+    h.put(1, '1.0', null, [0, 10], { ok: 1 });
+    h.put(2, '2.0', null, [2, 12], { precondition: 1 }); // lost the race to create
+    h.read(3, '1.0', [15, 20], 1);
+    h.put(3, '3.0', 1, [21, 30], { ok: 2 });
+    h.put(1, '1.1', 1, [22, 32], { precondition: 2 }); // same expected version: only one wins
+    h.read(2, '3.0', [33, 35], 2);
+    h.del(2, 2, [36, 40], { ok: 3 });
+    h.put(1, '1.2', 2, [41, 45], { precondition: null }); // deleted: no live value
+    h.put(3, '3.1', null, [46, 50], { ok: 4 });
+    h.read(1, '3.1', [51, 55], 4);
+    expect(casVerdicts(h)).to.deep.equal(['linearizable', 'linearizable']);
+    const res = linearizable(h.list);
+    expect(res.stats).to.include({ casKeys: 1, casLinearizable: 1, singleWriterKeys: 0, multiWriterKeys: 0 });
+  });
+
+  it('accepts concurrent compare-and-sets in the order the versions and the 412s tell, not the order they were invoked', () => {
+    const h = new Cas();
+    h.put(1, '1.0', null, [0, 5], { ok: 1 });
+    h.put(2, '2.0', 1, [10, 40], { precondition: 2 }); // invoked first, evaluated after 3.0 was chosen
+    h.put(3, '3.0', 1, [12, 20], { ok: 2 });
+    h.put(4, '4.0', 2, [25, 50], { ok: 3 });
+    h.read(1, '4.0', [60, 61], 3);
+    expect(casVerdicts(h)).to.deep.equal(['linearizable', 'linearizable']);
+  });
+
+  it('rejects two compare-and-sets on the same expected version that both succeeded', () => {
+    const concurrent = new Cas();
+    concurrent.put(1, '1.0', null, [0, 5], { ok: 1 });
+    concurrent.put(2, '2.0', 1, [10, 30], { ok: 2 });
+    concurrent.put(3, '3.0', 1, [12, 32], { ok: 3 });
+    expect(casVerdicts(concurrent)).to.deep.equal(['not-linearizable', 'not-linearizable']);
+
+    const sequential = new Cas();
+    sequential.put(1, '1.0', null, [0, 5], { ok: 1 });
+    sequential.put(2, '2.0', 1, [10, 20], { ok: 2 });
+    const first = sequential.list[1] as Op;
+    const second = sequential.put(3, '3.0', 1, [30, 40], { ok: 3 });
+    const v = checkRegisterHistory('c', sequential.list, { staleReadPrecheck: false });
+    expect(v.verdict).to.equal('not-linearizable');
+    // Whichever of the two the search could not place, the message names both.
+    expect([first.id, second.id]).to.include(v.blockingOpId);
+    expect(v.message).to.contain(`#${first.id} p2 write "2.0" if-match ${ver(1)}`).and.contain(`#${second.id} p3 write "3.0" if-match ${ver(1)}`)
+      .and.contain('it expects the same value as');
+    // Two creates of an absent key, with no delete between them, are the same mistake.
+    const creates = new Cas();
+    creates.put(1, '1.0', null, [0, 5], { ok: 1 });
+    creates.put(2, '2.0', null, [10, 20], { ok: 2 });
+    expect(casVerdicts(creates)).to.deep.equal(['not-linearizable', 'not-linearizable']);
+  });
+
+  it('rejects a successful If-Match on a version overwritten before it began, and a delete that matched a stale version', () => {
+    const h = new Cas();
+    h.put(1, '1.0', null, [0, 5], { ok: 1 });
+    h.put(2, '2.0', 1, [10, 20], { ok: 2 });
+    h.put(3, '3.0', 1, [30, 40], { precondition: 2 });
+    h.del(3, 1, [50, 60], { ok: 3 });
+    expect(casVerdicts(h)).to.deep.equal(['not-linearizable', 'not-linearizable']);
+  });
+
+  it('rejects a 412 that contradicts the order: it names a version already replaced, or no value while one was live', () => {
+    const back = new Cas();
+    back.put(1, '1.0', null, [0, 5], { ok: 1 });
+    back.put(2, '2.0', 1, [10, 20], { ok: 2 });
+    const stale = back.put(3, '3.0', 5, [30, 40], { precondition: 1 }); // 2.0 was current since 20
+    const v = checkRegisterHistory('c', back.list);
+    expect(v.verdict).to.equal('not-linearizable');
+    expect(v.blockingOpId).to.equal(stale.id);
+    expect(v.message).to.contain(`#${stale.id} p3 write "3.0" if-match ${ver(5)} [30,40] precondition @${ver(1)} is stale`);
+    expect(checkRegisterHistory('c', back.list, { staleReadPrecheck: false }).verdict).to.equal('not-linearizable');
+
+    const none = new Cas();
+    none.put(1, '1.0', null, [0, 5], { ok: 1 });
+    none.put(2, '2.0', 7, [10, 20], { precondition: null });
+    expect(casVerdicts(none)).to.deep.equal(['not-linearizable', 'not-linearizable']);
+
+    // The same 412s inside the writes' intervals are fine.
+    const during = new Cas();
+    during.put(1, '1.0', null, [0, 5], { ok: 1 });
+    during.put(2, '2.0', 1, [10, 40], { ok: 2 });
+    during.put(3, '3.0', 5, [30, 35], { precondition: 1 });
+    expect(casVerdicts(during)).to.deep.equal(['linearizable', 'linearizable']);
+  });
+
+  it('rejects a 412 that contradicts itself, naming it', () => {
+    const matched = new Cas();
+    matched.put(1, '1.0', null, [0, 5], { ok: 1 });
+    const self = matched.put(2, '2.0', 1, [10, 20], { precondition: 1 });
+    const v = checkRegisterHistory('c', matched.list);
+    expect(v.verdict).to.equal('not-linearizable');
+    expect(v.blockingOpId).to.equal(self.id);
+    expect(v.message).to.contain('the current version it names is the one its If-Match expected');
+
+    const noVersion = new Cas();
+    noVersion.put(1, '1.0', null, [0, 5], { precondition: null });
+    expect(checkRegisterHistory('c', noVersion.list).message).to.contain('without naming that value\'s version');
+  });
+
+  it('holds unknown compare-and-sets to their conditions: one that landed needed its version current, one that did not is free', () => {
+    const landed = new Cas();
+    landed.put(1, '1.0', null, [0, 5], { ok: 1 });
+    landed.put(2, '2.0', 1, [10, 20], 'unknown');
+    landed.put(3, '3.0', 1, [30, 40], { precondition: 2 }); // the unknown one took effect ...
+    landed.read(1, '2.0', [50, 60], 2); // ... and is read
+    expect(casVerdicts(landed)).to.deep.equal(['linearizable', 'linearizable']);
+
+    const tooLate = new Cas();
+    tooLate.put(1, '1.0', null, [0, 5], { ok: 1 });
+    tooLate.put(2, '2.0', 1, [10, 20], { ok: 2 });
+    tooLate.put(3, '3.0', 1, [30, 40], 'unknown'); // 1.0 was gone before it began ...
+    tooLate.read(1, '3.0', [50, 60], 3); // ... so it cannot have been applied
+    expect(casVerdicts(tooLate)).to.deep.equal(['not-linearizable', 'not-linearizable']);
+
+    const never = new Cas();
+    never.put(1, '1.0', null, [0, 5], { ok: 1 });
+    never.put(2, '2.0', 1, [10, 20], 'unknown');
+    never.put(3, '3.0', 1, [30, 40], { ok: 3 }); // the unknown one never took effect
+    never.read(1, '3.0', [50, 60], 3);
+    expect(casVerdicts(never)).to.deep.equal(['linearizable', 'linearizable']);
+  });
+
+  it('lets an unknown conditional delete explain an If-None-Match that succeeded, only if its own condition held', () => {
+    const h = new Cas();
+    h.put(1, '1.0', null, [0, 5], { ok: 1 });
+    h.del(2, 1, [6, 8], 'unknown'); // invoked first, but 1.0 went first ...
+    h.put(3, '3.0', 1, [10, 20], { ok: 2 });
+    h.del(2, 2, [21, 22], 'unknown'); // ... this one deleted 3.0
+    h.put(1, '1.1', null, [30, 40], { ok: 3 });
+    expect(casVerdicts(h)).to.deep.equal(['linearizable', 'linearizable']);
+
+    const stale = new Cas();
+    stale.put(1, '1.0', null, [0, 5], { ok: 1 });
+    stale.put(3, '3.0', 1, [10, 20], { ok: 2 });
+    stale.del(2, 1, [21, 22], 'unknown'); // expects 1.0, long gone
+    stale.put(1, '1.1', null, [30, 40], { ok: 3 });
+    expect(casVerdicts(stale)).to.deep.equal(['not-linearizable', 'not-linearizable']);
+  });
+
+  it('leaves out a 412 naming a version no op ties to a value, and counts it', () => {
+    const h = new Cas();
+    h.put(1, '1.0', null, [0, 5], { ok: 1 });
+    h.put(2, '2.0', 1, [10, 20], 'unknown'); // stamped 9, which nobody read with its value
+    h.put(3, '3.0', 1, [30, 40], { precondition: 9 });
+    const v = checkRegisterHistory('c', h.list);
+    expect(v.verdict).to.equal('linearizable');
+    expect(v.unresolved412s).to.equal(1);
+    expect(linearizable(h.list).stats['unresolved412']).to.equal(1);
+  });
+});

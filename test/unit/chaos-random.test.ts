@@ -167,3 +167,116 @@ describe('chaos checkers on randomized histories of a correct register', () => {
     expect(mutated).to.be.above(SEEDS / 2);
   });
 });
+
+/** Plain and compare-and-set keys side by side, the mix of the chaos workload. */
+function simulateCas(seed: number): SimulatedRun {
+  const rng: Rng = seededRng(seed);
+  return simulateRegisterHistory(rng, {
+    keys: 1 + rng.int(2),
+    casKeys: 1 + rng.int(3),
+    casRatio: 0.4 + rng.next() * 0.5,
+    processes: 2 + rng.int(7),
+    opsPerProcess: 10 + rng.int(30),
+    maxDurationMs: 2 + rng.int(12),
+  });
+}
+
+const isCas = (op: Op): boolean => op.key.startsWith('c');
+
+/** An acked compare-and-set write whose value an acked If-Match consumed before `before` was invoked. */
+function consumedBefore(ops: readonly Op[], before: Op): Op | undefined {
+  for (const m of ops) {
+    if (m.key !== before.key || m.status !== 'ok' || m.ifMatch === undefined || !((m.completeMs as number) < before.invokeMs)) continue;
+    const w = ops.find((o) => o.key === m.key && o.kind === 'write' && o.status === 'ok' && o.version === m.ifMatch);
+    if (w !== undefined) return w;
+  }
+  return undefined;
+}
+
+/**
+ * Replaces one op of each simulated history that `mutation` picks and expects that key,
+ * and only it, rejected (the search alone too); returns how many seeds had such an op.
+ */
+function rejectEachMutated(what: string, mutation: (run: SimulatedRun) => { op: Op; into: Op } | undefined): number {
+  let mutated = 0;
+  for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
+    const run = simulateCas(seed);
+    const m = mutation(run);
+    if (m === undefined) continue;
+    mutated++;
+    const ops = run.ops.map((o) => (o.id === m.op.id ? m.into : o));
+    const res = linearizable(ops, { finalState: run.finalState });
+    expect(res.ok, `SEED=${seed}: #${m.op.id} ${what} was accepted`).to.equal(false);
+    expect(res.violations.map((v) => v.key), `SEED=${seed}`).to.deep.equal([m.op.key]);
+    const searched = checkRegisterHistory(m.op.key, ops.filter((o) => o.key === m.op.key), { staleReadPrecheck: false });
+    expect(searched.verdict, `SEED=${seed}: search alone`).to.equal('not-linearizable');
+  }
+  return mutated;
+}
+
+describe('chaos checkers on randomized histories of a correct compare-and-set register', () => {
+  it(`accept every history with compare-and-set keys: serial reads, If-Match, If-None-Match, 412s (${SEEDS} seeds from ${FIRST_SEED})`, () => {
+    const seen = { casKeys: 0, okCas: 0, precondition: 0, unknownCas: 0, ifNoneMatch: 0, casDeletes: 0, unresolved412: 0 };
+    for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
+      const run = simulateCas(seed);
+      const report = checkAll(run.ops, run.finalState);
+      expect(report.ok, `SEED=${seed}\n${formatReport(report)}`).to.equal(true);
+      const lin = report.results.find((r) => r.name === 'linearizable');
+      expect(lin?.stats['unknown'], `SEED=${seed}: search gave up`).to.equal(0);
+      expect(lin?.stats['casLinearizable'], `SEED=${seed}`).to.equal(lin?.stats['casKeys']);
+      for (const key of Object.keys(run.finalState).filter((k) => k.startsWith('c'))) {
+        const searched = checkRegisterHistory(key, run.ops.filter((o) => o.key === key), { staleReadPrecheck: false });
+        expect(searched.verdict, `SEED=${seed} key ${key}: search alone`).to.equal('linearizable');
+      }
+      const cas = run.ops.filter(isCas);
+      seen.casKeys += lin?.stats['casKeys'] ?? 0;
+      seen.okCas += cas.filter((o) => o.kind !== 'read' && o.status === 'ok').length;
+      seen.precondition += cas.filter((o) => o.status === 'precondition').length;
+      seen.unknownCas += cas.filter((o) => o.status === 'unknown').length;
+      seen.ifNoneMatch += cas.filter((o) => o.ifNoneMatch === true && o.status === 'ok').length;
+      seen.casDeletes += cas.filter((o) => o.kind === 'delete' && o.status === 'ok').length;
+      seen.unresolved412 += lin?.stats['unresolved412'] ?? 0;
+      // The plain keys of the same history never count as compare-and-set keys.
+      expect(lin?.stats['casKeys'], `SEED=${seed}`).to.equal(new Set(cas.map((o) => o.key)).size);
+    }
+    // The generator must exercise every outcome for the claim to mean anything.
+    for (const [what, n] of Object.entries(seen)) if (what !== 'unresolved412') expect(n, what).to.be.above(SEEDS / 3);
+    // Every If-Match names a version a read or an ack tied to a value; a 412 may not (an unknown write nobody read).
+    expect(seen.unresolved412).to.be.below(seen.precondition / 10);
+  });
+
+  it('reject each of those histories once a compare-and-set answered 412 is made to succeed on the same expected version', () => {
+    const mutated = rejectEachMutated('succeeding too', (run) => {
+      // A 412 whose If-Match another op matched and replaced: only one op can follow a value.
+      const winner = (o: Op): boolean => run.ops.some((w) => w.key === o.key && w.status === 'ok' && w.ifMatch === o.ifMatch && w.id !== o.id);
+      const loser = run.ops.find((o) => o.status === 'precondition' && o.ifMatch !== undefined && winner(o));
+      if (loser === undefined) return undefined;
+      const top = run.ops.filter((o) => o.version !== undefined).map((o) => o.version as string).sort(compareVersions).at(-1) as string;
+      const fresh = `${(BigInt(`0x${top.slice(0, 16)}`) + 1n).toString(16).padStart(16, '0')}:n9`;
+      return { op: loser, into: { ...loser, status: 'ok', version: fresh } };
+    });
+    expect(mutated).to.be.above(SEEDS / 2);
+  });
+
+  it('reject each of those histories once a 412 names a version replaced before it began', () => {
+    const mutated = rejectEachMutated('naming a replaced version', (run) => {
+      for (const op of run.ops) {
+        const old = op.status === 'precondition' ? consumedBefore(run.ops, op) : undefined;
+        if (old !== undefined && old.version !== op.ifMatch && old.version !== op.version) return { op, into: { ...op, version: old.version as string } };
+      }
+      return undefined;
+    });
+    expect(mutated).to.be.above(SEEDS / 3);
+  });
+
+  it('reject each of those histories once a successful If-Match names a version replaced before it began', () => {
+    const mutated = rejectEachMutated('matching a replaced version', (run) => {
+      for (const op of run.ops) {
+        const old = op.status === 'ok' && op.ifMatch !== undefined ? consumedBefore(run.ops, op) : undefined;
+        if (old !== undefined && old.version !== op.ifMatch) return { op, into: { ...op, ifMatch: old.version as string } };
+      }
+      return undefined;
+    });
+    expect(mutated).to.be.above(SEEDS / 3);
+  });
+});

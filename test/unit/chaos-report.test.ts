@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { faultTable, formatReport, progressLine } from '../../lib/chaos/report.ts';
-import { check, replayCommand } from '../../lib/chaos/runner.ts';
+import { casSummary, check, replayCommand } from '../../lib/chaos/runner.ts';
+import type { Op } from '../../lib/chaos/history.ts';
 import type { FaultEvent, FaultKind } from '../../lib/chaos/faults.ts';
 
 const counts = (c: Partial<Record<FaultKind, number>>): Record<FaultKind, number> =>
@@ -38,8 +39,23 @@ describe('chaos output: replay command, fault table, progress line', () => {
   it('lists the kinds a run did not ask for only when they are default ones', () => {
     const text = faultTable({ events: [], counts: counts({}), kinds: ['kill'], topology: undefined });
     expect(text.split('\n').map((r) => r.split(/\s+/)[0])).to.deep.equal(['fault', 'kill', 'pause', 'partition']);
-    const line = progressLine(12_345, { ok: 10, fail: 1, unknown: 2 }, undefined, ['kill', 'skew']);
-    expect(line).to.equal('[  12s] ops ok 10 fail 1 unknown 2 | faults kill 0 pause 0 partition 0 skew 0 | down - paused - cut - skewed -');
+    const line = progressLine(12_345, { ok: 10, fail: 1, unknown: 2, precondition: 3 }, undefined, ['kill', 'skew']);
+    expect(line).to.equal('[  12s] ops ok 10 fail 1 unknown 2 412 3 | faults kill 0 pause 0 partition 0 skew 0 | down - paused - cut - skewed -');
+  });
+
+  it('sums up the compare-and-set ops apart, and says nothing of them in a run without any', () => {
+    const v = '018bcfe568010000:n1';
+    const at = { invokeMs: 0, completeMs: 1 };
+    const ops: Op[] = [
+      { id: 0, process: 1, kind: 'write', key: 'c-0', value: 'a', ifNoneMatch: true, ...at, status: 'ok', version: v },
+      { id: 1, process: 2, kind: 'write', key: 'c-0', value: 'b', ifNoneMatch: true, ...at, status: 'precondition', version: v },
+      { id: 2, process: 2, kind: 'read', key: 'c-1', serial: true, ...at, status: 'ok', readValue: null },
+      { id: 3, process: 3, kind: 'delete', key: 'c-0', ifMatch: v, ...at, status: 'ok', version: v.replace('1', '2') },
+      { id: 4, process: 3, kind: 'delete', key: 'c-0', ifMatch: v, ...at, status: 'unknown' },
+      { id: 5, process: 3, kind: 'write', key: 'u-3-0', value: 'x', ...at, status: 'ok', version: v },
+    ];
+    expect(casSummary(ops)).to.equal('cas: 5 ops on 2 keys; conditional writes ok 2 (deletes 1), 412 1, fail 0, unknown 1; serial reads ok 1, fail 0, unknown 0');
+    expect(casSummary(ops.slice(5))).to.equal(undefined);
   });
 
   it('fails a run whose node crashed, naming the node and its error, whatever the history says', () => {
