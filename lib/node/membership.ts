@@ -82,6 +82,8 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
   private policyTimer: NodeJS.Timeout | undefined;
   private policyBusy = false;
   private readonly deadSince = new Map<string, number>();
+  /** Admin requests on the leader, one at a time: each one's busy check sees the change before it applied. */
+  private adminQueue: Promise<unknown> = Promise.resolve();
 
   constructor(o: MembershipOptions) {
     super();
@@ -182,7 +184,21 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
     throw new KvError('KV_UNAVAILABLE', `no Raft leader could take the request: ${(lastErr as Error)?.message ?? 'no leader elected'}`, { cause: lastErr });
   }
 
-  private async handleAdmin(req: AdminRequest): Promise<unknown> {
+  private handleAdmin(req: AdminRequest): Promise<unknown> {
+    const run = this.adminQueue.then(() => this.admitOne(req));
+    this.adminQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A change that committed but did not apply (another one got in first) is refused as busy, never answered as admitted. */
+  private ensureApplied(id: string, state: string): void {
+    if (this.topology.member(id)?.state === state) return;
+    const inProgress = this.topology.changesInProgress().map((m) => ({ id: m.id, state: m.state }));
+    throw new KvError('KV_TOPOLOGY_BUSY', `another ownership change got in first (${inProgress.map((m) => `${m.id} ${m.state}`).join(', ')}); retry when it is done`,
+      { details: { inProgress } });
+  }
+
+  private async admitOne(req: AdminRequest): Promise<unknown> {
     const st = this.r.status();
     if (st.role !== 'leader') throw new KvError('KV_NOT_LEADER', 'not the Raft leader', { details: { leader: st.leader } });
     const t = this.topology;
@@ -205,7 +221,10 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
       case 'join': {
         const m = t.member(req.id);
         if (req.replace) await this.admitReplacement(req.id, req.addr);
-        else if (!m || m.state === 'removed') await this.r.propose({ op: 'add', id: req.id, addr: req.addr });
+        else if (!m || m.state === 'removed') {
+          await this.r.propose({ op: 'add', id: req.id, addr: req.addr });
+          this.ensureApplied(req.id, 'joining');
+        }
         // A retry of an admitted join is fine; a fresh process must not quietly take a member's seat.
         else if (m.state !== 'joining') throw new KvError('KV_INVALID_ARGUMENT', `${req.id} is already a ${m.state} member; to take over a dead member use kv node --replace ${req.id}`);
         else if (m.addr !== req.addr) await this.r.propose({ op: 'address', id: req.id, addr: req.addr });
@@ -225,6 +244,7 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
         const why = t.reject({ op: 'leave', id: req.id });
         if (why) throw new KvError('KV_INVALID_ARGUMENT', why);
         await this.r.propose({ op: 'leave', id: req.id });
+        this.ensureApplied(req.id, 'leaving');
         return { epoch: this.topology.epoch, state: 'leaving' };
       }
     }
@@ -244,6 +264,7 @@ export class Membership extends EventEmitter<{ change: [Topology] }> {
     const st = this.r.status();
     if (st.voters.includes(id) || st.learners.includes(id)) await this.change({ type: 'remove', id });
     await this.r.propose({ op: 'replace', id, addr });
+    this.ensureApplied(id, 'replacing');
   }
 
   /** Leader only: keep the Raft configuration in line with the topology. One change per round. */
