@@ -40,6 +40,19 @@ function monotonicMs(): number {
   return Math.floor(performance.timeOrigin + performance.now());
 }
 
+export interface GossipOptions {
+  selfId: string;
+  transport: Transport;
+  /** SWIM settings; what is left out takes the defaults of lib/core/swim/config.ts. */
+  config: Partial<SwimConfig>;
+  metrics: Metrics;
+  log: Logger;
+  /** This node's topology epoch, gossiped so that a peer behind it learns of a newer one. */
+  epoch: () => number;
+  /** A peer gossiped a newer epoch than ours: called once per newer epoch. */
+  onEpochBehind: (epoch: number, from: string) => void;
+}
+
 export class Gossip implements Liveness {
   readonly swim: Swim;
   private readonly events: Counter<'type'>;
@@ -58,16 +71,20 @@ export class Gossip implements Liveness {
   private lagWindowStartMs = 0;
   private lagWindowMaxMs = 0;
 
-  constructor(
-    private readonly selfId: string,
-    private readonly transport: Transport,
-    config: Partial<SwimConfig>,
-    metrics: Metrics,
-    private readonly log: Logger,
-    private readonly epoch: () => number,
-    private readonly onEpochBehind: (epoch: number, from: string) => void,
-  ) {
-    this.swim = new Swim(swimConfig(config), selfId, seededRng((Math.random() * 2 ** 32) >>> 0));
+  private readonly selfId: string;
+  private readonly transport: Transport;
+  private readonly log: Logger;
+  private readonly epoch: () => number;
+  private readonly onEpochBehind: (epoch: number, from: string) => void;
+
+  constructor(o: GossipOptions) {
+    this.selfId = o.selfId;
+    this.transport = o.transport;
+    this.log = o.log;
+    this.epoch = o.epoch;
+    this.onEpochBehind = o.onEpochBehind;
+    const metrics = o.metrics;
+    this.swim = new Swim(swimConfig(o.config), o.selfId, seededRng((Math.random() * 2 ** 32) >>> 0));
     const r = metrics.registry;
     this.events = new Counter({ name: 'kv_swim_events_total', help: 'Liveness changes seen by this node', labelNames: ['type'] as const, registers: [r] });
     this.members = new Gauge({ name: 'kv_swim_members', help: 'Members by liveness in this node\'s view', labelNames: ['liveness'] as const, registers: [r],
@@ -75,7 +92,7 @@ export class Gossip implements Liveness {
     this.health = new Gauge({ name: 'kv_swim_health_score', help: 'Lifeguard local health score (0 = healthy)', registers: [r],
       collect: () => this.health.set(this.swim.healthScore) });
     this.lagGauge = new Gauge({ name: 'kv_event_loop_lag_seconds', help: 'Event-loop lag: the largest lateness of the gossip timer over the last second', registers: [r] });
-    transport.handle('swim', (from, payload) => {
+    o.transport.handle('swim', (from, payload) => {
       this.handle(this.swim.receive(from, validateSwimMessage(payload), monotonicMs()));
     });
   }

@@ -139,11 +139,15 @@ export class KvNode {
     });
     this.closers.push(() => transport.close());
 
-    const gossip = new Gossip(cfg.id, transport, {
-      probeIntervalMs: cfg.swimProbeIntervalMs, probeTimeoutMs: cfg.swimProbeTimeoutMs, indirectChecks: cfg.swimIndirectChecks,
-      suspicionMult: cfg.swimSuspicionMult, suspicionMaxTimeoutMult: cfg.swimSuspicionMaxTimeoutMult, retransmitMult: cfg.swimRetransmitMult,
-    }, this.metrics, log.child({ c: 'gossip' }), () => topology().epoch,
-    (epoch, from) => log.info({ epoch, from, local: topology().epoch }, 'a peer knows a newer epoch; Raft replication will bring it'));
+    const gossip = new Gossip({
+      selfId: cfg.id, transport, metrics: this.metrics, log: log.child({ c: 'gossip' }),
+      config: {
+        probeIntervalMs: cfg.swimProbeIntervalMs, probeTimeoutMs: cfg.swimProbeTimeoutMs, indirectChecks: cfg.swimIndirectChecks,
+        suspicionMult: cfg.swimSuspicionMult, suspicionMaxTimeoutMult: cfg.swimSuspicionMaxTimeoutMult, retransmitMult: cfg.swimRetransmitMult,
+      },
+      epoch: () => topology().epoch,
+      onEpochBehind: (epoch, from) => log.info({ epoch, from, local: topology().epoch }, 'a peer knows a newer epoch; Raft replication will bring it'),
+    });
     this.closers.push(() => gossip.stop());
     const isAlive = (id: string): boolean => gossip.isAlive(id);
 

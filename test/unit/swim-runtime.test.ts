@@ -23,7 +23,7 @@ describe('SWIM runtime (lib/node/gossip.ts, memory transport, real timers)', fun
     const out = ids.map((id) => {
       const t = net.transport({ selfId: id });
       transports.push(t);
-      const g = new Gossip(id, t, {}, new Metrics({ defaultMetrics: false }), createLogger(id, 'silent'), () => 0, () => {});
+      const g = new Gossip({ selfId: id, transport: t, config: {}, metrics: new Metrics({ defaultMetrics: false }), log: createLogger(id, 'silent'), epoch: () => 0, onEpochBehind: () => {} });
       if (members.length > 0) g.setMembers(members);
       g.start();
       return g;
