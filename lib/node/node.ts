@@ -23,7 +23,7 @@ import { LevelBackend } from '../storage/level-backend.ts';
 import { MerkleIndex } from '../storage/merkle-index.ts';
 import { RaftStore } from '../storage/raft-store.ts';
 import { RecordStore } from '../storage/record-store.ts';
-import { readTlsFiles } from '../net/tls.ts';
+import { readTlsFiles, type TlsFiles } from '../net/tls.ts';
 import { WsTransport } from '../net/ws-transport.ts';
 import { AntiEntropy } from './anti-entropy.ts';
 import { CasCoordinator } from './cas.ts';
@@ -33,7 +33,7 @@ import { Coordinator } from './coordinator.ts';
 import { PartitionFence, decodeFence, encodeFence } from './fence.ts';
 import { Gossip } from './gossip.ts';
 import { HintStore, topologyHintDelegate } from './hints.ts';
-import { loadIdentity } from './identity.ts';
+import { loadIdentity, type Identity } from './identity.ts';
 import { Lifecycle } from './lifecycle.ts';
 import { Lister } from './list.ts';
 import { Membership } from './membership.ts';
@@ -57,6 +57,41 @@ async function openFence(backend: Backend, sync: boolean): Promise<PartitionFenc
   const saved = await backend.get(SUBLEVELS.meta, FENCE_KEY);
   if (saved !== undefined) fence.restore(decodeFence(saved));
   return fence;
+}
+
+/** What openDisk() opened. */
+interface Disk {
+  backend: LevelBackend;
+  raftStore: RaftStore;
+  /** No Raft state on disk yet: a first start. */
+  fresh: boolean;
+  identity: Identity;
+  meta: Identity['meta'];
+  index: MerkleIndex;
+  store: RecordStore;
+  clock: DurableClock;
+  fence: PartitionFence;
+}
+
+/** What openPeers() built: the peer side and the views of membership the data path reads. */
+interface Peers {
+  transport: WsTransport;
+  gossip: Gossip;
+  membership: Membership;
+  topology: () => Topology;
+  isAlive: (id: string) => boolean;
+  versions: ReturnType<typeof versionGuard>;
+  waitForEpoch: (epoch: number, deadlineMs: number) => Promise<void>;
+}
+
+/** What openDataPath() built. */
+interface DataPath {
+  hints: HintStore | undefined;
+  antiEntropy: AntiEntropy;
+  coordinator: Coordinator;
+  paxos: PaxosReplica;
+  cas: CasCoordinator;
+  lister: Lister;
 }
 
 export class KvNode {
@@ -93,13 +128,69 @@ export class KvNode {
     const { auth, store: tokens } = authFromConfig(cfg, log);
     if (tokens) this.closers.push(() => tokens.stop());
 
+    const disk = await this.openDisk(tls?.ca);
+    const peers = this.openPeers(disk, tls);
+    const data = await this.openDataPath(disk, peers);
+    const { meta, identity, raftStore, fresh, fence } = disk;
+    const { transport, gossip, membership: m } = peers;
+    const { antiEntropy, paxos } = data;
+
+    const cluster = new NodeClusterService({
+      selfId: cfg.id, clusterId: meta.clusterId, secret: cfg.secret, membership: m, liveness: gossip, store: disk.store, index: disk.index,
+      antiEntropy, operations: this.operations, transport, log, serving: () => this.serving,
+    });
+    const stats = new StatsService({
+      selfId: cfg.id, advertise: cfg.advertise, dataDir: cfg.data, transport, metrics: this.metrics,
+      clusterId: () => meta.clusterId, topology: peers.topology, raft: () => m.raft.status(),
+      liveness: (id) => gossip.view(id).liveness, partitionKeyCount: (p) => disk.store.partitionKeyCount(p),
+      hints: () => (data.hints ? { pending: data.hints.pending(), stats: data.hints.stats } : undefined),
+      antiEntropy: () => ({ ...antiEntropy.progress, lastWalkDoneMs: antiEntropy.lastWalkDoneMs }), clusterView: () => cluster.view(),
+    });
+    this.api = new ApiServer({
+      kv: data.coordinator, cas: data.cas, list: data.lister, cluster, metrics: this.metrics, limits: cfg, log,
+      auth, metricsOpen: cfg.metricsOpen, clusterId: meta.clusterId, ...(tls ? { tls } : {}),
+      onUpgrade: (req, socket, head) => transport.handleUpgrade(req, socket, head),
+      stats: () => stats.gather(),
+    });
+
+    const lifecycle = new Lifecycle({ config: cfg, meta, membership: m, antiEntropy, cas: data.cas, operations: this.operations, log, stopped: () => this.stopped });
+    m.on('change', (t) => {
+      const known = new Map(t.activeMembers().filter((x) => x.id !== cfg.id).map((x) => [x.id, x.addr]));
+      for (const p of identity.initialPeers) if (!t.member(p.id)) known.set(p.id, p.addr);
+      transport.setPeers(known);
+      // A removed node is cut off: the admission hook refuses what it sends, and its link goes.
+      for (const x of t.memberList()) if (x.state === 'removed' && x.id !== cfg.id) transport.disconnect(x.id);
+      gossip.setMembers(t.activeMembers().map((x) => x.id));
+      fence.update(t);
+      fence.flushed().catch((err: unknown) => log.error({ err }, 'saving the partition fence failed'));
+      void antiEntropy.onTopology(t);
+      if (t.member(cfg.id)?.state === 'leaving' && this.serving) void lifecycle.leave();
+    });
+
+    await m.start(await raftStore.load(), fresh && meta.bootstrapped ? { voters: [cfg.id], learners: [] } : undefined);
+    const { host, port } = parseHostPort(cfg.listen);
+    await this.api.listen(host, port);
+    gossip.start();
+    antiEntropy.start();
+    paxos.start();
+    this.serving = true;
+    log.info({ listen: cfg.listen, data: cfg.data, clusterId: meta.clusterId, fsync: cfg.fsync, tls: tls !== undefined, auth: auth.open ? 'open' : 'tokens' }, 'node serving');
+    if (identity.initialPeers.length > 0) transport.setPeers(new Map(identity.initialPeers.map((x) => [x.id, x.addr])));
+    this.background = lifecycle.finishStart().catch((err: unknown) => {
+      if (!this.stopped) log.error({ err }, 'could not finish joining the cluster');
+    });
+  }
+
+  /** LevelDB, the node's identity (bootstrap / join / resume / replace), the record store, the durable clock, the partition fence. */
+  private async openDisk(ca: TlsFiles['ca'] | undefined): Promise<Disk> {
+    const cfg = this.config;
     mkdirSync(cfg.data, { recursive: true });
     const backend = new LevelBackend(join(cfg.data, 'db'));
     await backend.open();
     this.closers.push(() => backend.close());
     const raftStore = new RaftStore(backend);
     const fresh = await raftStore.isEmpty();
-    const identity = await loadIdentity(cfg, backend, fresh, log, tls?.ca);
+    const identity = await loadIdentity(cfg, backend, fresh, this.log, ca);
     const { meta } = identity;
     const index = new MerkleIndex(backend, h64, DEFAULT_MERKLE_SHAPE);
     const store = new RecordStore({ backend, partitions: meta.partitions, segments: DEFAULT_MERKLE_SHAPE.segments, sync: cfg.fsync, index });
@@ -113,7 +204,15 @@ export class KvNode {
     const clock = new DurableClock({ hlc: this.hlc, backend, leaseMs: markLeaseMs(cfg.maxClockSkewMs) });
     await clock.open();
     const fence = await openFence(backend, cfg.fsync);
+    return { backend, raftStore, fresh, identity, meta, index, store, clock, fence };
+  }
 
+  /** The peer transport (admission, version guard, HLC merge), gossip, and membership with its Raft group. */
+  private openPeers(disk: Disk, tls: TlsFiles | undefined): Peers {
+    const cfg = this.config;
+    const log = this.log;
+    const { meta, identity } = disk;
+    // The transport and gossip are built before membership, which needs the transport: until then the topology is empty.
     let membership: Membership | undefined;
     const topology = (): Topology => membership?.topology ?? new Topology();
     const versions = versionGuard(cfg.maxClockSkewMs, this.metrics);
@@ -155,7 +254,7 @@ export class KvNode {
       selfId: cfg.id, transport, log: log.child({ c: 'membership' }), deadVoterMs: cfg.deadVoterMs,
       liveness: { isAlive, heardFrom: (id) => gossip.view(id).lastHeardMs !== null },
       raft: {
-        store: raftStore, log: log.child({ c: 'raft' }),
+        store: disk.raftStore, log: log.child({ c: 'raft' }),
         onFatal: () => { process.exitCode = 70; void this.stop().finally(() => process.exit(70)); },
         validateSnapshot: (data) => {
           const snap = validateTopologySnapshot(data);
@@ -166,8 +265,15 @@ export class KvNode {
     });
     membership = m;
     this.closers.push(() => m.stop());
-    const waitForEpoch = (epoch: number, deadlineMs: number): Promise<void> => m.waitForEpoch(epoch, deadlineMs);
+    return { transport, gossip, membership: m, topology, isAlive, versions, waitForEpoch: (epoch, deadlineMs) => m.waitForEpoch(epoch, deadlineMs) };
+  }
 
+  /** Replica, hints, anti-entropy and the coordinator; Paxos (acceptor + proposer) for conditional writes; listing. */
+  private async openDataPath(disk: Disk, peers: Peers): Promise<DataPath> {
+    const cfg = this.config;
+    const log = this.log;
+    const { backend, store, index, fence, clock } = disk;
+    const { transport, gossip, membership: m, topology, isAlive, versions, waitForEpoch } = peers;
     const replica = new Replica({
       store, fence, maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, maxClockSkewMs: cfg.maxClockSkewMs,
       onVersionRefused: () => this.metrics.versionsRefused.labels({ source: 'replica' }).inc(),
@@ -201,7 +307,6 @@ export class KvNode {
       onReadRepair: (n, mode) => this.metrics.readRepairs.labels({ mode }).inc(n),
     });
 
-    // Conditional writes (Paxos acceptor + proposer) and listing.
     const limits = { maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes };
     const paxos = new PaxosReplica({
       backend, replica, fence, partitionOf: (key) => store.locate(key).partition, epoch: () => m.epoch,
@@ -226,51 +331,7 @@ export class KvNode {
       isAlive, defaultR: cfg.r, maxKeyBytes: cfg.maxKeyBytes, requestTimeoutMs: cfg.requestTimeoutMs,
     });
     lister.register(transport);
-
-    const cluster = new NodeClusterService({
-      selfId: cfg.id, clusterId: meta.clusterId, secret: cfg.secret, membership: m, liveness: gossip, store, index, antiEntropy,
-      operations: this.operations, transport, log, serving: () => this.serving,
-    });
-    const stats = new StatsService({
-      selfId: cfg.id, advertise: cfg.advertise, dataDir: cfg.data, transport, metrics: this.metrics,
-      clusterId: () => meta.clusterId, topology, raft: () => m.raft.status(),
-      liveness: (id) => gossip.view(id).liveness, partitionKeyCount: (p) => store.partitionKeyCount(p),
-      hints: () => (hints ? { pending: hints.pending(), stats: hints.stats } : undefined),
-      antiEntropy: () => ({ ...antiEntropy.progress, lastWalkDoneMs: antiEntropy.lastWalkDoneMs }), clusterView: () => cluster.view(),
-    });
-    this.api = new ApiServer({
-      kv: coordinator, cas, list: lister, cluster, metrics: this.metrics, limits: cfg, log,
-      auth, metricsOpen: cfg.metricsOpen, clusterId: meta.clusterId, ...(tls ? { tls } : {}),
-      onUpgrade: (req, socket, head) => transport.handleUpgrade(req, socket, head),
-      stats: () => stats.gather(),
-    });
-
-    const lifecycle = new Lifecycle({ config: cfg, meta, membership: m, antiEntropy, cas, operations: this.operations, log, stopped: () => this.stopped });
-    m.on('change', (t) => {
-      const peers = new Map(t.activeMembers().filter((x) => x.id !== cfg.id).map((x) => [x.id, x.addr]));
-      for (const p of identity.initialPeers) if (!t.member(p.id)) peers.set(p.id, p.addr);
-      transport.setPeers(peers);
-      // A removed node is cut off: the admission hook refuses what it sends, and its link goes.
-      for (const x of t.memberList()) if (x.state === 'removed' && x.id !== cfg.id) transport.disconnect(x.id);
-      gossip.setMembers(t.activeMembers().map((x) => x.id));
-      fence.update(t);
-      fence.flushed().catch((err: unknown) => log.error({ err }, 'saving the partition fence failed'));
-      void antiEntropy.onTopology(t);
-      if (t.member(cfg.id)?.state === 'leaving' && this.serving) void lifecycle.leave();
-    });
-
-    await m.start(await raftStore.load(), fresh && meta.bootstrapped ? { voters: [cfg.id], learners: [] } : undefined);
-    const { host, port } = parseHostPort(cfg.listen);
-    await this.api.listen(host, port);
-    gossip.start();
-    antiEntropy.start();
-    paxos.start();
-    this.serving = true;
-    log.info({ listen: cfg.listen, data: cfg.data, clusterId: meta.clusterId, fsync: cfg.fsync, tls: tls !== undefined, auth: auth.open ? 'open' : 'tokens' }, 'node serving');
-    if (identity.initialPeers.length > 0) transport.setPeers(new Map(identity.initialPeers.map((x) => [x.id, x.addr])));
-    this.background = lifecycle.finishStart().catch((err: unknown) => {
-      if (!this.stopped) log.error({ err }, 'could not finish joining the cluster');
-    });
+    return { hints, antiEntropy, coordinator, paxos, cas, lister };
   }
 
   /**
