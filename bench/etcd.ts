@@ -6,7 +6,8 @@
  *   npm run bench:etcd [-- --seconds 10 --concurrency 32 --rounds 3 --value-bytes 100 --keys 10000]
  *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]]
  *
- * kv: three `kv node` processes with the default quorums (N=3, W=2, R=2); the workers'
+ * kv: three `kv node` processes with the default quorums (N=3, W=2, R=2) and authentication
+ * on (a tokens file; every request carries a bearer token of role write); the workers'
  * connections are spread round-robin over the three nodes, so every node coordinates.
  * etcd: Debian's etcd-server (bench/install-etcd.sh installs it when `etcd` is missing),
  * driven through its v3 HTTP/JSON gateway (POST /v3/kv/put, POST /v3/kv/range, keys and
@@ -30,10 +31,12 @@
  * self time over the load window (bench/top-profile.ts).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from '../lib/cli/args.ts';
+import { newToken, tokenLine } from '../lib/api/tokens.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { freePort, kill, KV_BIN, waitHealthy, type NodeProc } from '../test/helpers/proc.ts';
 import { cleanupOnSignals, startEtcdCluster, type EtcdCluster } from './etcd-cluster.ts';
@@ -72,14 +75,19 @@ const valueB64 = b64(value);
 // Bodies and paths are built once so that per-request client work is the same small
 // lookup for both systems.
 const kvPaths = Array.from({ length: KEYS }, (_, k) => `/kv/key-${k}`);
+// Authentication on, as a deployment runs it: every kv node reads a tokens file, every kv request carries the token.
+const TOKEN = newToken();
+const tokensFile = join(mkdtempSync(join(tmpdir(), 'kv-bench-tokens-')), 'tokens');
+writeFileSync(tokensFile, `${tokenLine(TOKEN, 'write', 'bench')}\n`, { mode: 0o600 });
+const AUTH = { authorization: `Bearer ${TOKEN}` };
 const etcdPut = Array.from({ length: KEYS }, (_, k) => Buffer.from(JSON.stringify({ key: b64(`key-${k}`), value: valueB64 })));
 const etcdRange = Array.from({ length: KEYS }, (_, k) => Buffer.from(JSON.stringify({ key: b64(`key-${k}`) })));
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const keyOf = (w: number, i: number): number => (w * 7919 + i) % KEYS;
 
 type Workload = Pick<LoadOptions, 'request'>;
-const kvPutLoad: Workload = { request: (w, i) => ({ method: 'PUT', path: kvPaths[keyOf(w, i)] as string, body: value }) };
-const kvGetLoad: Workload = { request: (w, i) => ({ method: 'GET', path: kvPaths[keyOf(w, i)] as string }) };
+const kvPutLoad: Workload = { request: (w, i) => ({ method: 'PUT', path: kvPaths[keyOf(w, i)] as string, body: value, headers: AUTH }) };
+const kvGetLoad: Workload = { request: (w, i) => ({ method: 'GET', path: kvPaths[keyOf(w, i)] as string, headers: AUTH }) };
 const etcdPutLoad: Workload = { request: (w, i) => ({ method: 'POST', path: '/v3/kv/put', body: etcdPut[keyOf(w, i)] as Buffer, headers: JSON_HEADERS }) };
 const etcdGetLoad: Workload = { request: (w, i) => ({ method: 'POST', path: '/v3/kv/range', body: etcdRange[keyOf(w, i)] as Buffer, headers: JSON_HEADERS }) };
 
@@ -140,7 +148,7 @@ async function stopCleanly(p: NodeProc, timeoutMs = 15_000): Promise<boolean> {
 
 async function checkKv(c: TestCluster): Promise<void> {
   for (const addr of c.addrs()) {
-    const res = await fetch(`http://${addr}${kvPaths[0] as string}`);
+    const res = await fetch(`http://${addr}${kvPaths[0] as string}`, { headers: AUTH });
     const body = Buffer.from(await res.arrayBuffer());
     if (res.status !== 200 || !body.equals(value)) throw new Error(`kv GET ${kvPaths[0] as string} on ${addr}: ${res.status}, ${body.length} bytes`);
   }
@@ -154,7 +162,7 @@ async function checkEtcd(e: EtcdCluster): Promise<void> {
   }
 }
 
-const kvArgs = fsync ? ['--fsync', 'true'] : [];
+const kvArgs = ['--tokens-file', tokensFile, ...(fsync ? ['--fsync', 'true'] : [])];
 const out = (line: string): void => { process.stdout.write(`${line}\n`); };
 const cpuLine = (r: Measured): string => `  cpu ${r.name.replace(/ \(median.*/, '').padEnd(9)} servers ${r.serverCores?.toFixed(2) ?? '?'} cores (${r.serverCpuMsPerOp?.toFixed(3) ?? '?'} ms/op), load generator ${r.clientCores.toFixed(2)} cores`;
 
@@ -165,6 +173,7 @@ const cpuLine = (r: Measured): string => `  cpu ${r.name.replace(/ \(median.*/, 
  */
 async function startProfiledCluster(dir: string): Promise<TestCluster> {
   const c = new TestCluster(kvArgs);
+  c.token = TOKEN;
   const procs: NodeProc[] = [];
   process.once('exit', () => { for (const p of procs) p.child.kill('SIGKILL'); });
   for (let i = 1; i <= 3; i++) {
@@ -197,7 +206,7 @@ async function profileRun(dir: string): Promise<void> {
   const c = await startProfiledCluster(dir);
   let window: { sinceUs: number; untilUs: number };
   try {
-    await preload(c.addr('n1'), KEYS, value);
+    await preload(c.addr('n1'), KEYS, value, (k) => ({ method: 'PUT', path: kvPaths[k] as string, body: value, headers: AUTH }));
     await checkKv(c);
     const since = process.hrtime.bigint();
     const r = await measure(`kv ${profileOp.toUpperCase()} (profiled)`, c.addrs(), [...c.nodes.values()].map((p) => p.child.pid),
@@ -221,14 +230,14 @@ async function profileRun(dir: string): Promise<void> {
 
 async function compare(): Promise<void> {
   const etcdVersion = ensureEtcd();
-  const kv = await TestCluster.start(3, { args: kvArgs });
+  const kv = await TestCluster.start(3, { args: kvArgs, token: TOKEN });
   let etcd: EtcdCluster | undefined;
   try {
     etcd = await startEtcdCluster();
     const kvTargets = kv.addrs();
     const kvPids = [...kv.nodes.values()].map((p) => p.child.pid);
     const etcdPids = etcd.members.map((m) => m.child.pid);
-    await preload(kvTargets[0] as string, KEYS, value);
+    await preload(kvTargets[0] as string, KEYS, value, (k) => ({ method: 'PUT', path: kvPaths[k] as string, body: value, headers: AUTH }));
     await preload(etcd.clientAddrs[0] as string, KEYS, value, (k) => ({ method: 'POST', path: '/v3/kv/put', body: etcdPut[k] as Buffer, headers: JSON_HEADERS }));
     await checkKv(kv);
     await checkEtcd(etcd);
@@ -243,7 +252,7 @@ async function compare(): Promise<void> {
     const med = Object.fromEntries(Object.entries(results).map(([name, rs]) => [name, medianOf(name, rs)])) as Record<string, Measured>;
 
     out(`3-node clusters on loopback, ${concurrency} connections spread over the 3 nodes of each, ${seconds} s per run, ${rounds} round(s), ${valueBytes}-byte values, ${KEYS} keys`);
-    out(`kv: N=3 W=2 R=2, fsync ${fsync} | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range`);
+    out(`kv: N=3 W=2 R=2, bearer-token auth, fsync ${fsync} | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range`);
     for (const name of Object.keys(results)) out(formatResult(med[name] as Measured));
     for (const name of Object.keys(results)) out(cpuLine(med[name] as Measured));
     const ratio = (op: 'PUT' | 'GET'): number => (med[`kv ${op}`] as Measured).throughput / (med[`etcd ${op}`] as Measured).throughput;

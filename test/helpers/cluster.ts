@@ -22,10 +22,14 @@ export class TestCluster {
   readonly root = tempDir('kv-cluster-');
   private readonly clients: KvClient[] = [];
 
+  /** A bearer token for view() and client(), for nodes started with a tokens file. */
+  token: string | undefined;
+
   constructor(private readonly extraArgs: string[] = [], private readonly env: Record<string, string> = {}) {}
 
-  static async start(n: number, opts: { args?: string[]; env?: Record<string, string> } = {}): Promise<TestCluster> {
+  static async start(n: number, opts: { args?: string[]; env?: Record<string, string>; token?: string } = {}): Promise<TestCluster> {
     const c = new TestCluster(opts.args, opts.env);
+    c.token = opts.token;
     await c.add('n1', { bootstrap: true });
     for (let i = 2; i <= n; i++) await c.add(`n${i}`);
     await c.waitConverged(n);
@@ -71,13 +75,13 @@ export class TestCluster {
   }
 
   client(ids?: string[]): KvClient {
-    const c = new KvClient({ nodes: (ids ?? [...this.nodes.keys()]).map((id) => this.addr(id)) });
+    const c = new KvClient({ nodes: (ids ?? [...this.nodes.keys()]).map((id) => this.addr(id)), ...(this.token ? { token: this.token } : {}) });
     this.clients.push(c);
     return c;
   }
 
   async view(id: string): Promise<ClusterView> {
-    const res = await fetch(`http://${this.addr(id)}/cluster`);
+    const res = await fetch(`http://${this.addr(id)}/cluster`, this.token ? { headers: { authorization: `Bearer ${this.token}` } } : {});
     if (!res.ok) throw new Error(`/cluster on ${id}: ${res.status}`);
     return (await res.json()) as ClusterView;
   }
