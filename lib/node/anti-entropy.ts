@@ -94,6 +94,11 @@ export interface AntiEntropyOptions {
   maxValueBytes: number;
   /** Bounds every record version a peer pushes or answers (kv_versions_refused_total). */
   versions?: VersionGuard;
+  /**
+   * The default write quorum W. Streaming for a topology change exchanges each partition with
+   * at least N - W + 1 of its owners, so every write acknowledged by W of them is among them.
+   */
+  writeQuorum?: number;
   now?: () => number;
 }
 
@@ -768,30 +773,51 @@ export class AntiEntropy {
     let next = 0;
     let done = 0;
     op?.total(work.length);
-    // Owners that kept failing while unreachable are skipped for the rest of this stream: a down owner
-    // cannot give us anything, and with W ≥ 2 every acknowledged write is also on another owner.
+    // Each partition is exchanged with at least N - W + 1 of its peers: a write acknowledged by W
+    // owners is on one of them (W of N owners and N - W + 1 of them always share one). Peers beyond
+    // that may be skipped once they keep failing while unreachable (a down owner cannot give us
+    // anything), and are skipped for the rest of this stream where a partition can do without them;
+    // where it cannot, the stream waits for them to come back.
+    const sources = (peers: number): number => Math.min(peers, Math.max(1, (t.n || peers) - Math.min(this.o.writeQuorum ?? 2, t.n || 1) + 1));
     const skipped = new Set<string>();
     const failures = new Map<string, number>();
     const worker = async (): Promise<void> => {
       while (next < work.length) {
         const { p, peers } = work[next++] as { p: number; peers: string[] };
-        for (const peer of peers) {
-          for (let attempt = 0; !skipped.has(peer); attempt++) {
-            if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
-            try {
-              const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
-              moved += r.pushed + r.pulled;
-              failures.delete(peer);
-              break;
-            } catch {
-              const n = (failures.get(peer) ?? 0) + 1;
-              failures.set(peer, n);
-              if (n >= 3 && (!this.o.isAlive(peer) || !this.o.transport.isConnected(peer))) {
-                skipped.add(peer);
-                this.o.log.warn({ peer, kind }, 'owner unreachable: streaming continues without it');
-                break;
-              }
-              await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+        const need = sources(peers.length);
+        const todo = [...peers];
+        const tries = new Map<string, number>();
+        let ok = 0;
+        let turn = 0;
+        let waitLogged = false;
+        while (todo.length > 0) {
+          if (ok >= need && todo.every((x) => skipped.has(x))) break;
+          if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
+          // Reachable peers first; a skipped one (in turn) only while too few sources answered.
+          const peer = (todo.find((x) => !skipped.has(x)) ?? todo[turn++ % todo.length]) as string;
+          try {
+            const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
+            moved += r.pushed + r.pulled;
+            ok++;
+            todo.splice(todo.indexOf(peer), 1);
+            failures.delete(peer);
+            skipped.delete(peer);
+          } catch {
+            const n = (failures.get(peer) ?? 0) + 1;
+            failures.set(peer, n);
+            if (n >= 3 && (!this.o.isAlive(peer) || !this.o.transport.isConnected(peer)) && !skipped.has(peer)) {
+              skipped.add(peer);
+              this.o.log.warn({ peer, kind }, 'owner unreachable: streaming goes on without it where enough other owners answer');
+            }
+            if (ok < need && todo.every((x) => skipped.has(x)) && !waitLogged) {
+              waitLogged = true;
+              this.o.log.warn({ partition: p, need, answered: ok, kind }, 'streaming waits: too few owners of this partition answered');
+            }
+            // Straight on to a reachable peer if there is one; otherwise back off.
+            if (!skipped.has(peer) || todo.every((x) => skipped.has(x))) {
+              const k = tries.get(peer) ?? 0;
+              tries.set(peer, k + 1);
+              await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(k, 5))));
             }
           }
         }

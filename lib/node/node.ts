@@ -295,7 +295,7 @@ export class KvNode {
     const antiEntropy = new AntiEntropy({
       selfId: cfg.id, store, index, transport, metrics: this.metrics, log: log.child({ c: 'ae' }),
       topology, isAlive, fence, intervalMs: cfg.antiEntropyIntervalMs, tombstoneGraceMs: cfg.tombstoneGraceMs,
-      maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, versions,
+      maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, versions, writeQuorum: cfg.w,
     });
     await antiEntropy.open();
     this.closers.push(() => antiEntropy.stop());

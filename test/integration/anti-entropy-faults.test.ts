@@ -7,7 +7,9 @@
  *   initiator stalled past the responder's idle timeout) must not count as "replica
  *   confirmed", or tombstone GC purges a tombstone that replica never received;
  * - a former owner's copy of a partition (kept after a join moved it away) must not bring
- *   back a delete that was purged meanwhile once the partition moves back to it.
+ *   back a delete that was purged meanwhile once the partition moves back to it;
+ * - a joiner that cannot reach enough owners of a partition (N - W + 1) waits for one to come
+ *   back instead of finishing its stream without a write acknowledged by the others.
  *
  * Wall time < 1 s.
  */
@@ -31,12 +33,16 @@ const GRACE_MS = 1000;
 
 /** Delegates to a real transport and lets a test act just before each request goes out. */
 class TapTransport implements Transport {
-  constructor(private readonly inner: Transport, private readonly before: (type: string, payload: unknown) => void) {}
+  constructor(private readonly inner: Transport, private readonly before: (type: string, payload: unknown, to: string) => void) {}
   get selfId(): string { return this.inner.selfId; }
   handle(type: string, handler: Handler): void { this.inner.handle(type, handler); }
   send(to: string, type: string, payload: unknown): boolean { return this.inner.send(to, type, payload); }
   request<T = unknown>(to: string, type: string, payload: unknown, opts?: RequestOptions): Promise<T> {
-    this.before(type, payload);
+    try {
+      this.before(type, payload, to);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.inner.request<T>(to, type, payload, opts);
   }
   isConnected(peer: string): boolean { return this.inner.isConnected(peer); }
@@ -57,7 +63,7 @@ interface Group { nodes: Map<string, Replica>; topology: Topology; close: () => 
  * `tap` watches a's outgoing requests; `clockOffsetMs` shifts b's injected clock.
  */
 async function group(ids: string[], n: number,
-  opts: { tap?: (type: string, payload: unknown) => void; clockOffsetMs?: () => number; members?: string[]; isAlive?: (id: string) => boolean } = {}): Promise<Group> {
+  opts: { tap?: (type: string, payload: unknown, to: string) => void; clockOffsetMs?: () => number; members?: string[]; isAlive?: (id: string) => boolean } = {}): Promise<Group> {
   const topology = new Topology();
   topology.apply({ op: 'create', clusterId: 'test', partitions: Q, n, vnodes: 160, id: ids[0] as string, addr: '127.0.0.1:1' });
   for (const id of (opts.members ?? ids).slice(1)) {
@@ -79,7 +85,7 @@ async function group(ids: string[], n: number,
 }
 
 async function replica(net: MemoryNetwork, id: string, topology: Topology, transports: Transport[], log: ReturnType<typeof createLogger>,
-  opts: { tap?: (type: string, payload: unknown) => void; clockOffsetMs?: () => number; isAlive?: (id: string) => boolean }): Promise<Replica> {
+  opts: { tap?: (type: string, payload: unknown, to: string) => void; clockOffsetMs?: () => number; isAlive?: (id: string) => boolean }): Promise<Replica> {
   const backend = new MemoryBackend();
   const index = new MerkleIndex(backend, h64, DEFAULT_MERKLE_SHAPE);
   const store = new RecordStore({ backend, partitions: Q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: false, index });
@@ -265,6 +271,40 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
       const states = await Promise.all(['a', 'b'].map(async (id) => `${id}: ${await state(node(id), key)}`));
       expect(states.filter((x) => x.includes('value')), states.join(', ')).to.deep.equal([]);
       await pollUntil(async () => (await node('c').store.partitionKeyCount(p)) === 0, { what: 'the removed node dropped what it held', timeoutMs: 10_000 });
+    } finally {
+      await g.close();
+    }
+  });
+  it('streams a join from N - W + 1 owners of each partition: with two of three unreachable it waits, and then holds a write the reachable one lacks', async () => {
+    // b, c and e own everything (N=3); a joins. A key acknowledged by c and e (W=2) is missing on b.
+    const down = new Set(['c', 'e']);
+    const attempts = new Map<string, number>();
+    const g = await group(['b', 'c', 'e', 'a'], 3, {
+      members: ['b', 'c', 'e'], isAlive: (id) => !down.has(id),
+      tap: (type, _payload, to) => {
+        attempts.set(to, (attempts.get(to) ?? 0) + 1);
+        if (down.has(to)) throw new Error(`${to} is unreachable (${type})`);
+      },
+    });
+    const t = g.topology;
+    const node = (id: string): Replica => g.nodes.get(id) as Replica;
+    try {
+      t.apply({ op: 'add', id: 'a', addr: '127.0.0.1:4' });
+      let key = '';
+      for (let i = 0; key === ''; i++) if (replicasOf(t.table('future'), partitionOf(`held-${i}`, Q)).includes('a')) key = `held-${i}`;
+      const acked = { version: makeVersion({ wall: Date.now(), logical: 0 }, 'c'), value: Buffer.from('acked') };
+      await node('c').store.apply(key, acked);
+      await node('e').store.apply(key, acked);
+
+      let finished = false;
+      const streaming = node('a').ae.stream('join', () => false).finally(() => { finished = true; });
+      // e keeps being asked (c is skipped: b and e make up the two sources once e is back).
+      await pollUntil(() => (attempts.get('e') ?? 0) >= 5, { what: 'the joiner retrying an unreachable owner', timeoutMs: 20_000 });
+      expect(finished, 'the stream must not finish with one source for a partition').to.equal(false);
+      expect(await state(node('a'), key), 'nothing of the key yet').to.equal('none');
+      down.delete('e');
+      await streaming;
+      expect(await state(node('a'), key), 'the joiner holds the write b lacked').to.equal('value acked');
     } finally {
       await g.close();
     }
