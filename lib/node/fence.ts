@@ -78,10 +78,12 @@ export class PartitionFence implements Fence {
     const current = t.table('current');
     const future = t.table('future');
     let changed = false;
-    const mark = (p: number): void => {
+    // `lost`: some node stopped owning p (it may hand off copies for a while, so GC of p waits);
+    // a change that only adds owners moves the epoch fence but leaves nothing to hand off.
+    const mark = (p: number, lost = true): void => {
       if (t.epoch > (this.changedAt[p] ?? 0)) this.changedAt[p] = t.epoch;
       // Replaying epochs the saved state already covers must not make old changes look recent.
-      if (t.epoch > this.restoredEpoch) this.changedAtMs[p] = this.now();
+      if (lost && t.epoch > this.restoredEpoch) this.changedAtMs[p] = this.now();
       changed = true;
     };
     if (this.changedAt.length !== t.partitions) {
@@ -91,7 +93,9 @@ export class PartitionFence implements Fence {
       changed = true;
     } else if (this.prev) {
       for (let p = 0; p < t.partitions; p++) {
-        if (!sameOwners(this.prev.current[p], current.preference[p], t.n) || !sameOwners(this.prev.future[p], future.preference[p], t.n)) mark(p);
+        if (!sameOwners(this.prev.current[p], current.preference[p], t.n) || !sameOwners(this.prev.future[p], future.preference[p], t.n)) {
+          mark(p, ownerLost([this.prev.current[p], this.prev.future[p]], [current.preference[p], future.preference[p]], t.n));
+        }
       }
     } else if (t.epoch > this.restoredEpoch && this.restoredEpoch > 0) {
       // Changes happened while this node was down: which partitions they moved is unknown.
@@ -127,10 +131,16 @@ export class PartitionFence implements Fence {
     }
   }
 
-  /** Local wall time at which `p`'s owners last changed (0: not since this cluster began). */
+  /** Local wall time at which a node last stopped owning `p` (0: not since this cluster began). */
   lastChangeMs(p: number): number {
     return this.changedAtMs[p] ?? 0;
   }
+}
+
+/** Whether an owner of `before` (current or future, first n of each) is an owner of neither list of `after`. */
+function ownerLost(before: Array<readonly string[] | undefined>, after: Array<readonly string[] | undefined>, n: number): boolean {
+  const now = new Set(after.flatMap((l) => (l ?? []).slice(0, n)));
+  return before.some((l) => (l ?? []).slice(0, n).some((id) => !now.has(id)));
 }
 
 function sameOwners(a: readonly string[] | undefined, b: readonly string[] | undefined, n: number): boolean {

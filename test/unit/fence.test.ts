@@ -63,4 +63,20 @@ describe('partition fence', () => {
     for (let i = 1; i <= cmds.length; i++) f.update(topo(cmds.slice(0, i)));
     for (let p = 0; p < Q; p++) expect(f.lastChangeMs(p), `partition ${p}`).to.equal(7);
   });
+  it('holds GC back (lastChangeMs) only where a node stopped owning a partition, not where owners were only added', () => {
+    let clock = 1000;
+    const f = new PartitionFence({ now: () => clock });
+    // N=2 over a and b: every partition on both. c joins (adds a future owner), then is normal (a or b loses partitions).
+    const t1 = topo(base);
+    f.update(t1);
+    clock = 2000;
+    const joining = [...base, { op: 'add', id: 'c', addr: 'c:1' } as TopologyCommand];
+    f.update(topo(joining));
+    const moved = staleAt(f, t1.epoch);
+    expect(moved.length, 'the join moves the epoch fence').to.be.greaterThan(0);
+    for (const p of moved) expect(f.lastChangeMs(p), `partition ${p}: only an owner added`).to.equal(0);
+    clock = 3000;
+    f.update(topo([...joining, { op: 'normal', id: 'c' }]));
+    for (const p of moved) expect(f.lastChangeMs(p), `partition ${p}: a former owner hands off`).to.equal(3000);
+  });
 });
