@@ -11,6 +11,12 @@
  *   - tombstone GC purges it from every replica (grace counted from the expiry), and it
  *     stays gone through further anti-entropy walks.
  * Also: X-Kv-Expires on reads, ?ttl= validation.
+ *
+ * Wall time ≈ 70 s, nearly all of it waiting for GC, and not for the 15 s grace: GC of a
+ * partition also waits 60 s plus half the grace after its owners last changed
+ * (HANDOFF_GC_MARGIN_MS in lib/node/anti-entropy.ts), which every partition's did as the
+ * cluster formed. The grace stays 15 s so the hint (kept for the grace less the request
+ * timeout and clock skew, 12 s) still lives when the replica comes back.
  */
 import { expect } from 'chai';
 import { partitionOf } from '../../lib/core/partitioner.ts';
@@ -46,6 +52,16 @@ describe('expiring keys (TTL) on real processes', function () {
     if (res.status === 404) return null;
     if (!res.ok) throw new Error(`/cluster/records on ${id}: ${res.status}`);
     return (await res.json()) as LocalRecord;
+  }
+
+  /** Anti-entropy walks `id` has completed (its own entry in /cluster/stats). */
+  async function walksCompleted(id: string): Promise<number> {
+    const res = await fetch(`http://${c.addr(id)}/cluster/stats`);
+    if (!res.ok) throw new Error(`/cluster/stats on ${id}: ${res.status}`);
+    const stats = (await res.json()) as { nodes: { id: string; stats?: { antiEntropy: { walksCompleted: number } } }[] };
+    const own = stats.nodes.find((n) => n.id === id)?.stats?.antiEntropy;
+    if (own === undefined) throw new Error(`/cluster/stats on ${id} has no anti-entropy figures of its own`);
+    return own.walksCompleted;
   }
 
   it('answers X-Kv-Expires on reads of a TTL value and refuses a bad ttl', async () => {
@@ -107,13 +123,14 @@ describe('expiring keys (TTL) on real processes', function () {
       const recs = await Promise.all(c.running().map((id) => local(id, key)));
       return recs.every((r) => r === null);
     }, { what: 'the expired record purged from every node', timeoutMs: 150_000, intervalMs: 500 });
-    // Several more anti-entropy walks (1 s each) with reads going on: it stays gone everywhere.
-    const quietUntil = Date.now() + 5000;
+    // Two more complete anti-entropy walks on every node with reads going on: it stays gone everywhere.
+    const walksAtGc = new Map(await Promise.all(c.running().map(async (id) => [id, await walksCompleted(id)] as const)));
     await pollUntil(async () => {
       await watch('after GC');
       for (const id of c.running()) if ((await local(id, key)) !== null) violations.push(`after GC: ${id} holds a record again`);
-      return Date.now() > quietUntil;
-    }, { what: 'a quiet spell after GC', timeoutMs: 30_000, intervalMs: 250 });
+      const now = await Promise.all(c.running().map(async (id) => (await walksCompleted(id)) - (walksAtGc.get(id) ?? 0)));
+      return now.every((n) => n >= 2);
+    }, { what: 'two more anti-entropy walks on every node after GC', timeoutMs: 30_000, intervalMs: 250 });
     expect(violations).to.deep.equal([]);
   });
 });
