@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import { KvClient } from '../../lib/client/client.ts';
 import { TestCluster } from '../helpers/cluster.ts';
 import { pollUntil } from '../helpers/poll.ts';
+import { pool } from '../helpers/pool.ts';
 
 const KEYS = 50_000;
 const DELETED = 500;
@@ -46,20 +47,17 @@ describe('listing keys on real processes', function () {
 
   it('lists every acknowledged key of a 50,000-key cluster exactly once across pages while a node joins', async () => {
     const value = Buffer.alloc(100, 7);
-    let next = 0;
-    const write = async (): Promise<void> => {
-      while (next < KEYS) {
-        const i = next++;
-        await client.put(`key/${i}`, value);
-      }
-    };
     const started = Date.now();
-    await Promise.all(Array.from({ length: 48 }, write));
-    for (let i = 0; i < DELETED; i++) {
+    const writeErrors = await pool(KEYS, 48, async (i) => { await client.put(`key/${i}`, value); });
+    expect(writeErrors, String(writeErrors[0])).to.have.length(0);
+    // Each deleted key is written, then deleted once the write was acknowledged; keys in parallel.
+    const deleteErrors = await pool(DELETED, 16, async (i) => {
       await client.put(`key/gone-${i}`, value);
       await client.del(`key/gone-${i}`);
-    }
-    for (let i = 0; i < 50; i++) await client.put(`key/brief-${i}`, value, { ttl: 1 });
+    });
+    expect(deleteErrors, String(deleteErrors[0])).to.have.length(0);
+    const ttlErrors = await pool(50, 16, async (i) => { await client.put(`key/brief-${i}`, value, { ttl: 1 }); });
+    expect(ttlErrors, String(ttlErrors[0])).to.have.length(0);
     process.stdout.write(`      wrote ${KEYS} keys (+${DELETED} deleted, 50 expiring) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     const expiresBy = Date.now() + 1100;
     await pollUntil(() => Date.now() > expiresBy, { what: 'the 1 s TTLs to pass', timeoutMs: 5000 });
