@@ -64,7 +64,7 @@ async function rootsEqual(c: TestCluster, ids: string[]): Promise<Map<string, Pa
 }
 
 describe('anti-entropy repair and tombstone GC (real processes, read repair and hints off)', function () {
-  this.timeout(180_000);
+  this.timeout(300_000);
   let c: TestCluster;
   let client: KvClient;
 
