@@ -23,13 +23,19 @@ async function leaderOf(c: TestCluster): Promise<string> {
 describe('membership and epochs (real processes)', function () {
   this.timeout(240_000);
   let c: TestCluster;
+  // The last test's own cluster (a short --dead-voter-ms) starts alongside the shared one and
+  // waits idle for its test; its start is awaited (and any failure reported) there.
+  let deadVoterCluster: Promise<TestCluster>;
 
   before(async () => {
+    deadVoterCluster = TestCluster.start(4, { args: [...FAST, '--dead-voter-ms', '2000'] });
+    deadVoterCluster.catch(() => undefined);
     c = await TestCluster.start(3, { args: FAST });
   });
 
   after(async () => {
     await c?.stop();
+    await (await deadVoterCluster?.catch(() => undefined))?.stop(); // also if its test failed or never ran
   });
 
   it('bootstraps one node and joins two more: three voters, one epoch, one ring', async () => {
@@ -119,26 +125,22 @@ describe('membership and epochs (real processes)', function () {
   });
 
   it('gives a long-dead voter\'s seat to a live learner', async () => {
-    const d = await TestCluster.start(4, { args: [...FAST, '--dead-voter-ms', '2000'] });
-    try {
-      const leader = await leaderOf(d);
-      const v = await pollUntil(async () => {
-        const x = await d.view(leader);
-        return x.raft.voters.length === 3 && x.raft.learners.length === 1 ? x : undefined;
-      }, { what: 'three voters and one learner' });
-      const victim = v.raft.voters.find((id) => id !== leader) as string;
-      const learner = v.raft.learners[0] as string;
-      await d.kill(victim);
-      const after = await pollUntil(async () => {
-        const x = await d.view(leader);
-        return x.raft.voters.length === 3 && !x.raft.voters.includes(victim) ? x : undefined;
-      }, { what: `${victim}'s seat refilled`, timeoutMs: 60_000 });
-      expect(after.raft.voters).to.include(learner);
-      const client = d.client(d.running());
-      await client.put('after-refill', 'ok');
-      expect((await client.get('after-refill'))?.value.toString()).to.equal('ok');
-    } finally {
-      await d.stop();
-    }
+    const d = await deadVoterCluster;
+    const leader = await leaderOf(d);
+    const v = await pollUntil(async () => {
+      const x = await d.view(leader);
+      return x.raft.voters.length === 3 && x.raft.learners.length === 1 ? x : undefined;
+    }, { what: 'three voters and one learner' });
+    const victim = v.raft.voters.find((id) => id !== leader) as string;
+    const learner = v.raft.learners[0] as string;
+    await d.kill(victim);
+    const after = await pollUntil(async () => {
+      const x = await d.view(leader);
+      return x.raft.voters.length === 3 && !x.raft.voters.includes(victim) ? x : undefined;
+    }, { what: `${victim}'s seat refilled`, timeoutMs: 60_000 });
+    expect(after.raft.voters).to.include(learner);
+    const client = d.client(d.running());
+    await client.put('after-refill', 'ok');
+    expect((await client.get('after-refill'))?.value.toString()).to.equal('ok');
   });
 });
