@@ -85,12 +85,12 @@ describe('session tokens across coordinators (real processes)', function () {
     try {
       expect((await cli('put', key, 'old', '--w', 'all', '--node', c.addr('n1'))).code).to.equal(0);
       // The other replicas miss the next write: they are down while it is made (hints and read repair are off).
-      for (const id of others) await c.kill(id);
+      await Promise.all(others.map((id) => c.kill(id)));
       const put = await cli('put', key, 'new', '--w', '1', '--node', c.addr('n1'));
       expect(put.code, put.stderr).to.equal(0);
       c.signal('n1', 'SIGSTOP');
       try {
-        for (const id of others) await c.restart(id);
+        await Promise.all(others.map((id) => c.restart(id)));
         // n1, the one replica holding 'new', is stalled. Without the session a read at r=1 gets 'old' …
         const plain = await cli('get', key, '--r', '1', '--node', c.addr('n2'), '--no-session');
         expect(plain.stdout, plain.stderr).to.equal('old');
