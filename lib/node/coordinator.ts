@@ -360,7 +360,8 @@ export class Coordinator implements KvService {
         attempt = 0;
         continue;
       }
-      if (decision === 'behind') {
+      // Behind the session at the deadline, also while a paused replica still has the request: not a quorum timeout.
+      if (decision === 'behind' || (read.timedOut && want !== undefined && tracker.replies.size >= need)) {
         throw new KvError('KV_SESSION_UNAVAILABLE', `no reachable replica holds the session's version ${want} of the key within ${this.d.requestTimeoutMs} ms`);
       }
       if (read.timedOut) throw new KvError('KV_TIMEOUT', `only ${tracker.replies.size} of ${need} replicas answered within ${this.d.requestTimeoutMs} ms`);

@@ -134,6 +134,22 @@ describe('coordinator (in-process, memory transport)', function () {
     }
   });
 
+  it('answers a session read that only a paused replica could serve with 504 KV_SESSION_UNAVAILABLE, not a quorum timeout', async () => {
+    h = await Harness.start(['a', 'b', 'c'], { hints: false, requestTimeoutMs: 600 });
+    const key = h.keyWhere('paused-', () => true);
+    // Only a gets the write (w=1), then a stalls (SIGSTOP-like): still alive to gossip, its requests wait.
+    for (const id of ['b', 'c']) h.alive.delete(id);
+    const w = await h.node('a').coordinator.put(key, Buffer.from('v'), { w: 1 });
+    for (const id of ['b', 'c']) h.alive.add(id);
+    h.node('a').pause();
+    try {
+      const err = await failure(h.node('b').coordinator.get(key, { r: 1, session: parseSession(w.session as string) }));
+      expect(err.code, err.message).to.equal('KV_SESSION_UNAVAILABLE');
+    } finally {
+      h.node('a').resume();
+    }
+  });
+
   it('repairs the consulted replicas that are behind before a quorum read answers', async () => {
     h = await Harness.start(['a', 'b', 'c'], { hints: false });
     const key = 'br';
