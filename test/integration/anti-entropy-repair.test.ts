@@ -2,7 +2,8 @@
  * Merkle anti-entropy with real processes, read repair and hinted handoff OFF, so the
  * exchange is the only way data can reach a replica that missed it (DESIGN.md §9,
  * guarantees 4 and 5):
- * - a replica that was down during 10,000 writes holds every one of them after its
+ * - a replica that was down during 10,000 writes (`npm run test:full`; 4,000 in `npm test`)
+ *   holds every one of them after its
  *   restart, and every partition's Merkle root is equal on all replicas;
  * - a key deleted while a replica was down stays deleted: its tombstone is kept while
  *   the replica is away, reaches it after restart, and is then purged everywhere;
@@ -14,6 +15,7 @@ import { expect } from 'chai';
 import { partitionOf } from '../../lib/core/partitioner.ts';
 import { KvClientError, type KvClient } from '../../lib/client/client.ts';
 import { pool } from '../helpers/pool.ts';
+import { count, testSize } from '../helpers/scale.ts';
 import { TestCluster } from '../helpers/cluster.ts';
 import { FatalPollError, pollUntil } from '../helpers/poll.ts';
 
@@ -23,7 +25,7 @@ const ARGS = [
   '--partitions', String(Q), '--anti-entropy-interval-ms', '2000', '--tombstone-grace-ms', '1000',
   '--read-repair', 'false', '--hinted-handoff', 'false',
 ];
-const WRITES = 10_000;
+const WRITES = testSize(10_000, 4_000);
 
 interface PartitionInfo { partition: number; replicas: string[]; keys: number; merkleRoot: string }
 interface PartitionsView { id: string; epoch: number; partitions: PartitionInfo[] }
@@ -77,7 +79,7 @@ describe('anti-entropy repair and tombstone GC (real processes, read repair and 
     await c?.stop();
   });
 
-  it('a replica down during 10,000 writes holds all of them after restart, with equal roots everywhere', async () => {
+  it(`a replica down during ${count(WRITES)} writes holds all of them after restart, with equal roots everywhere`, async () => {
     await c.kill('n3');
     const versions: string[] = new Array<string>(WRITES);
     const errors = await pool(WRITES, 48, async (i) => {
@@ -91,7 +93,7 @@ describe('anti-entropy repair and tombstone GC (real processes, read repair and 
       const v = await rootsEqual(c, ['n1', 'n2', 'n3']);
       const n3Keys = v?.get('n3')?.partitions.reduce((a, p) => a + p.keys, 0);
       return n3Keys === WRITES ? v : undefined;
-    }, { timeoutMs: 90_000, intervalMs: 500, what: 'equal Merkle roots on n1..n3 and 10,000 keys on n3' });
+    }, { timeoutMs: 90_000, intervalMs: 500, what: `equal Merkle roots on n1..n3 and ${count(WRITES)} keys on n3` });
     const n3 = views.get('n3') as PartitionsView;
     expect(n3.partitions.filter((p) => p.keys > 0)).to.have.length(Q);
     expect(n3.partitions.every((p) => p.merkleRoot !== '0000000000000000')).to.equal(true);

@@ -1,5 +1,6 @@
 /**
- * Listing on real processes: a 3-node cluster holds 50,000 acknowledged keys (plus deleted
+ * Listing on real processes: a 3-node cluster holds 50,000 acknowledged keys under
+ * `npm run test:full`, 12,000 in `npm test` (plus deleted
  * and expired ones that must not be listed); a 4th node starts joining, and the listing runs
  * page by page while it streams and becomes a normal member, so some pages are served at
  * the old epoch and the rest at the new one, through different coordinators. Every
@@ -10,8 +11,9 @@ import { KvClient } from '../../lib/client/client.ts';
 import { TestCluster } from '../helpers/cluster.ts';
 import { pollUntil } from '../helpers/poll.ts';
 import { pool } from '../helpers/pool.ts';
+import { count, testSize } from '../helpers/scale.ts';
 
-const KEYS = 50_000;
+const KEYS = testSize(50_000, 12_000);
 const DELETED = 500;
 const ARGS = ['--swim-probe-interval-ms', '200', '--swim-probe-timeout-ms', '100', '--partitions', '256'];
 
@@ -45,7 +47,7 @@ describe('listing keys on real processes', function () {
     expect(all.sort()).to.deep.equal([0, 1, 2, 3, 4].map((i) => `small/${i}`));
   });
 
-  it('lists every acknowledged key of a 50,000-key cluster exactly once across pages while a node joins', async () => {
+  it(`lists every acknowledged key of a ${count(KEYS)}-key cluster exactly once across pages while a node joins`, async () => {
     const value = Buffer.alloc(100, 7);
     const started = Date.now();
     const writeErrors = await pool(KEYS, 48, async (i) => { await client.put(`key/${i}`, value); });
