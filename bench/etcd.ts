@@ -4,7 +4,7 @@
  * and p50/p99 over all coordinators (kv) / members (etcd).
  *
  *   npm run bench:etcd [-- --seconds 10 --concurrency 32 --rounds 3 --value-bytes 100 --keys 10000]
- *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]]
+ *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]] [--kv-args "FLAGS"]
  *
  * kv: three `kv node` processes with the default quorums (N=3, W=2, R=2) and authentication
  * on (a tokens file; every request carries a bearer token of role write); the workers'
@@ -162,7 +162,9 @@ async function checkEtcd(e: EtcdCluster): Promise<void> {
   }
 }
 
-const kvArgs = ['--tokens-file', tokensFile, ...(fsync ? ['--fsync', 'true'] : [])];
+// --kv-args "--read-repair false": extra node flags, for a before/after of one setting.
+const extraKvArgs = typeof flags['kv-args'] === 'string' ? flags['kv-args'].split(/\s+/).filter((x) => x !== '') : [];
+const kvArgs = ['--tokens-file', tokensFile, ...(fsync ? ['--fsync', 'true'] : []), ...extraKvArgs];
 const out = (line: string): void => { process.stdout.write(`${line}\n`); };
 const cpuLine = (r: Measured): string => `  cpu ${r.name.replace(/ \(median.*/, '').padEnd(9)} servers ${r.serverCores?.toFixed(2) ?? '?'} cores (${r.serverCpuMsPerOp?.toFixed(3) ?? '?'} ms/op), load generator ${r.clientCores.toFixed(2)} cores`;
 
@@ -252,7 +254,7 @@ async function compare(): Promise<void> {
     const med = Object.fromEntries(Object.entries(results).map(([name, rs]) => [name, medianOf(name, rs)])) as Record<string, Measured>;
 
     out(`3-node clusters on loopback, ${concurrency} connections spread over the 3 nodes of each, ${seconds} s per run, ${rounds} round(s), ${valueBytes}-byte values, ${KEYS} keys`);
-    out(`kv: N=3 W=2 R=2, bearer-token auth, fsync ${fsync} | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range`);
+    out(`kv: N=3 W=2 R=2, bearer-token auth, fsync ${fsync}${extraKvArgs.length ? `, ${extraKvArgs.join(' ')}` : ''} | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range`);
     for (const name of Object.keys(results)) out(formatResult(med[name] as Measured));
     for (const name of Object.keys(results)) out(cpuLine(med[name] as Measured));
     const ratio = (op: 'PUT' | 'GET'): number => (med[`kv ${op}`] as Measured).throughput / (med[`etcd ${op}`] as Measured).throughput;
