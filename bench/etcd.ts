@@ -4,7 +4,7 @@
  * and p50/p99 over all coordinators (kv) / members (etcd).
  *
  *   npm run bench:etcd [-- --seconds 10 --concurrency 32 --rounds 3 --value-bytes 100 --keys 10000]
- *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]] [--kv-args "FLAGS"]
+ *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]] [--kv-args="FLAGS"]
  *
  * kv: three `kv node` processes with the default quorums (N=3, W=2, R=2) and authentication
  * on (a tokens file; every request carries a bearer token of role write); the workers'
@@ -162,7 +162,7 @@ async function checkEtcd(e: EtcdCluster): Promise<void> {
   }
 }
 
-// --kv-args "--read-repair false": extra node flags, for a before/after of one setting.
+// --kv-args="--read-repair false" (with "=": the value starts with --): extra node flags, for a before/after of one setting.
 const extraKvArgs = typeof flags['kv-args'] === 'string' ? flags['kv-args'].split(/\s+/).filter((x) => x !== '') : [];
 const kvArgs = ['--tokens-file', tokensFile, ...(fsync ? ['--fsync', 'true'] : []), ...extraKvArgs];
 const out = (line: string): void => { process.stdout.write(`${line}\n`); };
