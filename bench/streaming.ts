@@ -101,7 +101,12 @@ async function oneSize(valueBytes: number): Promise<void> {
       report('join', valueBytes, r);
       if (OPS.has('decommission')) {
         const d = await underLoad(c, keys, async () => {
-          await fetch(`http://${c.addr('n1')}/cluster/decommission`, { method: 'POST', body: JSON.stringify({ id: 'n4' }) });
+          // Right after the join's streaming the 'normal' commit may still be on its way: 409 KV_TOPOLOGY_BUSY until then.
+          await pollUntil(async () => {
+            const res = await fetch(`http://${c.addr('n1')}/cluster/decommission`, { method: 'POST', body: JSON.stringify({ id: 'n4' }) });
+            if (res.status !== 200 && res.status !== 409) throw new Error(`decommission: ${res.status} ${await res.text()}`);
+            return res.status === 200;
+          }, { timeoutMs: 60_000, intervalMs: 100, what: 'decommission of n4 admitted' });
           const op = await operation(c, 'n4', 'decommission', 'n4');
           await pollUntil(async () => (await stateOf(c, 'n4')) === undefined, { timeoutMs: 120_000, what: 'n4 removed' });
           return op;
