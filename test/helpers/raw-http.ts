@@ -6,7 +6,15 @@ import http from 'node:http';
 
 export interface RawResponse { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
 
-export function raw(addr: string, method: string, path: string, opts: { body?: Buffer | string; headers?: Record<string, string | number>; chunks?: Buffer[] } = {}): Promise<RawResponse> {
+export interface RawOptions {
+  body?: Buffer | string;
+  headers?: Record<string, string | number>;
+  chunks?: Buffer[];
+  /** Reject on a reset or broken pipe too (by default ignored: a 413 may close while we write). */
+  strict?: boolean;
+}
+
+export function raw(addr: string, method: string, path: string, opts: RawOptions = {}): Promise<RawResponse> {
   const [host, port] = addr.split(':') as [string, string];
   return new Promise((resolve, reject) => {
     const req = http.request({ host, port: Number(port), method, path, headers: opts.headers ?? {}, agent: false }, (res) => {
@@ -16,7 +24,7 @@ export function raw(addr: string, method: string, path: string, opts: { body?: B
       res.on('error', reject);
     });
     // The server may answer 413 and close while we are still writing: that is the point.
-    req.on('error', (err: NodeJS.ErrnoException) => { if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err); });
+    req.on('error', (err: NodeJS.ErrnoException) => { if (opts.strict || (err.code !== 'EPIPE' && err.code !== 'ECONNRESET')) reject(err); });
     if (opts.chunks) {
       let i = 0;
       const writeNext = (): void => {

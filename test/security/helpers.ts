@@ -1,28 +1,19 @@
 /** Shared pieces of the security tests: raw HTTP, tokens files, a hostile peer transport. */
-import http from 'node:http';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { newToken, tokenLine, type Role } from '../../lib/api/tokens.ts';
 import { WsTransport } from '../../lib/net/ws-transport.ts';
 import { pollUntil } from '../helpers/poll.ts';
+import { raw as rawHttp, type RawResponse } from '../helpers/raw-http.ts';
 
 /** The secret test/helpers/proc.ts gives every node it spawns. */
 export const TEST_SECRET = 'test-secret-0123456789';
 
-export interface RawResponse { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
+export type { RawResponse } from '../helpers/raw-http.ts';
 
+/** A raw request that also rejects on a reset: the security tests look at how a node refuses. */
 export function raw(addr: string, method: string, path: string, opts: { body?: Buffer | string; headers?: Record<string, string | number> } = {}): Promise<RawResponse> {
-  const [host, port] = addr.split(':') as [string, string];
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(port), method, path, headers: opts.headers ?? {}, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(opts.body);
-  });
+  return rawHttp(addr, method, path, { ...opts, strict: true });
 }
 
 export function errCode(r: RawResponse): string {
