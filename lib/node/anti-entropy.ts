@@ -778,7 +778,7 @@ export class AntiEntropy {
     // that may be skipped once they keep failing while unreachable (a down owner cannot give us
     // anything), and are skipped for the rest of this stream where a partition can do without them;
     // where it cannot, the stream waits for them to come back.
-    const sources = (peers: number): number => Math.min(peers, Math.max(1, (t.n || peers) - Math.min(this.o.writeQuorum ?? 2, t.n || 1) + 1));
+    const sources = (peers: number): number => Math.min(peers, t.n - Math.min(this.o.writeQuorum ?? 2, t.n) + 1);
     const skipped = new Set<string>();
     const failures = new Map<string, number>();
     const worker = async (): Promise<void> => {
