@@ -70,6 +70,7 @@ class WsConn implements Link {
   graceTimer: NodeJS.Timeout | undefined;
   readonly closedPromise: Promise<void>;
   private markClosed!: () => void;
+  private corked = false;
 
   constructor(readonly ws: WebSocket, readonly dialed: boolean, expectedPeer: string, private readonly graceMs: number) {
     this.peerId = expectedPeer;
@@ -77,8 +78,20 @@ class WsConn implements Link {
     this.closedPromise = new Promise((resolve) => { this.markClosed = resolve; });
   }
 
+  /**
+   * Frames sent in one turn of the event loop leave in one socket write: the first send
+   * corks the socket and a next-tick callback uncorks it (ws's own cork per frame nests
+   * inside). Under load a node answers many requests per turn, and one `writev` per frame
+   * was the largest single cost in the GET profile (bench/profile.md).
+   */
   sendFrame(frame: Buffer): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
+    const socket = (this.ws as unknown as { _socket?: Duplex })._socket;
+    if (socket && !this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => { this.corked = false; socket.uncork(); });
+    }
     this.ws.send(frame, { binary: true });
   }
 

@@ -11,9 +11,8 @@ type Db = Level<string, Buffer>;
  */
 interface RawDb {
   _batch(ops: readonly { type: 'put' | 'del'; key: string; value?: Buffer }[], options: { sync: boolean }): Promise<void>;
-  /** String key in, Buffer (or undefined) out with these options; `_getMany` likewise per key. */
-  _get(key: string, options: typeof RAW_GET): Promise<Buffer | undefined>;
-  _getMany(keys: readonly string[], options: typeof RAW_GET): Promise<(Buffer | undefined)[]>;
+  /** String key in, Buffer (or undefined) out with these options, on the calling thread. */
+  _getSync(key: string, options: typeof RAW_GET): Buffer | undefined;
 }
 
 /** What abstract-level would pass down for a string key and a Buffer value. */
@@ -24,7 +23,7 @@ const RAW_GET = { keyEncoding: 'utf8', valueEncoding: 'buffer', fillCache: true 
  * (`<name>:`) on the root database rather than abstract-level sublevels: the write path
  * batches several ops per record, and skipping the per-op sublevel translation made
  * abstract-level's batch the largest single cost in the PUT profile (bench/profile.md).
- * Batches and reads go straight to classic-level's `_batch`, `_get` and `_getMany`:
+ * Batches and reads go straight to classic-level's `_batch` and `_getSync`:
  * abstract-level's public methods clone, validate and re-encode every op (its `#arrayBatch`
  * was ~10 % of a node's CPU under PUT load), none of which this backend needs: keys are strings, values Buffers, the database
  * open (checked here), and no hooks or write events are used. Versions are pinned (level
@@ -60,14 +59,21 @@ export class LevelBackend implements Backend {
     if (this.db.status !== 'open') throw new KvError('KV_STORE_NOT_OPEN', `store is ${this.db.status}`);
   }
 
+  /**
+   * Point reads run on the event loop (`_getSync`), not on libuv's pool. A read served by
+   * LevelDB's block cache or the OS page cache takes 2-3 µs of CPU that way; the pool's
+   * hand-off to a worker thread and back cost ~30 µs per read (most of it in futex system
+   * calls), and was 42 % of a node's CPU under GET load (bench/profile.md). A read that misses
+   * the page cache blocks the loop for one disk read, which the pool would only hide, not save.
+   */
   async get(sub: Sublevel, key: string): Promise<Buffer | undefined> {
     this.checkOpen();
-    return (await this.raw._get(`${sub}:${key}`, RAW_GET)) ?? undefined;
+    return this.raw._getSync(`${sub}:${key}`, RAW_GET) ?? undefined;
   }
 
   async getMany(sub: Sublevel, keys: readonly string[]): Promise<(Buffer | undefined)[]> {
     this.checkOpen();
-    return (await this.raw._getMany(keys.map((k) => `${sub}:${k}`), RAW_GET)).map((v) => v ?? undefined);
+    return keys.map((k) => this.raw._getSync(`${sub}:${k}`, RAW_GET) ?? undefined);
   }
 
   async batch(ops: readonly BatchOp[], sync: boolean): Promise<void> {
