@@ -4,7 +4,7 @@
  * and p50/p99 over all coordinators (kv) / members (etcd).
  *
  *   npm run bench:etcd [-- --seconds 10 --concurrency 32 --rounds 3 --value-bytes 100 --keys 10000]
- *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]] [--kv-args="FLAGS"]
+ *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]] [--kv-args="FLAGS"] [--kv-only]
  *
  * kv: three `kv node` processes with the default quorums (N=3, W=2, R=2) and authentication
  * on (a tokens file; every request carries a bearer token of role write); the workers'
@@ -25,6 +25,9 @@
  * Each round runs kv PUT, etcd PUT, kv GET, etcd GET; medians over rounds are printed,
  * then the ratios of kv's throughput to etcd's on the last line.
  *
+ * --kv-only skips etcd and the ratio line: kv's own figures, for comparing two builds or
+ * settings of kv in a few minutes.
+ *
  * --profile DIR skips etcd and the comparison: it starts the kv cluster with every node
  * under `--cpu-prof`, runs one workload (--profile-op, default put) for --seconds, stops
  * the nodes cleanly so V8 writes the profiles into DIR, and prints the top functions by
@@ -43,7 +46,7 @@ import { cleanupOnSignals, startEtcdCluster, type EtcdCluster } from './etcd-clu
 import { cpuSeconds, formatResult, median, preload, runLoad, type LoadOptions, type LoadResult } from './load.ts';
 import { formatSummary, summarise } from './top-profile.ts';
 
-const flags = parseArgs(process.argv.slice(2), new Set(['fsync'])).flags;
+const flags = parseArgs(process.argv.slice(2), new Set(['fsync', 'kv-only'])).flags;
 
 function intFlag(name: string, dflt: number, min = 1): number {
   const raw = flags[name];
@@ -59,6 +62,7 @@ const rounds = intFlag('rounds', 3);
 const valueBytes = intFlag('value-bytes', 100);
 const KEYS = intFlag('keys', 10_000);
 const fsync = flags['fsync'] === true || flags['fsync'] === 'true';
+const kvOnly = flags['kv-only'] === true;
 const profileDir = typeof flags['profile'] === 'string' ? resolve(flags['profile']) : undefined;
 if (flags['profile'] === true) throw new Error('--profile needs a directory');
 const profileOp = String(flags['profile-op'] ?? 'put');
@@ -231,32 +235,32 @@ async function profileRun(dir: string): Promise<void> {
 }
 
 async function compare(): Promise<void> {
-  const etcdVersion = ensureEtcd();
+  const etcdVersion = kvOnly ? undefined : ensureEtcd();
   const kv = await TestCluster.start(3, { args: kvArgs, token: TOKEN });
   let etcd: EtcdCluster | undefined;
   try {
-    etcd = await startEtcdCluster();
+    if (!kvOnly) etcd = await startEtcdCluster();
     const kvTargets = kv.addrs();
     const kvPids = [...kv.nodes.values()].map((p) => p.child.pid);
-    const etcdPids = etcd.members.map((m) => m.child.pid);
     await preload(kvTargets[0] as string, KEYS, value, (k) => ({ method: 'PUT', path: kvPaths[k] as string, body: value, headers: AUTH }));
-    await preload(etcd.clientAddrs[0] as string, KEYS, value, (k) => ({ method: 'POST', path: '/v3/kv/put', body: etcdPut[k] as Buffer, headers: JSON_HEADERS }));
+    if (etcd) await preload(etcd.clientAddrs[0] as string, KEYS, value, (k) => ({ method: 'POST', path: '/v3/kv/put', body: etcdPut[k] as Buffer, headers: JSON_HEADERS }));
     await checkKv(kv);
-    await checkEtcd(etcd);
+    if (etcd) await checkEtcd(etcd);
 
-    const results: Record<string, Measured[]> = { 'kv PUT': [], 'etcd PUT': [], 'kv GET': [], 'etcd GET': [] };
+    const results: Record<string, Measured[]> = etcd ? { 'kv PUT': [], 'etcd PUT': [], 'kv GET': [], 'etcd GET': [] } : { 'kv PUT': [], 'kv GET': [] };
     for (let round = 0; round < rounds; round++) {
       results['kv PUT']!.push(await measure('kv PUT', kvTargets, kvPids, kvPutLoad));
-      results['etcd PUT']!.push(await measure('etcd PUT', etcd.clientAddrs, etcdPids, etcdPutLoad));
+      if (etcd) results['etcd PUT']!.push(await measure('etcd PUT', etcd.clientAddrs, etcd.members.map((m) => m.child.pid), etcdPutLoad));
       results['kv GET']!.push(await measure('kv GET', kvTargets, kvPids, kvGetLoad));
-      results['etcd GET']!.push(await measure('etcd GET', etcd.clientAddrs, etcdPids, etcdGetLoad));
+      if (etcd) results['etcd GET']!.push(await measure('etcd GET', etcd.clientAddrs, etcd.members.map((m) => m.child.pid), etcdGetLoad));
     }
     const med = Object.fromEntries(Object.entries(results).map(([name, rs]) => [name, medianOf(name, rs)])) as Record<string, Measured>;
 
     out(`3-node clusters on loopback, ${concurrency} connections spread over the 3 nodes of each, ${seconds} s per run, ${rounds} round(s), ${valueBytes}-byte values, ${KEYS} keys`);
-    out(`kv: N=3 W=2 R=2, bearer-token auth, fsync ${fsync}${extraKvArgs.length ? `, ${extraKvArgs.join(' ')}` : ''} | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range`);
+    out(`kv: N=3 W=2 R=2, bearer-token auth, fsync ${fsync}${extraKvArgs.length ? `, ${extraKvArgs.join(' ')}` : ''}${etcd ? ` | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range` : ''}`);
     for (const name of Object.keys(results)) out(formatResult(med[name] as Measured));
     for (const name of Object.keys(results)) out(cpuLine(med[name] as Measured));
+    if (!etcd) return;
     const ratio = (op: 'PUT' | 'GET'): number => (med[`kv ${op}`] as Measured).throughput / (med[`etcd ${op}`] as Measured).throughput;
     const goal = (op: 'PUT' | 'GET'): string => {
       const ok = ratio(op) >= 2 && (med[`kv ${op}`] as Measured).p99ms <= (med[`etcd ${op}`] as Measured).p99ms;
