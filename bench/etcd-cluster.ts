@@ -6,10 +6,11 @@
  * of the benchmark itself cannot be caught: its etcd members then outlive it.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../test/helpers/proc.ts';
+import { requestOnce } from './load.ts';
 import { pollUntil } from '../test/helpers/poll.ts';
 
 export interface EtcdMember {
@@ -36,6 +37,12 @@ export interface EtcdClusterOptions {
   dataRoot?: string;
   /** Extra etcd flags for every member. */
   args?: string[];
+  /**
+   * PEM files: clients reach the members over HTTPS (server certificate `cert`/`key`), and
+   * members talk to each other over mutual TLS with certificates of the CA `ca`, as kv's
+   * nodes do with --tls-*. Client certificates are not asked for.
+   */
+  tls?: { cert: string; key: string; ca: string };
   startTimeoutMs?: number;
 }
 
@@ -87,24 +94,28 @@ async function stopMembers(members: EtcdMember[], root: string): Promise<void> {
   dirs.delete(root);
 }
 
-async function tryStart(o: Required<Omit<EtcdClusterOptions, 'dataRoot' | 'args'>> & EtcdClusterOptions): Promise<EtcdCluster> {
+async function tryStart(o: Required<Omit<EtcdClusterOptions, 'dataRoot' | 'args' | 'tls'>> & EtcdClusterOptions): Promise<EtcdCluster> {
   const root = mkdtempSync(join(o.dataRoot ?? tmpdir(), 'kv-bench-etcd-'));
   dirs.add(root);
   const spec: { name: string; client: number; peer: number }[] = [];
   for (let i = 1; i <= o.size; i++) spec.push({ name: `e${i}`, client: await freePort(), peer: await freePort() });
-  const initialCluster = spec.map((s) => `${s.name}=http://127.0.0.1:${s.peer}`).join(',');
+  const scheme = o.tls ? 'https' : 'http';
+  const tlsArgs = o.tls ? ['--cert-file', o.tls.cert, '--key-file', o.tls.key,
+    '--peer-cert-file', o.tls.cert, '--peer-key-file', o.tls.key, '--peer-trusted-ca-file', o.tls.ca, '--peer-client-cert-auth'] : [];
+  const loadTls = o.tls ? { ca: readFileSync(o.tls.ca) } : undefined;
+  const initialCluster = spec.map((s) => `${s.name}=${scheme}://127.0.0.1:${s.peer}`).join(',');
   const token = `kv-bench-${process.pid}-${Date.now()}`;
   const members: EtcdMember[] = spec.map((s) => {
     const dataDir = join(root, s.name);
-    const client = `http://127.0.0.1:${s.client}`;
-    const peer = `http://127.0.0.1:${s.peer}`;
+    const client = `${scheme}://127.0.0.1:${s.client}`;
+    const peer = `${scheme}://127.0.0.1:${s.peer}`;
     const child = spawn(o.bin, [
       '--name', s.name, '--data-dir', dataDir,
       '--listen-client-urls', client, '--advertise-client-urls', client,
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
       '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', token,
       '--logger', 'zap', '--log-level', 'warn', '--log-outputs', 'stderr',
-      ...(o.args ?? []),
+      ...tlsArgs, ...(o.args ?? []),
     ], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(child);
     let out = '';
@@ -125,9 +136,9 @@ async function tryStart(o: Required<Omit<EtcdClusterOptions, 'dataRoot' | 'args'
         }
       }
       const healthy = await Promise.all(members.map(async (m) => {
-        const res = await fetch(`http://${m.clientAddr}/health`);
-        const body = (await res.json()) as { health?: string };
-        return res.ok && body.health === 'true';
+        const res = await requestOnce(m.clientAddr, { method: 'GET', path: '/health' }, loadTls);
+        const body = JSON.parse(res.body.toString()) as { health?: string };
+        return res.status === 200 && body.health === 'true';
       }));
       return healthy.every(Boolean);
     }, { timeoutMs: o.startTimeoutMs, intervalMs: 100, what: `${o.size} etcd members healthy` });

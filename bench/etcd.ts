@@ -4,7 +4,7 @@
  * and p50/p99 over all coordinators (kv) / members (etcd).
  *
  *   npm run bench:etcd [-- --seconds 10 --concurrency 32 --rounds 3 --value-bytes 100 --keys 10000]
- *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]] [--kv-args="FLAGS"] [--kv-only]
+ *                      [--fsync] [--data-root DIR] [--profile DIR [--profile-op put|get]] [--kv-args="FLAGS"] [--kv-only] [--tls]
  *
  * kv: three `kv node` processes with the default quorums (N=3, W=2, R=2) and authentication
  * on (a tokens file; every request carries a bearer token of role write); the workers'
@@ -25,6 +25,11 @@
  * Each round runs kv PUT, etcd PUT, kv GET, etcd GET; medians over rounds are printed,
  * then the ratios of kv's throughput to etcd's on the last line.
  *
+ * --tls runs both systems with TLS: kv nodes with --tls-cert/--tls-key/--tls-ca (HTTPS for
+ * clients, mutual TLS between nodes), etcd members with HTTPS client URLs and mutual TLS
+ * between peers, one CA and one certificate for 127.0.0.1 (made with openssl, as
+ * `kv start --tls` does). The load generator verifies the servers against that CA.
+ *
  * --kv-only skips etcd and the ratio line: kv's own figures, for comparing two builds or
  * settings of kv in a few minutes.
  *
@@ -34,19 +39,21 @@
  * self time over the load window (bench/top-profile.ts).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from '../lib/cli/args.ts';
 import { newToken, tokenLine } from '../lib/api/tokens.ts';
+import { makeCa, makeNodeCert } from '../lib/cli/local-credentials.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
-import { freePort, kill, KV_BIN, waitHealthy, type NodeProc } from '../test/helpers/proc.ts';
+import { cleanupAll, freePort, kill, KV_BIN, waitHealthy, type NodeProc } from '../test/helpers/proc.ts';
 import { cleanupOnSignals, startEtcdCluster, type EtcdCluster } from './etcd-cluster.ts';
-import { cpuSeconds, formatResult, median, preload, runLoad, type LoadOptions, type LoadResult } from './load.ts';
+import { cpuSeconds, formatResult, median, preload, requestOnce, runLoad, type LoadOptions, type LoadResult, type LoadTls } from './load.ts';
+import { startBenchCluster } from './kv-cluster.ts';
 import { formatSummary, summarise } from './top-profile.ts';
 
-const flags = parseArgs(process.argv.slice(2), new Set(['fsync', 'kv-only'])).flags;
+const flags = parseArgs(process.argv.slice(2), new Set(['fsync', 'kv-only', 'tls'])).flags;
 
 function intFlag(name: string, dflt: number, min = 1): number {
   const raw = flags[name];
@@ -63,6 +70,7 @@ const valueBytes = intFlag('value-bytes', 100);
 const KEYS = intFlag('keys', 10_000);
 const fsync = flags['fsync'] === true || flags['fsync'] === 'true';
 const kvOnly = flags['kv-only'] === true;
+const useTls = flags['tls'] === true;
 const profileDir = typeof flags['profile'] === 'string' ? resolve(flags['profile']) : undefined;
 if (flags['profile'] === true) throw new Error('--profile needs a directory');
 const profileOp = String(flags['profile-op'] ?? 'put');
@@ -81,7 +89,9 @@ const valueB64 = b64(value);
 const kvPaths = Array.from({ length: KEYS }, (_, k) => `/kv/key-${k}`);
 // Authentication on, as a deployment runs it: every kv node reads a tokens file, every kv request carries the token.
 const TOKEN = newToken();
-const tokensFile = join(mkdtempSync(join(tmpdir(), 'kv-bench-tokens-')), 'tokens');
+const tokensDir = mkdtempSync(join(tmpdir(), 'kv-bench-tokens-'));
+process.once('exit', () => rmSync(tokensDir, { recursive: true, force: true }));
+const tokensFile = join(tokensDir, 'tokens');
 writeFileSync(tokensFile, `${tokenLine(TOKEN, 'write', 'bench')}\n`, { mode: 0o600 });
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 const etcdPut = Array.from({ length: KEYS }, (_, k) => Buffer.from(JSON.stringify({ key: b64(`key-${k}`), value: valueB64 })));
@@ -103,11 +113,11 @@ interface Measured extends LoadResult {
   serverCpuMsPerOp: number | undefined;
 }
 
-async function measure(name: string, targets: string[], pids: (number | undefined)[], w: Workload): Promise<Measured> {
+async function measure(name: string, targets: string[], pids: (number | undefined)[], w: Workload, tls?: LoadTls): Promise<Measured> {
   const sum = (xs: (number | undefined)[]): number | undefined => xs.some((x) => x === undefined) ? undefined : xs.reduce<number>((a, x) => a + (x as number), 0);
   const s0 = sum(pids.map(cpuSeconds));
   const c0 = process.cpuUsage();
-  const r = await runLoad({ name, targets, concurrency, durationMs, ...w });
+  const r = await runLoad({ name, targets, concurrency, durationMs, ...w, ...(tls ? { tls } : {}) });
   const c = process.cpuUsage(c0);
   const s1 = sum(pids.map(cpuSeconds));
   const server = s0 === undefined || s1 === undefined ? undefined : s1 - s0;
@@ -150,18 +160,17 @@ async function stopCleanly(p: NodeProc, timeoutMs = 15_000): Promise<boolean> {
   return p.child.signalCode !== 'SIGKILL';
 }
 
-async function checkKv(c: TestCluster): Promise<void> {
-  for (const addr of c.addrs()) {
-    const res = await fetch(`http://${addr}${kvPaths[0] as string}`, { headers: AUTH });
-    const body = Buffer.from(await res.arrayBuffer());
-    if (res.status !== 200 || !body.equals(value)) throw new Error(`kv GET ${kvPaths[0] as string} on ${addr}: ${res.status}, ${body.length} bytes`);
+async function checkKv(addrs: readonly string[], tls?: LoadTls): Promise<void> {
+  for (const addr of addrs) {
+    const res = await requestOnce(addr, { method: 'GET', path: kvPaths[0] as string, headers: AUTH }, tls);
+    if (res.status !== 200 || !res.body.equals(value)) throw new Error(`kv GET ${kvPaths[0] as string} on ${addr}: ${res.status}, ${res.body.length} bytes`);
   }
 }
 
-async function checkEtcd(e: EtcdCluster): Promise<void> {
+async function checkEtcd(e: EtcdCluster, tls?: LoadTls): Promise<void> {
   for (const addr of e.clientAddrs) {
-    const res = await fetch(`http://${addr}/v3/kv/range`, { method: 'POST', body: etcdRange[0] as Buffer, headers: JSON_HEADERS });
-    const body = (await res.json()) as { kvs?: { value?: string }[] };
+    const res = await requestOnce(addr, { method: 'POST', path: '/v3/kv/range', body: etcdRange[0] as Buffer, headers: JSON_HEADERS }, tls);
+    const body = JSON.parse(res.body.toString()) as { kvs?: { value?: string }[] };
     if (res.status !== 200 || body.kvs?.[0]?.value !== valueB64) throw new Error(`etcd range key-0 on ${addr}: ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
   }
 }
@@ -213,7 +222,7 @@ async function profileRun(dir: string): Promise<void> {
   let window: { sinceUs: number; untilUs: number };
   try {
     await preload(c.addr('n1'), KEYS, value, (k) => ({ method: 'PUT', path: kvPaths[k] as string, body: value, headers: AUTH }));
-    await checkKv(c);
+    await checkKv(c.addrs());
     const since = process.hrtime.bigint();
     const r = await measure(`kv ${profileOp.toUpperCase()} (profiled)`, c.addrs(), [...c.nodes.values()].map((p) => p.child.pid),
       profileOp === 'put' ? kvPutLoad : kvGetLoad);
@@ -236,28 +245,32 @@ async function profileRun(dir: string): Promise<void> {
 
 async function compare(): Promise<void> {
   const etcdVersion = kvOnly ? undefined : ensureEtcd();
-  const kv = await TestCluster.start(3, { args: kvArgs, token: TOKEN });
+  const pki = useTls ? benchPki() : undefined;
+  const tls: LoadTls | undefined = pki ? { ca: readFileSync(pki.ca) } : undefined;
+  const kvDir = mkdtempSync(join(tmpdir(), 'kv-bench-nodes-'));
+  const kv = await startBenchCluster({ dir: kvDir, name: 'n', token: TOKEN, ...(tls ? { ca: tls.ca } : {}),
+    args: [...kvArgs, ...(pki ? ['--tls-cert', pki.cert, '--tls-key', pki.key, '--tls-ca', pki.ca] : [])] });
   let etcd: EtcdCluster | undefined;
   try {
-    if (!kvOnly) etcd = await startEtcdCluster();
-    const kvTargets = kv.addrs();
-    const kvPids = [...kv.nodes.values()].map((p) => p.child.pid);
-    await preload(kvTargets[0] as string, KEYS, value, (k) => ({ method: 'PUT', path: kvPaths[k] as string, body: value, headers: AUTH }));
-    if (etcd) await preload(etcd.clientAddrs[0] as string, KEYS, value, (k) => ({ method: 'POST', path: '/v3/kv/put', body: etcdPut[k] as Buffer, headers: JSON_HEADERS }));
-    await checkKv(kv);
-    if (etcd) await checkEtcd(etcd);
+    if (!kvOnly) etcd = await startEtcdCluster(pki ? { tls: pki } : {});
+    const kvTargets = kv.map((p) => p.addr);
+    const kvPids = kv.map((p) => p.child.pid);
+    await preload(kvTargets[0] as string, KEYS, value, (k) => ({ method: 'PUT', path: kvPaths[k] as string, body: value, headers: AUTH }), tls);
+    if (etcd) await preload(etcd.clientAddrs[0] as string, KEYS, value, (k) => ({ method: 'POST', path: '/v3/kv/put', body: etcdPut[k] as Buffer, headers: JSON_HEADERS }), tls);
+    await checkKv(kvTargets, tls);
+    if (etcd) await checkEtcd(etcd, tls);
 
     const results: Record<string, Measured[]> = etcd ? { 'kv PUT': [], 'etcd PUT': [], 'kv GET': [], 'etcd GET': [] } : { 'kv PUT': [], 'kv GET': [] };
     for (let round = 0; round < rounds; round++) {
-      results['kv PUT']!.push(await measure('kv PUT', kvTargets, kvPids, kvPutLoad));
-      if (etcd) results['etcd PUT']!.push(await measure('etcd PUT', etcd.clientAddrs, etcd.members.map((m) => m.child.pid), etcdPutLoad));
-      results['kv GET']!.push(await measure('kv GET', kvTargets, kvPids, kvGetLoad));
-      if (etcd) results['etcd GET']!.push(await measure('etcd GET', etcd.clientAddrs, etcd.members.map((m) => m.child.pid), etcdGetLoad));
+      results['kv PUT']!.push(await measure('kv PUT', kvTargets, kvPids, kvPutLoad, tls));
+      if (etcd) results['etcd PUT']!.push(await measure('etcd PUT', etcd.clientAddrs, etcd.members.map((m) => m.child.pid), etcdPutLoad, tls));
+      results['kv GET']!.push(await measure('kv GET', kvTargets, kvPids, kvGetLoad, tls));
+      if (etcd) results['etcd GET']!.push(await measure('etcd GET', etcd.clientAddrs, etcd.members.map((m) => m.child.pid), etcdGetLoad, tls));
     }
     const med = Object.fromEntries(Object.entries(results).map(([name, rs]) => [name, medianOf(name, rs)])) as Record<string, Measured>;
 
     out(`3-node clusters on loopback, ${concurrency} connections spread over the 3 nodes of each, ${seconds} s per run, ${rounds} round(s), ${valueBytes}-byte values, ${KEYS} keys`);
-    out(`kv: N=3 W=2 R=2, bearer-token auth, fsync ${fsync}${extraKvArgs.length ? `, ${extraKvArgs.join(' ')}` : ''}${etcd ? ` | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range` : ''}`);
+    out(`kv: N=3 W=2 R=2, bearer-token auth, fsync ${fsync}${tls ? ', TLS' : ''}${extraKvArgs.length ? `, ${extraKvArgs.join(' ')}` : ''}${etcd ? ` | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range${tls ? ', TLS' : ''}` : ''}`);
     for (const name of Object.keys(results)) out(formatResult(med[name] as Measured));
     for (const name of Object.keys(results)) out(cpuLine(med[name] as Measured));
     if (!etcd) return;
@@ -270,8 +283,18 @@ async function compare(): Promise<void> {
     out(`vs etcd: put ${ratio('PUT').toFixed(2)}x, get ${ratio('GET').toFixed(2)}x`);
   } finally {
     await etcd?.stop();
-    await kv.stop();
+    await cleanupAll();
+    rmSync(kvDir, { recursive: true, force: true });
   }
+}
+
+/** A CA and one certificate for 127.0.0.1 that both systems serve with (`--tls`). */
+function benchPki(): { cert: string; key: string; ca: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'kv-bench-pki-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const ca = makeCa(dir);
+  const cert = makeNodeCert(dir, ca, 'server', ['127.0.0.1']);
+  return { cert: cert.cert, key: cert.key, ca: ca.cert };
 }
 
 cleanupOnSignals();

@@ -22,7 +22,7 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
-/** HTTPS with this CA (bench/tls.ts); plain HTTP when absent. */
+/** HTTPS with this CA (bench/tls.ts, bench/etcd.ts --tls); plain HTTP when absent. */
 export interface LoadTls { ca: Buffer }
 
 function agentFor(tls: LoadTls | undefined, maxSockets: number): http.Agent {
@@ -106,25 +106,38 @@ export function median(xs: number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
+/** One request to HOST:PORT over HTTP, or HTTPS with `tls`'s CA: status and whole body (checks and health polls). */
+export function requestOnce(target: string, r: { method: string; path: string; body?: Buffer; headers?: Record<string, string> },
+  tls?: LoadTls, agent?: http.Agent): Promise<{ status: number; body: Buffer }> {
+  const proto = tls ? https : http;
+  const i = target.lastIndexOf(':');
+  return new Promise((resolve, reject) => {
+    const req = proto.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path,
+      ...(agent ? { agent } : tls ? { ca: tls.ca } : {}),
+      headers: { ...(r.body ? { 'content-length': String(r.body.length) } : {}), ...r.headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(r.body);
+  });
+}
+
 /** How preload writes key k to a system other than kv (PUT /kv/key-k). */
 export type PreloadRequest = (k: number) => { method: string; path: string; body: Buffer; headers?: Record<string, string> };
 
 /** Write keys key-0..key-(count-1) once each, 32 at a time. */
 export async function preload(target: string, count: number, value: Buffer, build?: PreloadRequest, tls?: LoadTls): Promise<void> {
   const agent = agentFor(tls, 32);
-  const proto = tls ? https : http;
-  const i = target.lastIndexOf(':');
   const requestFor: PreloadRequest = build ?? ((k) => ({ method: 'PUT', path: `/kv/key-${k}`, body: value }));
   let next = 0;
   const one = async (): Promise<void> => {
     while (next < count) {
       const r = requestFor(next++);
-      await new Promise<void>((resolve, reject) => {
-        const req = proto.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
-          headers: { 'content-length': String(r.body.length), ...r.headers } }, (res) => { res.resume(); res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`preload ${r.method} ${r.path}: ${res.statusCode}`)))); });
-        req.on('error', reject);
-        req.end(r.body);
-      });
+      const res = await requestOnce(target, r, tls, agent);
+      if (res.status !== 200) throw new Error(`preload ${r.method} ${r.path}: ${res.status}`);
     }
   };
   try {

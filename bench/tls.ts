@@ -12,11 +12,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from '../lib/cli/args.ts';
-import { KvClient } from '../lib/client/client.ts';
 import { makeCa, makeNodeCert } from '../lib/cli/local-credentials.ts';
 import { cpuSeconds, formatResult, median, preload, runLoad, type LoadOptions, type LoadResult, type LoadTls } from './load.ts';
-import { cleanupAll, freePort, spawnNode, tempDir, type NodeProc } from '../test/helpers/proc.ts';
-import { pollUntil } from '../test/helpers/poll.ts';
+import { cleanupAll, tempDir, type NodeProc } from '../test/helpers/proc.ts';
+import { startBenchCluster } from './kv-cluster.ts';
 
 const args = parseArgs(process.argv.slice(2), new Set()).flags;
 const seconds = Number(args['seconds'] ?? 10);
@@ -31,20 +30,8 @@ const ca = makeCa(pki);
 const cert = makeNodeCert(pki, ca, 'node', ['127.0.0.1']);
 const caPem = readFileSync(ca.cert);
 
-async function cluster(name: string, extra: string[], tls: LoadTls | undefined): Promise<NodeProc[]> {
-  const nodes: NodeProc[] = [];
-  for (let i = 1; i <= 3; i++) {
-    const role = i === 1 ? ['--bootstrap'] : ['--join', (nodes[0] as NodeProc).addr];
-    const p = spawnNode({ id: `${name}${i}`, port: await freePort(), dataDir: join(dir, `${name}${i}`), args: [...role, ...extra], env: { KV_LOG_LEVEL: 'warn' } });
-    nodes.push(p);
-    const c = new KvClient({ nodes: [p.addr], timeoutMs: 2000, ...(tls ? { ca: tls.ca } : {}) });
-    await pollUntil(() => c.request('GET', '/health', undefined).then(() => true), { timeoutMs: 60_000, what: `${p.id} healthy` }).finally(() => c.close());
-  }
-  const c = new KvClient({ nodes: [(nodes[0] as NodeProc).addr], ...(tls ? { ca: tls.ca } : {}) });
-  await pollUntil(async () => (await c.json<{ members: { state: string; liveness: string }[] }>('GET', '/cluster')).members
-    .filter((m) => m.state === 'normal' && m.liveness === 'alive').length === 3, { timeoutMs: 60_000, what: `${name} converged` }).finally(() => c.close());
-  return nodes;
-}
+const cluster = (name: string, extra: string[], tls: LoadTls | undefined): Promise<NodeProc[]> =>
+  startBenchCluster({ dir, name, args: extra, ...(tls ? { ca: tls.ca } : {}) });
 
 try {
   const tls: LoadTls = { ca: caPem };
