@@ -18,7 +18,7 @@
  * `pollMs`; a change is read and parsed whole, and a file that does not parse keeps the
  * previous tokens in force (logged), so a half-written edit never locks everyone out.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync, existsSync, appendFileSync, chmodSync } from 'node:fs';
 import { KvError } from '../errors.ts';
 
@@ -44,7 +44,7 @@ const TOKEN_MAX_CHARS = 512;
 const TOKENS_FILE_MAX_BYTES = 1024 * 1024;
 
 export function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  return hash('sha256', token, 'buffer');
 }
 
 /** A fresh token: 256 random bits. */

@@ -207,6 +207,10 @@ export class RecordStore {
   private async run(): Promise<void> {
     this.running = true;
     while (this.queue.length > 0) {
+      // Let the poll phase finish first: writes arriving from every socket that is readable
+      // now join this batch instead of waiting behind a batch of one. One LevelDB batch costs
+      // a thread-pool round trip however few writes it holds (bench/profile.md).
+      if (this.queue.length < this.maxBatchWrites) await new Promise<void>((resolve) => setImmediate(resolve));
       const first = this.queue[0] as PendingWrite;
       if (first.exclusive) {
         this.queue.shift();
