@@ -54,7 +54,7 @@ class TapTransport implements Transport {
 
 interface Replica { id: string; store: RecordStore; index: MerkleIndex; ae: AntiEntropy }
 
-interface Group { nodes: Map<string, Replica>; topology: Topology; close: () => Promise<void> }
+interface Group { nodes: Map<string, Replica>; topology: Topology; net: MemoryNetwork; close: () => Promise<void> }
 
 /**
  * Replicas `ids` sharing one Topology (every node at the same epoch); the first id creates
@@ -81,7 +81,7 @@ async function group(ids: string[], n: number,
     for (const t of transports) await t.close();
     for (const r of nodes.values()) await r.store.close();
   };
-  return { nodes, topology, close };
+  return { nodes, topology, net, close };
 }
 
 async function replica(net: MemoryNetwork, id: string, topology: Topology, transports: Transport[], log: ReturnType<typeof createLogger>,
@@ -100,6 +100,15 @@ async function replica(net: MemoryNetwork, id: string, topology: Topology, trans
     maxKeyBytes: 1024, maxValueBytes: 1024 * 1024, ...(offset ? { now: () => Date.now() + offset() } : {}),
   });
   return { id, store, index, ae };
+}
+
+/** Writes `n` keys of partition `p` on `r` (values from `value`); returns the keys. */
+async function fill(r: Replica, p: number, n: number, value: (i: number) => Buffer): Promise<string[]> {
+  const keys: string[] = [];
+  for (let i = 0; keys.length < n; i++) if (partitionOf(`fill-${i}`, Q) === p) keys.push(`fill-${i}`);
+  const version = makeVersion({ wall: Date.now(), logical: 0 }, r.id);
+  await Promise.all(keys.map((k, i) => r.store.apply(k, { version, value: value(i) })));
+  return keys;
 }
 
 /** A record's state on one replica, for assertion messages. */
@@ -188,6 +197,72 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
       const again = await a.ae.exchange(p, 'b', { bulk: 'pull' });
       expect(again.outcome).to.equal('in-sync');
     } finally {
+      await g.close();
+    }
+  });
+
+  it('bulk-pushes a partition its peer holds nothing of (a leaving owner), in pages of at most 512 KiB and 4096 records', async () => {
+    const pages: Array<{ records: number; bytes: number }> = [];
+    const g = await group(['a', 'b'], 2, {
+      tap: (type, payload) => {
+        if (type !== 'ae.load') return;
+        const records = (payload as { records: Array<[string, [string, Uint8Array | null]]> }).records;
+        pages.push({ records: records.length, bytes: records.reduce((s, [k, r]) => s + k.length + (r[1]?.length ?? 0), 0) });
+      },
+    });
+    const a = g.nodes.get('a') as Replica;
+    const b = g.nodes.get('b') as Replica;
+    try {
+      const p = 5;
+      const keys = await fill(a, p, 6000, (n) => Buffer.alloc(n % 10 === 0 ? 20_000 : 100, n % 256));
+      const r = await a.ae.exchange(p, 'b', { bulk: 'push' });
+      expect(r.outcome).to.equal('bulk');
+      expect(r.pushed).to.equal(keys.length);
+      expect(await b.store.partitionKeyCount(p)).to.equal(keys.length);
+      expect(await b.index.root(p), 'same Merkle root as the source').to.equal(await a.index.root(p));
+      expect(pages.length, 'several pages').to.be.at.least(3);
+      for (const pg of pages) {
+        expect(pg.records).to.be.at.most(4096);
+        expect(pg.bytes).to.be.at.most(512 * 1024);
+      }
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('refuses a streaming page over its bounds or with a key of another partition (KV_FRAME_*), applying none of it', async () => {
+    const g = await group(['a'], 1);
+    const a = g.nodes.get('a') as Replica;
+    const peer = g.net.transport({ selfId: 'e' });
+    const p = 7;
+    const keysOf = (n: number, partition: number): string[] => {
+      const out: string[] = [];
+      for (let i = 0; out.length < n; i++) if (partitionOf(`page-${i}`, Q) === partition) out.push(`page-${i}`);
+      return out;
+    };
+    const version = makeVersion({ wall: Date.now(), logical: 0 }, 'e');
+    const page = (keys: string[], valueBytes: number): unknown[] => keys.map((k) => [k, [version, Buffer.alloc(valueBytes, 1)]]);
+    let answer: unknown = null;
+    peer.handle('ae.scan', () => answer);
+    try {
+      await pollUntil(() => peer.isConnected('a'), { what: 'memory link to a' });
+      const cases: Array<[string, unknown, string]> = [
+        ['4097 records', { records: page(keysOf(4097, p), 1), next: null, bytes: 0 }, 'KV_FRAME_INVALID'],
+        // 1.17 MiB: over the 1 MiB page bound, under the transport's frame limit (so the refusal is the page check's).
+        ['20 records of 60 KiB', { records: page(keysOf(20, p), 60 * 1024), next: null, bytes: 0 }, 'KV_FRAME_TOO_LARGE'],
+        ['a key of another partition', { records: page([...keysOf(2, p), ...keysOf(1, p + 1)], 10), next: null, bytes: 0 }, 'KV_FRAME_INVALID'],
+        ['no next', { records: [], bytes: 0 }, 'KV_FRAME_INVALID'],
+      ];
+      for (const [what, body, code] of cases) {
+        answer = body;
+        const err = await a.ae.exchange(p, 'e', { bulk: 'pull' }).then(() => undefined, (e: unknown) => e);
+        expect((err as { code?: string } | undefined)?.code, `ae.scan answer with ${what}`).to.equal(code);
+        const pushed = await peer.request('a', 'ae.load', { partition: p, records: (body as { records?: unknown }).records }).then(() => undefined, (e: unknown) => e);
+        if (what !== 'no next') expect((pushed as { code?: string } | undefined)?.code, `ae.load with ${what}`).to.equal(code);
+      }
+      expect(await a.store.partitionKeyCount(p), 'nothing applied').to.equal(0);
+    } finally {
+      await peer.close();
       await g.close();
     }
   });

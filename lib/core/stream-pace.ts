@@ -1,0 +1,80 @@
+/**
+ * Streaming's adaptive pace (DESIGN.md §9): how many partitions a topology change moves at
+ * once, and how long it pauses between two pages, decided from the event-loop lag of the nodes
+ * involved. Client requests queue on the same event loops as the pages, so that lag is what
+ * clients feel on top of their own work.
+ *
+ * AIMD, as TCP's congestion window: one observation per tick (the highest p99 lag seen on this
+ * node and in the peers' answers during the tick); at or below the target the window grows by
+ * one partition, above it the window halves. It never leaves [minWindow, maxWindow]: the floor
+ * keeps a topology change moving on a busy cluster, the ceiling bounds what is in flight (memory,
+ * open scans on the sources). At the floor and still above the target, pages also pause
+ * (min(lag, maxPauseMs)): the last lever, as before the window existed.
+ *
+ * Pure: the shell measures the lag, feeds `observe` and reads `window` and `pauseMs`.
+ */
+import { KvError } from '../errors.ts';
+
+export interface StreamPaceLimits {
+  /** Partitions in flight at least; ≥ 1. */
+  readonly minWindow: number;
+  /** Partitions in flight at most. */
+  readonly maxWindow: number;
+  /** p99 event-loop lag (ms) at or below which the window grows. */
+  readonly lagTargetMs: number;
+  /** Longest pause between two pages while the window is at its floor and the lag above target. */
+  readonly maxPauseMs: number;
+}
+
+/** Wire sanity caps on a peer's reported lag: beyond this it is clamped (a stalled peer). */
+export const STREAM_LAG_REPORT_MAX_MS = 60_000;
+
+export function validateStreamPaceLimits(l: StreamPaceLimits): StreamPaceLimits {
+  const int = (x: number, what: string, min: number, max: number): void => {
+    if (!Number.isSafeInteger(x) || x < min || x > max) throw new KvError('KV_CONFIG', `${what} must be an integer in [${min}, ${max}], got ${x}`);
+  };
+  int(l.minWindow, 'stream minWindow', 1, 1024);
+  int(l.maxWindow, 'stream maxWindow', l.minWindow, 1024);
+  int(l.lagTargetMs, 'stream lagTargetMs', 1, 10_000);
+  int(l.maxPauseMs, 'stream maxPauseMs', 0, 60_000);
+  return l;
+}
+
+export class StreamPace {
+  private w: number;
+  private pause = 0;
+  /** Observations that shrank / grew the window (diagnostics, tests). */
+  readonly stats = { decreases: 0, increases: 0, observations: 0 };
+
+  constructor(private readonly limits: StreamPaceLimits, initialWindow?: number) {
+    validateStreamPaceLimits(limits);
+    this.w = Math.min(limits.maxWindow, Math.max(limits.minWindow, initialWindow ?? limits.minWindow));
+  }
+
+  /** Partitions that may be in flight now. */
+  get window(): number {
+    return this.w;
+  }
+
+  /** Pause before the next page, ms (0 unless the window is at its floor and lag is above target). */
+  get pauseMs(): number {
+    return this.pause;
+  }
+
+  /** One tick's highest p99 lag in ms (this node and the peers that answered during the tick). */
+  observe(lagMs: number): void {
+    const lag = Number.isFinite(lagMs) ? Math.min(Math.max(0, lagMs), STREAM_LAG_REPORT_MAX_MS) : STREAM_LAG_REPORT_MAX_MS;
+    const { minWindow, maxWindow, lagTargetMs, maxPauseMs } = this.limits;
+    this.stats.observations++;
+    if (lag > lagTargetMs) {
+      const atFloor = this.w === minWindow;
+      this.w = Math.max(minWindow, Math.floor(this.w / 2));
+      this.pause = atFloor ? Math.min(maxPauseMs, Math.ceil(lag)) : 0;
+      this.stats.decreases++;
+    } else {
+      this.w = Math.min(maxWindow, this.w + 1);
+      this.pause = 0;
+      this.stats.increases++;
+    }
+  }
+}
