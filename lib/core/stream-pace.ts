@@ -26,6 +26,19 @@ export interface StreamPaceLimits {
   readonly maxPauseMs: number;
 }
 
+/**
+ * Defaults of the two limits a node's configuration sets (`streamMaxPartitions`,
+ * `streamLagTargetMs`; the floor and the pause cap are fixed in the shell, lib/node/anti-entropy.ts).
+ */
+export const STREAM_PACE_DEFAULTS = Object.freeze({
+  /** Ceiling: partitions in flight at most. 32: enough to hide round trips for partitions of one
+   *  record; with two pages of 512 KiB each, 32 MiB in flight. */
+  maxPartitions: 32,
+  /** The p99 event-loop lag (ms; this node and its streaming peers) above which the window halves.
+   *  20 ms: clients feel more than that; below it streaming speeds up. */
+  lagTargetMs: 20,
+});
+
 /** Wire sanity caps on a peer's reported lag: beyond this it is clamped (a stalled peer). */
 export const STREAM_LAG_REPORT_MAX_MS = 60_000;
 

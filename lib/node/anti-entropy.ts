@@ -29,7 +29,7 @@ import { Counter } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
 import { parseVersion, type Version } from '../core/hlc.ts';
-import { StreamPace, STREAM_LAG_REPORT_MAX_MS } from '../core/stream-pace.ts';
+import { StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS } from '../core/stream-pace.ts';
 import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import type { Topology } from '../core/topology.ts';
 import { recordToWire, type StoredRecord } from '../storage/record.ts';
@@ -59,18 +59,10 @@ const LAG_BACKOFF_MS = 100;
 /** Records per `ae.scan` answer and `ae.load` request at most (and at most a page's bytes): one page stays one frame. */
 const SCAN_BATCH_RECORDS = 4096;
 /**
- * Defaults of streaming's adaptive window (lib/core/stream-pace.ts). The floor, 2, keeps a
- * topology change moving however busy the cluster is; it starts at 8 (the fixed figure before
- * the window adapted) and grows by one partition per quiet tick up to the ceiling.
+ * Streaming's adaptive window (lib/core/stream-pace.ts): the floor, 2, keeps a topology change
+ * moving however busy the cluster is; it starts at 8 (the fixed figure before the window
+ * adapted) and grows by one partition per quiet tick up to the configured ceiling.
  */
-export const STREAM_DEFAULTS = Object.freeze({
-  /** Ceiling: partitions in flight at most (`streamMaxPartitions`). 32: enough to hide round trips
-   *  for partitions of one record, and with two pages each of STREAM_PAGE_BYTES, 32 MiB in flight. */
-  maxPartitions: 32,
-  /** `streamLagTargetMs`: the p99 event-loop lag (this node and its streaming peers) above which the
-   *  window halves. 20 ms: clients feel more than that; below it streaming speeds up. */
-  lagTargetMs: 20,
-});
 const STREAM_MIN_WINDOW = 2;
 const STREAM_INITIAL_WINDOW = 8;
 /** Longest pause between two pages, once the window is at its floor and the lag still above target. */
@@ -79,7 +71,7 @@ const STREAM_PAUSE_MAX_MS = 200;
 const STREAM_TICK_MS = 250;
 /** Bytes of records per streaming page (`ae.scan` answer, `ae.load` request) at most; one record
  *  always goes. Each partition in flight holds at most two pages (one applied, one on its way):
- *  512 KiB × 2 × 32 partitions = 32 MiB in flight at the default ceiling. */
+ *  512 KiB × 2 × 32 partitions = 32 MiB in flight at the default ceiling (streamMaxPartitions). */
 const STREAM_PAGE_BYTES = 512 * 1024;
 /** A repair walk is unpaced, but pauses this long after a partition while the event loop lags. */
 const REPAIR_LAG_PAUSE_MS = 20;
@@ -116,9 +108,9 @@ export interface AntiEntropyOptions {
    * at least N - W + 1 of its owners, so every write acknowledged by W of them is among them.
    */
   writeQuorum?: number;
-  /** Streaming's ceiling of partitions in flight (`streamMaxPartitions`; STREAM_DEFAULTS). */
+  /** Streaming's ceiling of partitions in flight (`streamMaxPartitions`; STREAM_PACE_DEFAULTS). */
   streamMaxPartitions?: number;
-  /** Streaming's p99 event-loop lag target in ms (`streamLagTargetMs`; STREAM_DEFAULTS). */
+  /** Streaming's p99 event-loop lag target in ms (`streamLagTargetMs`; STREAM_PACE_DEFAULTS). */
   streamLagTargetMs?: number;
   now?: () => number;
 }
@@ -169,8 +161,8 @@ export class AntiEntropy {
   constructor(private readonly o: AntiEntropyOptions) {
     this.now = o.now ?? Date.now;
     this.pace = new StreamPace({
-      minWindow: STREAM_MIN_WINDOW, maxWindow: o.streamMaxPartitions ?? STREAM_DEFAULTS.maxPartitions,
-      lagTargetMs: o.streamLagTargetMs ?? STREAM_DEFAULTS.lagTargetMs, maxPauseMs: STREAM_PAUSE_MAX_MS,
+      minWindow: STREAM_MIN_WINDOW, maxWindow: o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions,
+      lagTargetMs: o.streamLagTargetMs ?? STREAM_PACE_DEFAULTS.lagTargetMs, maxPauseMs: STREAM_PAUSE_MAX_MS,
     }, STREAM_INITIAL_WINDOW);
     const r = o.metrics.registry;
     this.exchanges = new Counter({ name: 'kv_ae_exchanges_total', help: 'Anti-entropy exchanges started here, by outcome', labelNames: ['outcome'] as const, registers: [r] });
@@ -305,7 +297,12 @@ export class AntiEntropy {
     if ((await this.o.store.partitionKeyCount(p)) === 0) return 0;
     const held: MerkleEntry[] = [];
     for await (const [key, rec] of this.o.store.scanPartition(p)) held.push([key, rec.version]);
-    for (const [key, version] of held) if (await this.o.store.purge(key, version)) records++;
+    // PURGE_BATCH at a time, so the record store folds them into a few group commits (one after
+    // another they cost one commit each) while its write queue stays far below its bound.
+    for (let i = 0; i < held.length; i += PURGE_BATCH) {
+      const done = await Promise.all(held.slice(i, i + PURGE_BATCH).map(([key, version]) => this.o.store.purge(key, version)));
+      records += done.filter(Boolean).length;
+    }
     return records;
   }
 
@@ -835,11 +832,14 @@ export class AntiEntropy {
     }
     if (this.syncServed >= MAX_SYNC_SERVED) throw new KvError('KV_TOO_MANY_REQUESTS', 'too many ae.sync exchanges at once');
     this.syncServed++;
+    // Counts as streaming for the pace (its pages pause at the floor); the orchestrator bounds how many run.
+    this.streamsRunning++;
     try {
       const r = await this.exchange(o.partition as number, o.peer, { bulk: 'pull' });
       return { outcome: r.outcome, moved: r.pushed + r.pulled };
     } finally {
       this.syncServed--;
+      this.streamsRunning--;
     }
   }
 
@@ -963,7 +963,7 @@ export class AntiEntropy {
     };
     this.streamsRunning++;
     try {
-      await Promise.all(Array.from({ length: this.o.streamMaxPartitions ?? STREAM_DEFAULTS.maxPartitions }, worker));
+      await Promise.all(Array.from({ length: this.o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions }, worker));
     } finally {
       this.streamsRunning--;
     }

@@ -7,7 +7,9 @@
  */
 import { expect } from 'chai';
 import { seededRng, type Rng } from '../../lib/core/rng.ts';
-import { StreamPace, validateStreamPaceLimits, type StreamPaceLimits } from '../../lib/core/stream-pace.ts';
+import { StreamPace, STREAM_PACE_DEFAULTS, validateStreamPaceLimits, type StreamPaceLimits } from '../../lib/core/stream-pace.ts';
+import { loadConfig } from '../../lib/config.ts';
+import { isKvError } from '../../lib/errors.ts';
 
 const LIMITS: StreamPaceLimits = { minWindow: 2, maxWindow: 32, lagTargetMs: 20, maxPauseMs: 200 };
 const SEEDS = Number(process.env['SIM_SEEDS'] ?? 300);
@@ -75,6 +77,19 @@ describe('stream pace (AIMD window of partitions in flight)', () => {
     ];
     for (const l of bad) expect(() => validateStreamPaceLimits(l), JSON.stringify(l)).to.throw().with.property('code', 'KV_CONFIG');
     expect(validateStreamPaceLimits({ ...LIMITS, minWindow: 32 })).to.deep.include({ minWindow: 32, maxWindow: 32 });
+  });
+
+  it('takes its ceiling and lag target from the node options streamMaxPartitions and streamLagTargetMs (bounded, KV_CONFIG)', () => {
+    const c = loadConfig({ flags: { listen: '127.0.0.1:7001' } });
+    expect([c.streamMaxPartitions, c.streamLagTargetMs]).to.deep.equal([STREAM_PACE_DEFAULTS.maxPartitions, STREAM_PACE_DEFAULTS.lagTargetMs]);
+    const set = loadConfig({ flags: { 'stream-max-partitions': '64' }, env: { KV_STREAM_LAG_TARGET_MS: '50' } });
+    expect([set.streamMaxPartitions, set.streamLagTargetMs]).to.deep.equal([64, 50]);
+    for (const flags of [{ 'stream-max-partitions': '1' }, { 'stream-max-partitions': '5000' }, { 'stream-lag-target-ms': '0' }]) {
+      expect(() => loadConfig({ flags }), JSON.stringify(flags)).to.throw().that.satisfies((e: unknown) => isKvError(e, 'KV_CONFIG'));
+    }
+    // Whatever the configuration admits, the core admits (floor 2 in the shell).
+    validateStreamPaceLimits({ minWindow: 2, maxWindow: 2, lagTargetMs: 1, maxPauseMs: 200 });
+    validateStreamPaceLimits({ minWindow: 2, maxWindow: 1024, lagTargetMs: 10_000, maxPauseMs: 200 });
   });
 
   it('simulation: bounded window, pauses only at the floor, lag near the target in the long run', () => {
