@@ -439,7 +439,11 @@ export class AntiEntropy {
     const t = this.o.topology();
     if (t.epoch === 0) return;
     const cur = replicasOf(t.table('current'), p);
-    const peers = [...new Set([...cur, ...replicasOf(t.table('future'), p)])].filter((id) => id !== this.o.selfId);
+    const fut = replicasOf(t.table('future'), p);
+    // A walk lists its partitions when it starts, up to antiEntropyIntervalMs before: one this node
+    // stopped owning meanwhile (and may have handed off already) must not be pulled back here.
+    if (!cur.includes(this.o.selfId) && !fut.includes(this.o.selfId)) return;
+    const peers = [...new Set([...cur, ...fut])].filter((id) => id !== this.o.selfId);
     // After an ownership change, former owners may still push copies older than the tombstones
     // that GC would purge: wait until their hand-offs have given up pushing.
     const settled = this.now() - (this.o.fence?.lastChangeMs(p) ?? 0) > HANDOFF_GRACE_SHARE * this.o.tombstoneGraceMs + HANDOFF_GC_MARGIN_MS;

@@ -102,6 +102,27 @@ async function replica(net: MemoryNetwork, id: string, topology: Topology, trans
   return { id, store, index, ae };
 }
 
+type Table = ReturnType<Topology['table']>;
+
+/**
+ * a and b own everything (N=2) and c is being added: the tables before and after, and `apply`,
+ * which commits a change and calls onTopology on every node, as a real node does on each
+ * committed change (Membership 'change' events).
+ */
+async function joiningC(): Promise<{ g: Group; node: (id: string) => Replica; apply: (cmd: Parameters<Topology['apply']>[0]) => Promise<void>; before: Table; future: Table }> {
+  const g = await group(['a', 'b', 'c'], 2, { members: ['a', 'b'] });
+  const t = g.topology;
+  const node = (id: string): Replica => g.nodes.get(id) as Replica;
+  const apply = async (cmd: Parameters<Topology['apply']>[0]): Promise<void> => {
+    t.apply(cmd);
+    await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
+  };
+  await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
+  const before = t.table('current');
+  await apply({ op: 'add', id: 'c', addr: '127.0.0.1:3' });
+  return { g, node, apply, before, future: t.table('future') };
+}
+
 /** Writes `n` keys of partition `p` on `r` (values from `value`); returns the keys. */
 async function fill(r: Replica, p: number, n: number, value: (i: number) => Buffer): Promise<string[]> {
   const keys: string[] = [];
@@ -303,22 +324,31 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
     }
   });
 
+  it('does not pull a partition back onto its former owner when a walk listed from before the change reaches it', async () => {
+    const { g, node, apply, before, future } = await joiningC();
+    try {
+      const p = [...Array(Q).keys()].find((x) => replicasOf(future, x).includes('c') && !replicasOf(before, x).includes('c')) as number;
+      const former = replicasOf(before, p).find((id) => !replicasOf(future, p).includes(id)) as string;
+      const keys = await fill(node('a'), p, 20, () => Buffer.from('v'));
+      await fill(node('b'), p, 20, () => Buffer.from('v'));
+      await node('c').ae.stream('join', () => false);
+      await apply({ op: 'normal', id: 'c' });
+      await pollUntil(async () => (await node(former).store.partitionKeyCount(p)) === 0, { what: `former owner ${former} dropped partition ${p}`, timeoutMs: 10_000 });
+      // The walk that listed p before the change gets to it now.
+      await node(former).ae.syncPartition(p);
+      expect(await node(former).store.partitionKeyCount(p), `${former} after syncPartition(${p})`).to.equal(0);
+      expect(await node('c').store.partitionKeyCount(p), 'the new owner holds it').to.equal(keys.length);
+    } finally {
+      await g.close();
+    }
+  });
+
   it('does not bring a purged delete back from a former owner\'s stale copy when ownership returns', async () => {
     // a and b own everything (N=2); c joins and takes some partitions; a key deleted and
     // GC'd there; c leaves again, handing the partition back to its former owner.
-    const g = await group(['a', 'b', 'c'], 2, { members: ['a', 'b'] });
+    const { g, node, apply, before, future } = await joiningC();
     const t = g.topology;
-    const node = (id: string): Replica => g.nodes.get(id) as Replica;
-    // A real node calls onTopology on every committed change (Membership 'change' events).
-    const apply = async (cmd: Parameters<Topology['apply']>[0]): Promise<void> => {
-      t.apply(cmd);
-      await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
-    };
     try {
-      await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
-      const before = t.table('current');
-      await apply({ op: 'add', id: 'c', addr: '127.0.0.1:3' });
-      const future = t.table('future');
       let key = '';
       for (let i = 0; key === ''; i++) if (replicasOf(future, partitionOf(`stale-${i}`, Q)).includes('c')) key = `stale-${i}`;
       const p = partitionOf(key, Q);

@@ -84,7 +84,8 @@ describe('stream pace (AIMD window of partitions in flight)', () => {
     expect([c.streamMaxPartitions, c.streamLagTargetMs]).to.deep.equal([STREAM_PACE_DEFAULTS.maxPartitions, STREAM_PACE_DEFAULTS.lagTargetMs]);
     const set = loadConfig({ flags: { 'stream-max-partitions': '64' }, env: { KV_STREAM_LAG_TARGET_MS: '50' } });
     expect([set.streamMaxPartitions, set.streamLagTargetMs]).to.deep.equal([64, 50]);
-    for (const flags of [{ 'stream-max-partitions': '1' }, { 'stream-max-partitions': '5000' }, { 'stream-lag-target-ms': '0' }]) {
+    const bad: Array<Record<string, string>> = [{ 'stream-max-partitions': '1' }, { 'stream-max-partitions': '5000' }, { 'stream-lag-target-ms': '0' }];
+    for (const flags of bad) {
       expect(() => loadConfig({ flags }), JSON.stringify(flags)).to.throw().that.satisfies((e: unknown) => isKvError(e, 'KV_CONFIG'));
     }
     // Whatever the configuration admits, the core admits (floor 2 in the shell).
