@@ -146,8 +146,9 @@ export class AntiEntropy {
   progress = { walk: 0, partitionsDone: 0, partitionsTotal: 0 };
   /** Wall-clock ms when the last walk over every partition completed (operators read its age). */
   lastWalkDoneMs: number | null = null;
-  /** Streaming's adaptive window and pause, observed once per STREAM_TICK_MS while a stream runs. */
-  private readonly pace: StreamPace;
+  /** Streaming's adaptive window and pause, observed once per STREAM_TICK_MS while a stream runs;
+   *  a new one (at STREAM_INITIAL_WINDOW) for a stream that starts while none runs. */
+  private pace: StreamPace;
   private paceTimer: NodeJS.Timeout | undefined;
   /** p99 event-loop lag (ms) of the last completed tick; peers read it in page answers. */
   private lastLagMs = 0;
@@ -160,10 +161,7 @@ export class AntiEntropy {
 
   constructor(private readonly o: AntiEntropyOptions) {
     this.now = o.now ?? Date.now;
-    this.pace = new StreamPace({
-      minWindow: STREAM_MIN_WINDOW, maxWindow: o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions,
-      lagTargetMs: o.streamLagTargetMs ?? STREAM_PACE_DEFAULTS.lagTargetMs, maxPauseMs: STREAM_PAUSE_MAX_MS,
-    }, STREAM_INITIAL_WINDOW);
+    this.pace = this.freshPace();
     const r = o.metrics.registry;
     this.exchanges = new Counter({ name: 'kv_ae_exchanges_total', help: 'Anti-entropy exchanges started here, by outcome', labelNames: ['outcome'] as const, registers: [r] });
     this.moved = new Counter({ name: 'kv_ae_keys_repaired_total', help: 'Records moved by anti-entropy, by direction', labelNames: ['direction'] as const, registers: [r] });
@@ -225,6 +223,18 @@ export class AntiEntropy {
     this.pace.observe(Math.max(this.lastLagMs, this.peerLagMs));
     this.peerLagMs = 0;
     for (const wake of this.paceWaiters.splice(0)) wake();
+  }
+
+  private freshPace(): StreamPace {
+    return new StreamPace({
+      minWindow: STREAM_MIN_WINDOW, maxWindow: this.o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions,
+      lagTargetMs: this.o.streamLagTargetMs ?? STREAM_PACE_DEFAULTS.lagTargetMs, maxPauseMs: STREAM_PAUSE_MAX_MS,
+    }, STREAM_INITIAL_WINDOW);
+  }
+
+  /** Streaming starts or ends here (a stream, or a removenode's copy): the pace observes while any runs. */
+  private streamStarted(): void {
+    if (this.streamsRunning++ === 0) this.pace = this.freshPace();
   }
 
   /** This node's recent p99 event-loop lag in ms, as reported to streaming peers. */
@@ -837,7 +847,7 @@ export class AntiEntropy {
     if (this.syncServed >= MAX_SYNC_SERVED) throw new KvError('KV_TOO_MANY_REQUESTS', 'too many ae.sync exchanges at once');
     this.syncServed++;
     // Counts as streaming for the pace (its pages pause at the floor); the orchestrator bounds how many run.
-    this.streamsRunning++;
+    this.streamStarted();
     try {
       const r = await this.exchange(o.partition as number, o.peer, { bulk: 'pull' });
       return { outcome: r.outcome, moved: r.pushed + r.pulled };
@@ -918,6 +928,7 @@ export class AntiEntropy {
       while (next < work.length) {
         await this.admitPartition();
         try {
+          await this.yieldToClients();
           const item = work[next++];
           if (item !== undefined) await streamOne(item);
         } finally {
@@ -965,7 +976,7 @@ export class AntiEntropy {
       }
       op?.progress(++done, moved);
     };
-    this.streamsRunning++;
+    this.streamStarted();
     try {
       await Promise.all(Array.from({ length: this.o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions }, worker));
     } finally {
