@@ -928,7 +928,6 @@ export class AntiEntropy {
       while (next < work.length) {
         await this.admitPartition();
         try {
-          await this.yieldToClients();
           const item = work[next++];
           if (item !== undefined) await streamOne(item);
         } finally {
