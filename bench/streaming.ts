@@ -18,7 +18,9 @@
  * that ran it), the payload rate (records × (key + value bytes) / duration), the client
  * p99 during the operation beside the p99 of the same load just before it, and the CPU seconds
  * the node processes used meanwhile (all nodes, and the busiest one: the stream's bottleneck
- * when it is near one core).
+ * when it is near one core), and the adaptive window of partitions in flight as /metrics showed
+ * it twice a second on the streaming nodes (kv_stream_window_partitions: floor 2, ceiling
+ * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds).
  *
  * Figures depend on the machine's load: take the final ones on a quiet machine.
  */
@@ -79,7 +81,26 @@ function cpuNow(c: TestCluster): Map<string, number> {
 }
 
 /** Client load through n1 and n2 while `during` runs; returns its result and the baseline just before. */
-interface Measured { op: OpView; base: LoadResult; busy: LoadResult; cpu: Map<string, number> }
+interface Measured { op: OpView; base: LoadResult; busy: LoadResult; cpu: Map<string, number>; windows: number[]; lagMaxMs: number }
+
+/** One sample of every node's streaming window and observed lag (windows of nodes not streaming are 0). */
+async function paceSample(c: TestCluster): Promise<{ windows: number[]; lagMs: number }> {
+  const windows: number[] = [];
+  let lagMs = 0;
+  await Promise.all([...c.nodes.keys()].map(async (id) => {
+    try {
+      const text = await (await fetch(`http://${c.addr(id)}/metrics`)).text();
+      const w = Number(/^kv_stream_window_partitions (\S+)$/m.exec(text)?.[1] ?? 0);
+      if (w > 0) {
+        windows.push(w);
+        lagMs = Math.max(lagMs, 1000 * Number(/^kv_stream_lag_seconds (\S+)$/m.exec(text)?.[1] ?? 0));
+      }
+    } catch {
+      // a node starting or killed meanwhile
+    }
+  }));
+  return { windows, lagMs };
+}
 
 async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpView>): Promise<Measured> {
   const load = (durationMs: number, name: string): Promise<LoadResult> => runLoad({
@@ -94,18 +115,29 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   const background = (async () => {
     while (!stop) results.push(await load(2000, 'during'));
   })();
+  const windows: number[] = [];
+  let lagMaxMs = 0;
+  const sampler = (async () => {
+    while (!stop) {
+      const s = await paceSample(c);
+      windows.push(...s.windows);
+      lagMaxMs = Math.max(lagMaxMs, s.lagMs);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
   const op = await during();
   const cpu1 = cpuNow(c);
   // A node started or killed meanwhile counts from 0 or not at all.
   const cpu = new Map([...cpu1].filter(([, s]) => Number.isFinite(s)).map(([id, s]) => [id, s - (Number.isFinite(cpu0.get(id)) ? cpu0.get(id) as number : 0)]));
   stop = true;
   await background;
+  await sampler;
   const elapsed = (performance.now() - started) / 1000;
   const during_ = results.filter((r) => r.requests > 0);
   const p99 = Math.max(...during_.map((r) => r.p99ms));
   const busy: LoadResult = { name: 'during', requests: during_.reduce((s, r) => s + r.requests, 0), errors: during_.reduce((s, r) => s + r.errors, 0),
     seconds: elapsed, throughput: during_.reduce((s, r) => s + r.requests, 0) / elapsed, p50ms: NaN, p99ms: p99 };
-  return { op, base, busy, cpu };
+  return { op, base, busy, cpu, windows, lagMaxMs };
 }
 
 function report(name: string, valueBytes: number, r: Measured): void {
@@ -115,6 +147,8 @@ function report(name: string, valueBytes: number, r: Measured): void {
     `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`);
   const total = [...r.cpu.values()].reduce((a, b) => a + b, 0);
   const [top, topS] = [...r.cpu].reduce((a, b) => (b[1] > a[1] ? b : a), ['-', 0]);
+  const w = r.windows;
+  out(`${''.padEnd(13)} window of partitions in flight: ${w.length === 0 ? 'not seen' : `mean ${(w.reduce((a, b) => a + b, 0) / w.length).toFixed(1)}, min ${Math.min(...w)}, max ${Math.max(...w)} over ${w.length} samples; highest lag it saw ${r.lagMaxMs.toFixed(0)} ms`}`);
   out(`${''.padEnd(13)} node CPU meanwhile: ${total.toFixed(1)} s in all (${((total * 1e6) / Math.max(1, r.op.records)).toFixed(0)} µs per record), busiest ${top} ${topS.toFixed(1)} s (${((100 * topS) / r.busy.seconds).toFixed(0)} % of a core over ${r.busy.seconds.toFixed(1)} s)`);
 }
 

@@ -25,7 +25,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
 import { parseVersion, type Version } from '../core/hlc.ts';
@@ -138,6 +138,8 @@ export class AntiEntropy {
   private readonly purged: Counter;
   private readonly walks: Counter;
   private readonly handoffsDone: Counter<'result'>;
+  private readonly streamWindow: Gauge;
+  private readonly streamLagSeen: Gauge;
   /** Partitions held here but no longer owned → local wall ms when this node lost them. Persisted. */
   private readonly handoffs = new Map<number, number>();
   private handoffsSaving: Promise<void> = Promise.resolve();
@@ -168,6 +170,8 @@ export class AntiEntropy {
     this.bytes = new Counter({ name: 'kv_ae_tree_bytes_total', help: 'Merkle exchange message bytes sent and received by initiated exchanges', registers: [r] });
     this.purged = new Counter({ name: 'kv_ae_tombstones_purged_total', help: 'Tombstones purged after every replica held them', registers: [r] });
     this.walks = new Counter({ name: 'kv_ae_walks_total', help: 'Completed walks over this node\'s partitions', registers: [r] });
+    this.streamWindow = new Gauge({ name: 'kv_stream_window_partitions', help: 'Streaming\'s adaptive window: partitions it may move at once (0 while no stream runs here)', registers: [r] });
+    this.streamLagSeen = new Gauge({ name: 'kv_stream_lag_seconds', help: 'The p99 event-loop lag streaming observed last (this node and its streaming peers)', registers: [r] });
     this.handoffsDone = new Counter({ name: 'kv_ae_handoffs_total', help: 'Partitions this node stopped owning and dropped: confirmed by every new owner, or expired', labelNames: ['result'] as const, registers: [r] });
     const t = o.transport;
     t.handle('ae.msg', (from, payload, env) => this.onMessage(from, payload, env.epoch));
@@ -219,9 +223,15 @@ export class AntiEntropy {
   private paceTick(): void {
     this.lastLagMs = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
     this.streamLag.reset();
-    if (this.streamsRunning === 0) return;
-    this.pace.observe(Math.max(this.lastLagMs, this.peerLagMs));
+    if (this.streamsRunning === 0) {
+      this.streamWindow.set(0);
+      return;
+    }
+    const lag = Math.max(this.lastLagMs, this.peerLagMs);
+    this.pace.observe(lag);
     this.peerLagMs = 0;
+    this.streamWindow.set(this.pace.window);
+    this.streamLagSeen.set(lag / 1000);
     for (const wake of this.paceWaiters.splice(0)) wake();
   }
 
