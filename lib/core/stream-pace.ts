@@ -5,8 +5,13 @@
  * clients feel on top of their own work.
  *
  * AIMD, as TCP's congestion window: one observation per tick (the highest p99 lag seen on this
- * node and in the peers' answers during the tick); at or below the target the window grows by
- * one partition, above it the window halves. It never leaves [minWindow, maxWindow]: the floor
+ * node and in the peers' answers during the tick); at or below the threshold the window grows by
+ * one partition, above it the window halves. The threshold is the configured target or twice the
+ * base lag, whichever is higher: the base is the lowest lag observed over the last
+ * BASE_HISTORY_TICKS (LEDBAT's base delay, RFC 6817), seeded with the node's own lag before the
+ * stream began. On a quiet node the target decides; on a node whose lag is already high for
+ * other reasons (a busy or shared machine) streaming may double it, no more, instead of
+ * crawling at the floor for as long as the machine stays busy. It never leaves [minWindow, maxWindow]: the floor
  * keeps a topology change moving on a busy cluster, the ceiling bounds what is in flight (memory,
  * open scans on the sources). At the floor and still above the target, pages also pause
  * (min(lag, maxPauseMs)): the last lever, as before the window existed.
@@ -14,6 +19,11 @@
  * Pure: the shell measures the lag, feeds `observe` and reads `window` and `pauseMs`.
  */
 import { KvError } from '../errors.ts';
+
+/** Observations whose minimum is the base lag: 240 ticks of 250 ms, one minute. Long enough that the
+ *  window's own saw-tooth reaches a low point inside it; short enough to follow a node whose
+ *  natural lag changes. */
+export const BASE_HISTORY_TICKS = 240;
 
 export interface StreamPaceLimits {
   /** Partitions in flight at least; ≥ 1. */
@@ -34,8 +44,9 @@ export const STREAM_PACE_DEFAULTS = Object.freeze({
   /** Ceiling: partitions in flight at most. 32: enough to hide round trips for partitions of one
    *  record; with two pages of 512 KiB each, 32 MiB in flight. */
   maxPartitions: 32,
-  /** The p99 event-loop lag (ms; this node and its streaming peers) above which the window halves.
-   *  20 ms: clients feel more than that; below it streaming speeds up. */
+  /** The p99 event-loop lag (ms; this node and its streaming peers) above which the window halves, unless
+   *  twice the base lag is higher. 20 ms, the lag histogram's 10 ms resolution included: clients feel more
+   *  than that; below it streaming speeds up. */
   lagTargetMs: 20,
 });
 
@@ -56,12 +67,33 @@ export function validateStreamPaceLimits(l: StreamPaceLimits): StreamPaceLimits 
 export class StreamPace {
   private w: number;
   private pause = 0;
+  /** The last BASE_HISTORY_TICKS observations (a ring), for the base lag. */
+  private readonly history: number[] = [];
+  private next = 0;
+  private readonly seedMs: number;
   /** Observations that shrank / grew the window (diagnostics, tests). */
   readonly stats = { decreases: 0, increases: 0, observations: 0 };
 
-  constructor(private readonly limits: StreamPaceLimits, initialWindow?: number) {
+  /**
+   * `baseLagMs`: the node's own lag before streaming (its lowest p99 over recent ticks); without
+   * it the base comes from the observations alone.
+   */
+  constructor(private readonly limits: StreamPaceLimits, initialWindow?: number, baseLagMs?: number) {
     validateStreamPaceLimits(limits);
     this.w = Math.min(limits.maxWindow, Math.max(limits.minWindow, initialWindow ?? limits.minWindow));
+    this.seedMs = baseLagMs !== undefined && Number.isFinite(baseLagMs) && baseLagMs >= 0 ? Math.min(baseLagMs, STREAM_LAG_REPORT_MAX_MS) : Infinity;
+  }
+
+  /** The lowest lag of the recent observations (or the seed): what the nodes show without this stream's load. */
+  get baseLagMs(): number {
+    let min = this.seedMs;
+    for (const x of this.history) if (x < min) min = x;
+    return Number.isFinite(min) ? min : 0;
+  }
+
+  /** Lag (ms) above which the window halves: the target, or twice the base lag if that is higher. */
+  get thresholdMs(): number {
+    return Math.max(this.limits.lagTargetMs, 2 * this.baseLagMs);
   }
 
   /** Partitions that may be in flight now. */
@@ -69,7 +101,7 @@ export class StreamPace {
     return this.w;
   }
 
-  /** Pause before the next page, ms (0 unless the window is at its floor and lag is above target). */
+  /** Pause before the next page, ms (0 unless the window is at its floor and lag is above the threshold). */
   get pauseMs(): number {
     return this.pause;
   }
@@ -79,7 +111,10 @@ export class StreamPace {
     const lag = Number.isFinite(lagMs) ? Math.min(Math.max(0, lagMs), STREAM_LAG_REPORT_MAX_MS) : STREAM_LAG_REPORT_MAX_MS;
     const { minWindow, maxWindow, lagTargetMs, maxPauseMs } = this.limits;
     this.stats.observations++;
-    if (lag > lagTargetMs) {
+    if (this.history.length < BASE_HISTORY_TICKS) this.history.push(lag);
+    else this.history[this.next] = lag;
+    this.next = (this.next + 1) % BASE_HISTORY_TICKS;
+    if (lag > Math.max(lagTargetMs, 2 * this.baseLagMs)) {
       const atFloor = this.w === minWindow;
       this.w = Math.max(minWindow, Math.floor(this.w / 2));
       this.pause = atFloor ? Math.min(maxPauseMs, Math.ceil(lag)) : 0;

@@ -69,6 +69,8 @@ const STREAM_INITIAL_WINDOW = 8;
 const STREAM_PAUSE_MAX_MS = 200;
 /** One pace observation per tick: long enough for a p99 over a few hundred loop turns. */
 const STREAM_TICK_MS = 250;
+/** Ticks of this node's own lag kept for a new stream's base lag (lib/core/stream-pace.ts): 10 s. */
+const STREAM_SEED_TICKS = 40;
 /** Bytes of records per streaming page (`ae.scan` answer, `ae.load` request) at most; one record
  *  always goes. Each partition in flight holds at most two pages (one applied, one on its way):
  *  512 KiB × 2 × 32 partitions = 32 MiB in flight at the default ceiling (streamMaxPartitions). */
@@ -140,6 +142,7 @@ export class AntiEntropy {
   private readonly handoffsDone: Counter<'result'>;
   private readonly streamWindow: Gauge;
   private readonly streamLagSeen: Gauge;
+  private readonly streamThreshold: Gauge;
   /** Partitions held here but no longer owned → local wall ms when this node lost them. Persisted. */
   private readonly handoffs = new Map<number, number>();
   private handoffsSaving: Promise<void> = Promise.resolve();
@@ -154,6 +157,8 @@ export class AntiEntropy {
   private paceTimer: NodeJS.Timeout | undefined;
   /** p99 event-loop lag (ms) of the last completed tick; peers read it in page answers. */
   private lastLagMs = 0;
+  /** This node's lag over the last STREAM_SEED_TICKS ticks (a ring): a new stream's base lag is their minimum. */
+  private readonly recentLags: number[] = [];
   /** Highest lag peers reported during the current tick. */
   private peerLagMs = 0;
   /** Partitions being streamed now, and the streams waiting for the window to admit one. */
@@ -172,6 +177,7 @@ export class AntiEntropy {
     this.walks = new Counter({ name: 'kv_ae_walks_total', help: 'Completed walks over this node\'s partitions', registers: [r] });
     this.streamWindow = new Gauge({ name: 'kv_stream_window_partitions', help: 'Streaming\'s adaptive window: partitions it may move at once (0 while no stream runs here)', registers: [r] });
     this.streamLagSeen = new Gauge({ name: 'kv_stream_lag_seconds', help: 'The p99 event-loop lag streaming observed last (this node and its streaming peers)', registers: [r] });
+    this.streamThreshold = new Gauge({ name: 'kv_stream_lag_threshold_seconds', help: 'Lag above which streaming\'s window halves: streamLagTargetMs, or twice the base lag if higher', registers: [r] });
     this.handoffsDone = new Counter({ name: 'kv_ae_handoffs_total', help: 'Partitions this node stopped owning and dropped: confirmed by every new owner, or expired', labelNames: ['result'] as const, registers: [r] });
     const t = o.transport;
     t.handle('ae.msg', (from, payload, env) => this.onMessage(from, payload, env.epoch));
@@ -223,6 +229,7 @@ export class AntiEntropy {
   private paceTick(): void {
     this.lastLagMs = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
     this.streamLag.reset();
+    if (this.recentLags.push(this.lastLagMs) > STREAM_SEED_TICKS) this.recentLags.shift();
     if (this.streamsRunning === 0) {
       this.streamWindow.set(0);
       return;
@@ -232,6 +239,7 @@ export class AntiEntropy {
     this.peerLagMs = 0;
     this.streamWindow.set(this.pace.window);
     this.streamLagSeen.set(lag / 1000);
+    this.streamThreshold.set(this.pace.thresholdMs / 1000);
     for (const wake of this.paceWaiters.splice(0)) wake();
   }
 
@@ -239,7 +247,7 @@ export class AntiEntropy {
     return new StreamPace({
       minWindow: STREAM_MIN_WINDOW, maxWindow: this.o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions,
       lagTargetMs: this.o.streamLagTargetMs ?? STREAM_PACE_DEFAULTS.lagTargetMs, maxPauseMs: STREAM_PAUSE_MAX_MS,
-    }, STREAM_INITIAL_WINDOW);
+    }, STREAM_INITIAL_WINDOW, this.recentLags.length > 0 ? Math.min(...this.recentLags) : undefined);
   }
 
   /** Streaming starts or ends here (a stream, or a removenode's copy): the pace observes while any runs. */

@@ -1,13 +1,13 @@
 /**
- * Streaming's adaptive pace (lib/core/stream-pace.ts): AIMD on the observed event-loop lag,
- * bounded by a floor and a ceiling. Scripted cases, then a seeded simulation of a node whose
- * lag grows with the partitions in flight (plus noise and stalls): after every tick the window
- * stays in [floor, ceiling], pauses happen only at the floor, and the long-run lag settles near
- * the target. A failure prints its seed; `SEED=<n>` replays one, `SIM_SEEDS=<n>` runs more.
+ * Streaming's adaptive pace (lib/core/stream-pace.ts): AIMD on the observed event-loop lag
+ * against max(target, 2 x base lag), bounded by a floor and a ceiling. Scripted cases, then a
+ * seeded simulation of a node whose lag grows with the partitions in flight (plus noise and
+ * stalls): after every tick the window stays in [floor, ceiling], pauses happen only at the
+ * floor, and the long-run lag settles near the threshold. A failure prints its seed; `SEED=<n>` replays one, `SIM_SEEDS=<n>` runs more.
  */
 import { expect } from 'chai';
 import { seededRng, type Rng } from '../../lib/core/rng.ts';
-import { StreamPace, STREAM_PACE_DEFAULTS, validateStreamPaceLimits, type StreamPaceLimits } from '../../lib/core/stream-pace.ts';
+import { BASE_HISTORY_TICKS, StreamPace, STREAM_PACE_DEFAULTS, validateStreamPaceLimits, type StreamPaceLimits } from '../../lib/core/stream-pace.ts';
 import { loadConfig } from '../../lib/config.ts';
 import { isKvError } from '../../lib/errors.ts';
 
@@ -39,7 +39,7 @@ describe('stream pace (AIMD window of partitions in flight)', () => {
   });
 
   it('halves on a lagging tick, down to the floor, and pauses only once it is at the floor', () => {
-    const pace = new StreamPace(LIMITS, 32);
+    const pace = new StreamPace(LIMITS, 32, 10);
     const seen: Array<[number, number]> = [];
     for (let i = 0; i < 6; i++) {
       pace.observe(150);
@@ -62,6 +62,30 @@ describe('stream pace (AIMD window of partitions in flight)', () => {
     expect(pace.pauseMs).to.equal(200);
     pace.observe(-5);
     expect(pace.window, 'a negative report counts as no lag').to.equal(3);
+  });
+
+  it('lets the lag double on a node whose lag was already above the target before streaming (base lag), no more', () => {
+    const pace = new StreamPace(LIMITS, 8, 60);
+    expect(pace.thresholdMs).to.equal(120);
+    for (let i = 0; i < 4; i++) pace.observe(110);
+    expect(pace.window, 'under twice the base: grows').to.equal(12);
+    pace.observe(130);
+    expect(pace.window, 'over twice the base: halves').to.equal(6);
+    // A lower lag seen later lowers the base, and with it the threshold (never below the target).
+    pace.observe(8);
+    expect([pace.baseLagMs, pace.thresholdMs]).to.deep.equal([8, 20]);
+    pace.observe(25);
+    expect(pace.window).to.equal(3);
+  });
+
+  it('forgets a low lag after BASE_HISTORY_TICKS observations (a node whose natural lag rose)', () => {
+    const pace = new StreamPace(LIMITS, 8);
+    pace.observe(5);
+    for (let i = 0; i < BASE_HISTORY_TICKS - 1; i++) pace.observe(50);
+    expect(pace.baseLagMs).to.equal(5);
+    pace.observe(50);
+    expect(pace.baseLagMs).to.equal(50);
+    expect(pace.thresholdMs).to.equal(100);
   });
 
   it('starts inside [floor, ceiling] whatever it is asked to start at', () => {
@@ -93,17 +117,19 @@ describe('stream pace (AIMD window of partitions in flight)', () => {
     validateStreamPaceLimits({ minWindow: 2, maxWindow: 1024, lagTargetMs: 10_000, maxPauseMs: 200 });
   });
 
-  it('simulation: bounded window, pauses only at the floor, lag near the target in the long run', () => {
+  it('simulation: bounded window, pauses only at the floor, lag near the threshold in the long run', () => {
     forSeeds((rng) => {
       const minWindow = 1 + rng.int(4);
       const limits: StreamPaceLimits = { minWindow, maxWindow: minWindow + rng.int(64), lagTargetMs: 5 + rng.int(50), maxPauseMs: rng.int(500) };
-      const pace = new StreamPace(limits, rng.int(100));
-      // The node's lag: a base it has anyway plus a cost per partition in flight; the knee
-      // (where lag crosses the target) may lie below the floor, inside, or above the ceiling.
-      const baseMs = rng.next() * limits.lagTargetMs * 1.5;
+      // The node's lag: what it has anyway (seeded as the base, as the shell does) plus a cost per
+      // partition in flight; the knee (where lag crosses the threshold) may lie below the floor,
+      // inside, or above the ceiling.
+      const baseMs = rng.next() * limits.lagTargetMs * 3;
       const perPartitionMs = 0.2 + rng.next() * 5;
-      const knee = (limits.lagTargetMs - baseMs) / perPartitionMs;
-      let overTarget = 0;
+      const pace = new StreamPace(limits, rng.int(100), baseMs);
+      const threshold = Math.max(limits.lagTargetMs, 2 * baseMs);
+      const knee = (threshold - baseMs) / perPartitionMs;
+      let overThreshold = 0;
       let ticks = 0;
       for (let tick = 0; tick < 400; tick++) {
         // Stalls (a GC pause, a disk hiccup) now and then, none in the last 100 ticks.
@@ -115,18 +141,20 @@ describe('stream pace (AIMD window of partitions in flight)', () => {
         if (window < limits.minWindow || window > limits.maxWindow) expect.fail(`tick ${tick}: window ${window} outside [${limits.minWindow}, ${limits.maxWindow}]`);
         if (pauseMs > 0 && window !== limits.minWindow) expect.fail(`tick ${tick}: pause ${pauseMs} ms at window ${window}, above the floor`);
         if (pauseMs > limits.maxPauseMs) expect.fail(`tick ${tick}: pause ${pauseMs} ms over the cap`);
+        if (pace.thresholdMs > threshold + 1e-9) expect.fail(`tick ${tick}: threshold ${pace.thresholdMs} above max(target, 2 x base) = ${threshold}`);
         if (tick >= 200) {
           ticks++;
-          if (baseMs + perPartitionMs * window > limits.lagTargetMs + 1) overTarget++;
+          if (baseMs + perPartitionMs * window > pace.thresholdMs + 1) overThreshold++;
         }
       }
       if (knee >= limits.minWindow + 1 && knee <= limits.maxWindow) {
-        // AIMD saws around the knee: one tick over per climb, so most ticks stay at or under the target.
-        expect(overTarget / ticks, `knee ${knee.toFixed(1)}`).to.be.below(0.35);
+        // AIMD saws around the knee: one tick over per climb, so most ticks stay at or under the threshold.
+        expect(overThreshold / ticks, `knee ${knee.toFixed(1)}`).to.be.below(0.35);
       }
-      // The noise is ±1 ms: beyond that margin the lag is always under (over) the target.
-      if (baseMs + perPartitionMs * limits.maxWindow + 1 < limits.lagTargetMs) expect(pace.window, 'no lag pressure: at the ceiling').to.equal(limits.maxWindow);
-      if (baseMs + perPartitionMs * limits.minWindow - 1 > limits.lagTargetMs) expect(pace.window, 'lag pressure at any window: at the floor').to.equal(limits.minWindow);
+      // The noise is ±1 ms: beyond that margin the lag is always under (over) the threshold.
+      const end = pace.thresholdMs;
+      if (baseMs + perPartitionMs * limits.maxWindow + 1 < end) expect(pace.window, 'no lag pressure: at the ceiling').to.equal(limits.maxWindow);
+      if (baseMs + perPartitionMs * limits.minWindow - 1 > end) expect(pace.window, 'lag pressure at any window: at the floor').to.equal(limits.minWindow);
     });
   });
 });
