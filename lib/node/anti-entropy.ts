@@ -579,8 +579,14 @@ export class AntiEntropy {
     let bytes = 0;
     let sending: Promise<void> = Promise.resolve();
     const send = async (records: unknown[], n: number): Promise<void> => {
-      const r = await this.o.transport.request<unknown>(peer, 'ae.load', { partition: p, records }, { timeoutMs: REQUEST_TIMEOUT_MS });
-      this.notePeerLag((r as { lag?: unknown } | null)?.lag);
+      try {
+        const r = await this.o.transport.request<unknown>(peer, 'ae.load', { partition: p, records }, { timeoutMs: REQUEST_TIMEOUT_MS });
+        this.notePeerLag((r as { lag?: unknown } | null)?.lag);
+      } catch (err) {
+        // A peer of an older version (a rolling upgrade) has no ae.load: the same records as ae.push batches.
+        if ((err as KvError).details?.['unknownType'] !== 'ae.load') throw err;
+        for (let i = 0; i < records.length; i += MOVE_BATCH) await this.o.transport.request(peer, 'ae.push', records.slice(i, i + MOVE_BATCH), { timeoutMs: REQUEST_TIMEOUT_MS });
+      }
       pushed += records.length;
       bytes += n;
     };

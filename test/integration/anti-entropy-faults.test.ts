@@ -251,6 +251,33 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
     }
   });
 
+  it('bulk-pushes to a peer of an older version (no ae.load) in ae.push batches of at most 256 records', async () => {
+    const g = await group(['a'], 1);
+    const a = g.nodes.get('a') as Replica;
+    const old = g.net.transport({ selfId: 'old' });
+    const got: string[] = [];
+    const batches: number[] = [];
+    old.handle('ae.count', () => 0);
+    old.handle('ae.push', (_from, payload) => {
+      const records = payload as Array<[string, unknown]>;
+      batches.push(records.length);
+      for (const [k] of records) got.push(k);
+      return records.length;
+    });
+    try {
+      await pollUntil(() => old.isConnected('a'), { what: 'memory link to a' });
+      const p = 9;
+      const keys = await fill(a, p, 700, () => Buffer.from('v'));
+      const r = await a.ae.exchange(p, 'old', { bulk: 'push' });
+      expect([r.outcome, r.pushed]).to.deep.equal(['bulk', keys.length]);
+      expect(got.sort()).to.deep.equal([...keys].sort());
+      expect(Math.max(...batches)).to.be.at.most(256);
+    } finally {
+      await old.close();
+      await g.close();
+    }
+  });
+
   it('refuses a streaming page over its bounds or with a key of another partition (KV_FRAME_*), applying none of it', async () => {
     const g = await group(['a'], 1);
     const a = g.nodes.get('a') as Replica;
