@@ -19,7 +19,7 @@
  * p99 during the operation beside the p99 of the same load just before it, and the CPU seconds
  * the node processes used meanwhile (all nodes, and the busiest one: the stream's bottleneck
  * when it is near one core), and the adaptive window of partitions in flight as /metrics showed
- * it twice a second on the streaming nodes (kv_stream_window_partitions: floor 2, ceiling
+ * it once a second on every node (kv_stream_window_partitions: floor 2, ceiling
  * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds).
  *
  * Figures depend on the machine's load: take the final ones on a quiet machine.
@@ -122,7 +122,7 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
       const s = await paceSample(c);
       windows.push(...s.windows);
       lagMaxMs = Math.max(lagMaxMs, s.lagMs);
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 1000));
     }
   })();
   const op = await during();
