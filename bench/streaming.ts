@@ -8,13 +8,19 @@
  * values (keys key-0...), then, in order, with a light client load (4 connections reading
  * random keys through n1 and n2) running all the time:
  *   join          a 4th node joins (it streams its partitions from the current owners);
- *   decommission  that node leaves again (it streams its partitions to their new owners);
- *   removenode    a 4th node joins, is killed, and `removenode` re-replicates its data from the
- *                 survivors;
+ *   decommission  that node leaves again (it streams its partitions to their new owners, which
+ *                 dropped them after the join: the bench waits for those hand-offs first);
+ *   removenode    a 4th node joins, the survivors drop the partitions it took over (hand-offs,
+ *                 waited for), it is killed, and `removenode` re-replicates its partitions from the
+ *                 two survivors holding each onto the third (about 3/4 of the data moves);
  *   replace       n3 is killed and a fresh process replaces it under the same id.
  * Each reports the operation's records and its duration (GET /cluster/operations on the node
- * that ran it), the payload rate (records × (key + value bytes) / duration), and the client
- * p99 during the operation beside the p99 of the same load just before it.
+ * that ran it), the payload rate (records × (key + value bytes) / duration), the client
+ * p99 during the operation beside the p99 of the same load just before it, and the CPU seconds
+ * the node processes used meanwhile (all nodes, and the busiest one: the stream's bottleneck
+ * when it is near one core), and the adaptive window of partitions in flight as /metrics showed
+ * it once a second on every node (kv_stream_window_partitions: floor 2, ceiling
+ * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds).
  *
  * Figures depend on the machine's load: take the final ones on a quiet machine.
  */
@@ -25,6 +31,7 @@ import { preload, runLoad, type LoadResult } from './load.ts';
 import { TestCluster } from '../test/helpers/cluster.ts';
 import { pollUntil } from '../test/helpers/poll.ts';
 import { freePort, spawnNode, waitHealthy } from '../test/helpers/proc.ts';
+import { cpuSeconds } from './load.ts';
 
 const flags = parseArgs(process.argv.slice(2), new Set()).flags;
 const SIZES = String(flags['value-bytes'] ?? '1024,65536').split(',').map(Number);
@@ -53,35 +60,96 @@ async function stateOf(c: TestCluster, id: string): Promise<string | undefined> 
   return (await c.view('n1')).members.find((m) => m.id === id)?.state;
 }
 
+/**
+ * Every node has dropped the partitions it no longer replicates (hand-offs done): each
+ * partition with keys in a node's GET /cluster/partitions lists that node among its replicas.
+ */
+async function handoffsDone(c: TestCluster, ids: string[]): Promise<void> {
+  await pollUntil(async () => {
+    for (const id of ids) {
+      const res = await fetch(`http://${c.addr(id)}/cluster/partitions`);
+      const { partitions } = await res.json() as { partitions: { replicas: string[]; keys: number }[] };
+      if (partitions.some((x) => x.keys > 0 && !x.replicas.includes(id))) return false;
+    }
+    return true;
+  }, { timeoutMs: 600_000, intervalMs: 500, what: `hand-offs done on ${ids.join(', ')}` });
+}
+
+/** CPU seconds used so far by each running node process. */
+function cpuNow(c: TestCluster): Map<string, number> {
+  return new Map([...c.nodes].map(([id, p]) => [id, cpuSeconds(p.child.pid) ?? NaN]));
+}
+
 /** Client load through n1 and n2 while `during` runs; returns its result and the baseline just before. */
-async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpView>): Promise<{ op: OpView; base: LoadResult; busy: LoadResult }> {
+interface Measured { op: OpView; base: LoadResult; busy: LoadResult; cpu: Map<string, number>; windows: number[]; lagMaxMs: number }
+
+/** One sample of every node's streaming window and observed lag (windows of nodes not streaming are 0). */
+async function paceSample(c: TestCluster): Promise<{ windows: number[]; lagMs: number }> {
+  const windows: number[] = [];
+  let lagMs = 0;
+  await Promise.all([...c.nodes.keys()].map(async (id) => {
+    try {
+      const text = await (await fetch(`http://${c.addr(id)}/metrics`)).text();
+      const w = Number(/^kv_stream_window_partitions (\S+)$/m.exec(text)?.[1] ?? 0);
+      if (w > 0) {
+        windows.push(w);
+        lagMs = Math.max(lagMs, 1000 * Number(/^kv_stream_lag_seconds (\S+)$/m.exec(text)?.[1] ?? 0));
+      }
+    } catch {
+      // a node starting or killed meanwhile
+    }
+  }));
+  return { windows, lagMs };
+}
+
+async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpView>): Promise<Measured> {
   const load = (durationMs: number, name: string): Promise<LoadResult> => runLoad({
     name, targets: [c.addr('n1'), c.addr('n2')], concurrency: 4, durationMs,
     request: () => ({ method: 'GET', path: `/kv/key-${Math.floor(Math.random() * keys)}?r=2` }),
   });
   const base = await load(5000, 'before');
+  const cpu0 = cpuNow(c);
   const started = performance.now();
   let stop = false;
   const results: LoadResult[] = [];
   const background = (async () => {
     while (!stop) results.push(await load(2000, 'during'));
   })();
+  const windows: number[] = [];
+  let lagMaxMs = 0;
+  const sampler = (async () => {
+    while (!stop) {
+      const s = await paceSample(c);
+      windows.push(...s.windows);
+      lagMaxMs = Math.max(lagMaxMs, s.lagMs);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
   const op = await during();
+  const cpu1 = cpuNow(c);
+  // A node started or killed meanwhile counts from 0 or not at all.
+  const cpu = new Map([...cpu1].filter(([, s]) => Number.isFinite(s)).map(([id, s]) => [id, s - (Number.isFinite(cpu0.get(id)) ? cpu0.get(id) as number : 0)]));
   stop = true;
   await background;
+  await sampler;
   const elapsed = (performance.now() - started) / 1000;
   const during_ = results.filter((r) => r.requests > 0);
   const p99 = Math.max(...during_.map((r) => r.p99ms));
   const busy: LoadResult = { name: 'during', requests: during_.reduce((s, r) => s + r.requests, 0), errors: during_.reduce((s, r) => s + r.errors, 0),
     seconds: elapsed, throughput: during_.reduce((s, r) => s + r.requests, 0) / elapsed, p50ms: NaN, p99ms: p99 };
-  return { op, base, busy };
+  return { op, base, busy, cpu, windows, lagMaxMs };
 }
 
-function report(name: string, valueBytes: number, r: { op: OpView; base: LoadResult; busy: LoadResult }): void {
+function report(name: string, valueBytes: number, r: Measured): void {
   const seconds = ((r.op.finishedAt ?? r.op.startedAt) - r.op.startedAt) / 1000;
   const payload = r.op.records * (valueBytes + 'key-00000'.length);
   out(`${name.padEnd(13)} ${String(r.op.records).padStart(7)} records in ${seconds.toFixed(1).padStart(5)} s: ${(payload / MB / seconds).toFixed(1).padStart(6)} MB/s; ` +
     `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`);
+  const total = [...r.cpu.values()].reduce((a, b) => a + b, 0);
+  const [top, topS] = [...r.cpu].reduce((a, b) => (b[1] > a[1] ? b : a), ['-', 0]);
+  const w = r.windows;
+  out(`${''.padEnd(13)} window of partitions in flight: ${w.length === 0 ? 'not seen' : `mean ${(w.reduce((a, b) => a + b, 0) / w.length).toFixed(1)}, min ${Math.min(...w)}, max ${Math.max(...w)} over ${w.length} samples; highest lag it saw ${r.lagMaxMs.toFixed(0)} ms`}`);
+  out(`${''.padEnd(13)} node CPU meanwhile: ${total.toFixed(1)} s in all (${((total * 1e6) / Math.max(1, r.op.records)).toFixed(0)} µs per record), busiest ${top} ${topS.toFixed(1)} s (${((100 * topS) / r.busy.seconds).toFixed(0)} % of a core over ${r.busy.seconds.toFixed(1)} s)`);
 }
 
 async function oneSize(valueBytes: number): Promise<void> {
@@ -100,6 +168,8 @@ async function oneSize(valueBytes: number): Promise<void> {
       });
       report('join', valueBytes, r);
       if (OPS.has('decommission')) {
+        // The former owners drop what n4 took over; only then does the decommission have something to move back.
+        await handoffsDone(c, ['n1', 'n2', 'n3', 'n4']);
         const d = await underLoad(c, keys, async () => {
           // Right after the join's streaming the 'normal' commit may still be on its way: 409 KV_TOPOLOGY_BUSY until then.
           await pollUntil(async () => {
@@ -118,6 +188,8 @@ async function oneSize(valueBytes: number): Promise<void> {
     if (OPS.has('removenode')) {
       await c.add('n5', { healthyTimeoutMs: 600_000 });
       await pollUntil(async () => (await stateOf(c, 'n5')) === 'normal', { timeoutMs: 600_000, what: 'n5 normal' });
+      // The survivors drop what n5 took over, so removenode must copy it back onto one of them.
+      await handoffsDone(c, ['n1', 'n2', 'n3', 'n5']);
       await c.kill('n5');
       await pollUntil(async () => (await c.view('n1')).members.find((m) => m.id === 'n5')?.liveness === 'dead', { timeoutMs: 60_000, what: 'n5 dead' });
       const r = await underLoad(c, keys, async () => {

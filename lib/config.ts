@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { KvError } from './errors.ts';
 import { NODE_ID_RE } from './core/hlc.ts';
 import { DEFAULT_TRANSPORT_LIMITS } from './net/limits.ts';
+import { STREAM_PACE_DEFAULTS } from './core/stream-pace.ts';
 
 const SECOND = 1000;
 const KiB = 1024;
@@ -140,6 +141,16 @@ export interface Config {
   /** Time for one anti-entropy walk over all of this node's partitions (each exchanged with its other
    *  replicas, paced evenly). Default 60 s: ~17 small exchanges a second at Q=1024, negligible load. */
   antiEntropyIntervalMs: number;
+  /** Streaming for a join, decommission, replace or removenode moves at most this many partitions at
+   *  once: the ceiling of an adaptive window (AIMD on event-loop lag) whose floor is 2. Default 32: hides
+   *  round trips for small partitions; each holds at most two 512 KiB pages, 32 MiB in flight. */
+  streamMaxPartitions: number;
+  /** Streaming's window halves while the p99 event-loop lag of this node or of a peer it streams with is
+   *  above this or above twice the base lag (the lowest over the last minute), whichever is higher, and grows
+   *  by one partition per quarter second below it; at the floor, pages also pause. Default 20 ms (the lag
+   *  histogram's 10 ms resolution included: ~10 ms of delay on a quiet node), what a client feels on top of
+   *  its own request; twice the base lag keeps a node that lags anyway within the 2x of client p99. */
+  streamLagTargetMs: number;
 
   /** A Raft voter that gossip has seen dead this long gives its seat to a live, caught-up learner.
    *  Default 30 s: outlasts restarts and GC pauses, so a bounce does not churn the voter set. */
@@ -209,6 +220,8 @@ export const DEFAULTS: Config = {
   hintsMaxAgeMs: 3 * 3600 * SECOND,
   tombstoneGraceMs: 3600 * SECOND,
   antiEntropyIntervalMs: 60 * SECOND,
+  streamMaxPartitions: STREAM_PACE_DEFAULTS.maxPartitions,
+  streamLagTargetMs: STREAM_PACE_DEFAULTS.lagTargetMs,
   deadVoterMs: 30 * SECOND,
   swimProbeIntervalMs: 1 * SECOND,
   swimProbeTimeoutMs: 500,
@@ -359,6 +372,8 @@ export function validateConfig(cfg: Config): Config {
   int(cfg, 'hintsMaxAgeMs', 0, 30 * 24 * 3600 * SECOND);
   int(cfg, 'tombstoneGraceMs', 0, 365 * 24 * 3600 * SECOND);
   int(cfg, 'antiEntropyIntervalMs', 10, 24 * 3600 * SECOND);
+  int(cfg, 'streamMaxPartitions', 2, 1024);
+  int(cfg, 'streamLagTargetMs', 1, 10_000);
   int(cfg, 'deadVoterMs', 100, 24 * 3600 * SECOND);
   int(cfg, 'swimProbeIntervalMs', 10, 60 * SECOND);
   int(cfg, 'swimProbeTimeoutMs', 5, cfg.swimProbeIntervalMs - 1);

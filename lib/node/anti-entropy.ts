@@ -25,10 +25,11 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
 import { parseVersion, type Version } from '../core/hlc.ts';
+import { StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS } from '../core/stream-pace.ts';
 import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import type { Topology } from '../core/topology.ts';
 import { recordToWire, type StoredRecord } from '../storage/record.ts';
@@ -55,15 +56,25 @@ const MOVE_BATCH_BYTES = 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Event-loop lag (p99) above which the scheduler halves its pace. */
 const LAG_BACKOFF_MS = 100;
-/** Partitions moved in parallel during join/leave/replace streaming: enough to hide round trips; the adaptive pause (yieldToClients) keeps client latency bounded. */
-const STREAM_CONCURRENCY = 8;
-/** Records per `ae.scan` answer at most (and MOVE_BATCH_BYTES): one answer stays one frame. */
+/** Records per `ae.scan` answer and `ae.load` request at most (and at most a page's bytes): one page stays one frame. */
 const SCAN_BATCH_RECORDS = 4096;
-/** Streaming pauses between batches while the event loop's p99 lag is above this. 20 ms: clients
- *  feel more; below it streaming runs at full speed. */
-const STREAM_LAG_TARGET_MS = 20;
-/** Longest pause between two streaming batches. */
+/**
+ * Streaming's adaptive window (lib/core/stream-pace.ts): the floor, 2, keeps a topology change
+ * moving however busy the cluster is; it starts at 8 (the fixed figure before the window
+ * adapted) and grows by one partition per quiet tick up to the configured ceiling.
+ */
+const STREAM_MIN_WINDOW = 2;
+const STREAM_INITIAL_WINDOW = 8;
+/** Longest pause between two pages, once the window is at its floor and the lag still above target. */
 const STREAM_PAUSE_MAX_MS = 200;
+/** One pace observation per tick: long enough for a p99 over a few hundred loop turns. */
+const STREAM_TICK_MS = 250;
+/** Ticks of this node's own lag kept for a new stream's base lag (lib/core/stream-pace.ts): 10 s. */
+const STREAM_SEED_TICKS = 40;
+/** Bytes of records per streaming page (`ae.scan` answer, `ae.load` request) at most; one record
+ *  always goes. Each partition in flight holds at most two pages (one applied, one on its way):
+ *  512 KiB × 2 × 32 partitions = 32 MiB in flight at the default ceiling (streamMaxPartitions). */
+const STREAM_PAGE_BYTES = 512 * 1024;
 /** A repair walk is unpaced, but pauses this long after a partition while the event loop lags. */
 const REPAIR_LAG_PAUSE_MS = 20;
 /** `ae.sync` requests (exchanges run for a removenode orchestrator) served at once. */
@@ -99,6 +110,10 @@ export interface AntiEntropyOptions {
    * at least N - W + 1 of its owners, so every write acknowledged by W of them is among them.
    */
   writeQuorum?: number;
+  /** Streaming's ceiling of partitions in flight (`streamMaxPartitions`; STREAM_PACE_DEFAULTS). */
+  streamMaxPartitions?: number;
+  /** Streaming's p99 event-loop lag target in ms (`streamLagTargetMs`; STREAM_PACE_DEFAULTS). */
+  streamLagTargetMs?: number;
   now?: () => number;
 }
 
@@ -125,6 +140,9 @@ export class AntiEntropy {
   private readonly purged: Counter;
   private readonly walks: Counter;
   private readonly handoffsDone: Counter<'result'>;
+  private readonly streamWindow: Gauge;
+  private readonly streamLagSeen: Gauge;
+  private readonly streamThreshold: Gauge;
   /** Partitions held here but no longer owned → local wall ms when this node lost them. Persisted. */
   private readonly handoffs = new Map<number, number>();
   private handoffsSaving: Promise<void> = Promise.resolve();
@@ -133,15 +151,33 @@ export class AntiEntropy {
   progress = { walk: 0, partitionsDone: 0, partitionsTotal: 0 };
   /** Wall-clock ms when the last walk over every partition completed (operators read its age). */
   lastWalkDoneMs: number | null = null;
+  /** Streaming's adaptive window and pause, observed once per STREAM_TICK_MS while a stream runs;
+   *  a new one (at STREAM_INITIAL_WINDOW) for a stream that starts while none runs. */
+  private pace: StreamPace;
+  private paceTimer: NodeJS.Timeout | undefined;
+  /** p99 event-loop lag (ms) of the last completed tick; peers read it in page answers. */
+  private lastLagMs = 0;
+  /** This node's lag over the last STREAM_SEED_TICKS ticks (a ring): a new stream's base lag is their minimum. */
+  private readonly recentLags: number[] = [];
+  /** Highest lag peers reported during the current tick. */
+  private peerLagMs = 0;
+  /** Partitions being streamed now, and the streams waiting for the window to admit one. */
+  private streamActive = 0;
+  private streamsRunning = 0;
+  private readonly paceWaiters: Array<() => void> = [];
 
   constructor(private readonly o: AntiEntropyOptions) {
     this.now = o.now ?? Date.now;
+    this.pace = this.freshPace();
     const r = o.metrics.registry;
     this.exchanges = new Counter({ name: 'kv_ae_exchanges_total', help: 'Anti-entropy exchanges started here, by outcome', labelNames: ['outcome'] as const, registers: [r] });
     this.moved = new Counter({ name: 'kv_ae_keys_repaired_total', help: 'Records moved by anti-entropy, by direction', labelNames: ['direction'] as const, registers: [r] });
     this.bytes = new Counter({ name: 'kv_ae_tree_bytes_total', help: 'Merkle exchange message bytes sent and received by initiated exchanges', registers: [r] });
     this.purged = new Counter({ name: 'kv_ae_tombstones_purged_total', help: 'Tombstones purged after every replica held them', registers: [r] });
     this.walks = new Counter({ name: 'kv_ae_walks_total', help: 'Completed walks over this node\'s partitions', registers: [r] });
+    this.streamWindow = new Gauge({ name: 'kv_stream_window_partitions', help: 'Streaming\'s adaptive window: partitions it may move at once (0 while no stream runs here)', registers: [r] });
+    this.streamLagSeen = new Gauge({ name: 'kv_stream_lag_seconds', help: 'The p99 event-loop lag streaming observed last (this node and its streaming peers)', registers: [r] });
+    this.streamThreshold = new Gauge({ name: 'kv_stream_lag_threshold_seconds', help: 'Lag above which streaming\'s window halves: streamLagTargetMs, or twice the base lag if higher', registers: [r] });
     this.handoffsDone = new Counter({ name: 'kv_ae_handoffs_total', help: 'Partitions this node stopped owning and dropped: confirmed by every new owner, or expired', labelNames: ['result'] as const, registers: [r] });
     const t = o.transport;
     t.handle('ae.msg', (from, payload, env) => this.onMessage(from, payload, env.epoch));
@@ -150,6 +186,7 @@ export class AntiEntropy {
     t.handle('ae.purge', (from, payload, env) => this.onPurge(from, payload, env.epoch));
     t.handle('ae.sync', (_from, payload) => this.onSync(payload));
     t.handle('ae.scan', (_from, payload, env) => this.onScan(payload, env.epoch));
+    t.handle('ae.load', (_from, payload, env) => this.onLoad(payload, env.epoch));
     t.handle('ae.count', (_from, payload) => this.onCount(payload));
   }
 
@@ -180,6 +217,64 @@ export class AntiEntropy {
     this.lag.enable();
     this.streamLag.enable();
     this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
+    this.paceTimer = setInterval(() => this.paceTick(), STREAM_TICK_MS);
+    this.paceTimer.unref();
+  }
+
+  /**
+   * Every STREAM_TICK_MS: this node's lag over the tick becomes `lastLagMs` (sent to streaming
+   * peers in page answers); while a stream runs here, the pace observes it and what the peers
+   * reported, and streams waiting for the window try again.
+   */
+  private paceTick(): void {
+    this.lastLagMs = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
+    this.streamLag.reset();
+    if (this.recentLags.push(this.lastLagMs) > STREAM_SEED_TICKS) this.recentLags.shift();
+    if (this.streamsRunning === 0) {
+      this.streamWindow.set(0);
+      return;
+    }
+    const lag = Math.max(this.lastLagMs, this.peerLagMs);
+    this.pace.observe(lag);
+    this.peerLagMs = 0;
+    this.streamWindow.set(this.pace.window);
+    this.streamLagSeen.set(lag / 1000);
+    this.streamThreshold.set(this.pace.thresholdMs / 1000);
+    for (const wake of this.paceWaiters.splice(0)) wake();
+  }
+
+  private freshPace(): StreamPace {
+    return new StreamPace({
+      minWindow: STREAM_MIN_WINDOW, maxWindow: this.o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions,
+      lagTargetMs: this.o.streamLagTargetMs ?? STREAM_PACE_DEFAULTS.lagTargetMs, maxPauseMs: STREAM_PAUSE_MAX_MS,
+    }, STREAM_INITIAL_WINDOW, this.recentLags.length > 0 ? Math.min(...this.recentLags) : undefined);
+  }
+
+  /** Streaming starts or ends here (a stream, or a removenode's copy): the pace observes while any runs. */
+  private streamStarted(): void {
+    if (this.streamsRunning++ === 0) this.pace = this.freshPace();
+  }
+
+  /** This node's recent p99 event-loop lag in ms, as reported to streaming peers. */
+  private recentLagMs(): number {
+    const now = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
+    return Math.round(Math.max(this.lastLagMs, now));
+  }
+
+  /** A peer's lag from a page answer: counts toward this tick's observation. */
+  private notePeerLag(lag: unknown): void {
+    if (typeof lag === 'number' && Number.isFinite(lag)) this.peerLagMs = Math.max(this.peerLagMs, Math.min(Math.max(0, lag), STREAM_LAG_REPORT_MAX_MS));
+  }
+
+  /** Waits until the adaptive window admits one more partition. */
+  private async admitPartition(): Promise<void> {
+    while (this.streamActive >= this.pace.window && !this.stopped) await new Promise<void>((r) => this.paceWaiters.push(r));
+    this.streamActive++;
+  }
+
+  private releasePartition(): void {
+    this.streamActive--;
+    for (const wake of this.paceWaiters.splice(0)) wake();
   }
 
   private scheduleNext(): void {
@@ -192,6 +287,8 @@ export class AntiEntropy {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.paceTimer) clearInterval(this.paceTimer);
+    for (const wake of this.paceWaiters.splice(0)) wake();
     this.lag.disable();
     this.streamLag.disable();
     this.sessions.clear();
@@ -228,7 +325,12 @@ export class AntiEntropy {
     if ((await this.o.store.partitionKeyCount(p)) === 0) return 0;
     const held: MerkleEntry[] = [];
     for await (const [key, rec] of this.o.store.scanPartition(p)) held.push([key, rec.version]);
-    for (const [key, version] of held) if (await this.o.store.purge(key, version)) records++;
+    // PURGE_BATCH at a time, so the record store folds them into a few group commits (one after
+    // another they cost one commit each) while its write queue stays far below its bound.
+    for (let i = 0; i < held.length; i += PURGE_BATCH) {
+      const done = await Promise.all(held.slice(i, i + PURGE_BATCH).map(([key, version]) => this.o.store.purge(key, version)));
+      records += done.filter(Boolean).length;
+    }
     return records;
   }
 
@@ -365,7 +467,11 @@ export class AntiEntropy {
     const t = this.o.topology();
     if (t.epoch === 0) return;
     const cur = replicasOf(t.table('current'), p);
-    const peers = [...new Set([...cur, ...replicasOf(t.table('future'), p)])].filter((id) => id !== this.o.selfId);
+    const fut = replicasOf(t.table('future'), p);
+    // A walk lists its partitions when it starts, up to antiEntropyIntervalMs before: one this node
+    // stopped owning meanwhile (and may have handed off already) must not be pulled back here.
+    if (!cur.includes(this.o.selfId) && !fut.includes(this.o.selfId)) return;
+    const peers = [...new Set([...cur, ...fut])].filter((id) => id !== this.o.selfId);
     // After an ownership change, former owners may still push copies older than the tombstones
     // that GC would purge: wait until their hand-offs have given up pushing.
     const settled = this.now() - (this.o.fence?.lastChangeMs(p) ?? 0) > HANDOFF_GRACE_SHARE * this.o.tombstoneGraceMs + HANDOFF_GC_MARGIN_MS;
@@ -426,21 +532,34 @@ export class AntiEntropy {
     return this.merkleExchange(p, peer, opts.pull !== false);
   }
 
+  /**
+   * A partition with nothing here yet: the peer's records in key order, a page at a time
+   * (`ae.scan`, at most STREAM_PAGE_BYTES and SCAN_BATCH_RECORDS each). The next page is asked
+   * for while this one is written, so at most two pages of a partition are in flight.
+   */
   private async bulkPull(p: number, peer: string): Promise<ExchangeResult> {
+    const ask = (after: string | undefined): Promise<unknown> => {
+      const req = this.o.transport.request<unknown>(peer, 'ae.scan', after === undefined ? { partition: p, maxBytes: STREAM_PAGE_BYTES } : { partition: p, after, maxBytes: STREAM_PAGE_BYTES },
+        { timeoutMs: REQUEST_TIMEOUT_MS });
+      req.catch(() => undefined); // awaited below; a page still on its way when an earlier one failed is dropped
+      return req;
+    };
     let after: string | undefined;
+    let page = ask(undefined);
     let pulled = 0;
     let bytes = 0;
     for (;;) {
-      const r = await this.o.transport.request<unknown>(peer, 'ae.scan', after === undefined ? { partition: p } : { partition: p, after }, { timeoutMs: REQUEST_TIMEOUT_MS });
-      const o = r as { records?: unknown; next?: unknown; bytes?: unknown } | null;
+      const o = (await page) as { records?: unknown; next?: unknown; bytes?: unknown; lag?: unknown } | null;
       if (typeof o !== 'object' || o === null || (o.next !== null && typeof o.next !== 'string') || typeof o.bytes !== 'number') {
-        throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan answer must be {records, next, bytes}');
+        throw new KvError('KV_FRAME_INVALID', 'ae.scan answer must be {records, next, bytes}');
       }
-      pulled += await this.applyRecords(o.records, 'ae.pull', { max: SCAN_BATCH_RECORDS, partition: p });
+      if (o.next !== null && after !== undefined && o.next <= after) throw new KvError('KV_FRAME_INVALID', 'ae.scan did not advance');
+      this.notePeerLag(o.lag);
+      if (o.next !== null) page = ask(o.next as string);
+      pulled += await this.applyRecords(o.records, 'ae.pull', { max: SCAN_BATCH_RECORDS, partition: p, maxBytes: MOVE_BATCH_BYTES });
       bytes += o.bytes;
       this.moved.labels({ direction: 'pulled' }).inc(Array.isArray(o.records) ? o.records.length : 0);
       if (o.next === null) break;
-      if (after !== undefined && o.next <= after) throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan did not advance');
       after = o.next as string;
       await this.yieldToClients();
     }
@@ -448,62 +567,96 @@ export class AntiEntropy {
     return { outcome: 'bulk', pushed: 0, pulled, bytes };
   }
 
+  /**
+   * A partition the peer holds nothing of: ours in key order, a page at a time (`ae.load`,
+   * bounded like an `ae.scan` answer). The next page is read while one is on its way, so at
+   * most two pages of a partition are in flight.
+   */
   private async bulkPush(p: number, peer: string): Promise<ExchangeResult> {
-    let batch: unknown[] = [];
+    let page: unknown[] = [];
     let size = 0;
     let pushed = 0;
     let bytes = 0;
+    let sending: Promise<void> = Promise.resolve();
+    const send = async (records: unknown[], n: number): Promise<void> => {
+      try {
+        const r = await this.o.transport.request<unknown>(peer, 'ae.load', { partition: p, records }, { timeoutMs: REQUEST_TIMEOUT_MS });
+        this.notePeerLag((r as { lag?: unknown } | null)?.lag);
+      } catch (err) {
+        // A peer of an older version (a rolling upgrade) has no ae.load: the same records as ae.push batches.
+        if ((err as KvError).details?.['unknownType'] !== 'ae.load') throw err;
+        for (let i = 0; i < records.length; i += MOVE_BATCH) await this.o.transport.request(peer, 'ae.push', records.slice(i, i + MOVE_BATCH), { timeoutMs: REQUEST_TIMEOUT_MS });
+      }
+      pushed += records.length;
+      bytes += n;
+    };
     const flush = async (): Promise<void> => {
-      if (batch.length === 0) return;
-      await this.o.transport.request(peer, 'ae.push', batch, { timeoutMs: REQUEST_TIMEOUT_MS });
-      pushed += batch.length;
-      bytes += size;
-      batch = [];
+      await sending;
+      if (page.length === 0) return;
+      sending = send(page, size);
+      sending.catch(() => undefined); // awaited at the next flush
+      page = [];
       size = 0;
       await this.yieldToClients();
     };
     for await (const [key, rec] of this.o.store.scanPartition(p)) {
-      const n = key.length + (rec.value?.length ?? 0) + 64;
-      if (batch.length > 0 && (size + n > MOVE_BATCH_BYTES || batch.length >= MOVE_BATCH)) await flush();
-      batch.push([key, recordToWire(rec)]);
+      const n = key.length + (rec.value?.length ?? 0);
+      if (page.length > 0 && (size + n > STREAM_PAGE_BYTES || page.length >= SCAN_BATCH_RECORDS)) await flush();
+      page.push([key, recordToWire(rec)]);
       size += n;
     }
     await flush();
+    await sending;
     if (pushed) this.moved.labels({ direction: 'pushed' }).inc(pushed);
     this.exchanges.labels({ outcome: 'bulk' }).inc();
     return { outcome: 'bulk', pushed, pulled: 0, bytes };
   }
 
   /**
-   * Streaming's adaptive pace: while this node's event loop lags (client requests queue behind
-   * the moves), pause between batches, longer the worse it gets, so client latency stays bounded.
+   * Streaming's pause between pages: none unless the adaptive window is at its floor and the
+   * event loops involved still lag (lib/core/stream-pace.ts), so client latency stays bounded.
    */
   private async yieldToClients(): Promise<void> {
-    const lagMs = this.streamLag.percentile(99) / 1e6;
-    this.streamLag.reset();
-    if (lagMs > STREAM_LAG_TARGET_MS) await new Promise((r) => setTimeout(r, Math.min(STREAM_PAUSE_MAX_MS, lagMs)));
+    const ms = this.pace.pauseMs;
+    if (ms > 0) await new Promise((r) => setTimeout(r, ms));
   }
 
-  private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number }> {
-    const o = payload as { partition?: unknown; after?: unknown } | null;
+  private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number; lag: number }> {
+    const o = payload as { partition?: unknown; after?: unknown; maxBytes?: unknown } | null;
     if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions ||
-      (o.after !== undefined && validateKey(o.after, this.o.maxKeyBytes) === '')) {
-      throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan takes {partition, after?}');
+      (o.after !== undefined && validateKey(o.after, this.o.maxKeyBytes) === '') ||
+      (o.maxBytes !== undefined && (!Number.isInteger(o.maxBytes) || (o.maxBytes as number) < 1))) {
+      throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan takes {partition, after?, maxBytes?}');
     }
     const p = o.partition as number;
     this.o.fence?.checkPartition(p, epoch);
+    // An older peer asks without maxBytes: the 1 MiB pages it expects.
+    const maxBytes = Math.min(MOVE_BATCH_BYTES, (o.maxBytes as number | undefined) ?? MOVE_BATCH_BYTES);
     const records: unknown[] = [];
     let bytes = 0;
     let next: string | null = null;
     for await (const [key, rec] of this.o.store.scanPartition(p, o.after === undefined ? {} : { after: o.after as string })) {
-      if (records.length >= SCAN_BATCH_RECORDS || (records.length > 0 && bytes >= MOVE_BATCH_BYTES)) {
+      const n = key.length + (rec.value?.length ?? 0);
+      if (records.length >= SCAN_BATCH_RECORDS || (records.length > 0 && bytes + n > maxBytes)) {
         next = (records.at(-1) as [string, unknown])[0];
         break;
       }
       records.push([key, recordToWire(rec)]);
-      bytes += key.length + (rec.value?.length ?? 0) + 64;
+      bytes += n;
     }
-    return { records, next, bytes };
+    return { records, next, bytes, lag: this.recentLagMs() };
+  }
+
+  /** A page of a partition the sender streams here in bulk (`bulkPush`): {partition, records}. */
+  private async onLoad(payload: unknown, epoch: number): Promise<{ applied: number; lag: number }> {
+    const o = payload as { partition?: unknown; records?: unknown } | null;
+    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions) {
+      throw new KvError('KV_INVALID_ARGUMENT', 'ae.load takes {partition, records}');
+    }
+    const p = o.partition as number;
+    this.o.fence?.checkPartition(p, epoch);
+    const applied = await this.applyRecords(o.records, 'ae.push', { max: SCAN_BATCH_RECORDS, partition: p, maxBytes: MOVE_BATCH_BYTES });
+    return { applied, lag: this.recentLagMs() };
   }
 
   private async onCount(payload: unknown): Promise<number> {
@@ -614,17 +767,26 @@ export class AntiEntropy {
    * bad record does not hold up the rest, and then the whole batch fails with KV_CLOCK_SKEW
    * so the exchange does not count as converged.
    */
-  /** Validate and apply moved records; with `partition`, every key must belong to it (a bulk scan's answer). */
-  private async applyRecords(payload: unknown, source: VersionSource, opts: { max?: number; partition?: number } = {}): Promise<number> {
+  /**
+   * Validate and apply moved records. With `partition`, every key must belong to it (a bulk
+   * page); with `maxBytes`, the keys and values before the last record must fit in it (the
+   * sender stops at the record that crosses it; KV_FRAME_TOO_LARGE otherwise).
+   */
+  private async applyRecords(payload: unknown, source: VersionSource, opts: { max?: number; partition?: number; maxBytes?: number } = {}): Promise<number> {
     const max = opts.max ?? MOVE_BATCH;
-    if (!Array.isArray(payload) || payload.length > max) throw new KvError('KV_INVALID_ARGUMENT', `expected at most ${max} [key, record] pairs`);
+    if (!Array.isArray(payload) || payload.length > max) throw new KvError(opts.partition === undefined ? 'KV_INVALID_ARGUMENT' : 'KV_FRAME_INVALID', `expected at most ${max} [key, record] pairs`);
+    let size = 0;
     const parsed = payload.map((x: unknown) => {
       if (!Array.isArray(x) || x.length !== 2) throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, record]');
       const key = validateKey(x[0], this.o.maxKeyBytes);
       if (opts.partition !== undefined && this.o.store.locate(key).partition !== opts.partition) {
-        throw new KvError('KV_INVALID_ARGUMENT', `key of another partition in a scan of partition ${opts.partition}`);
+        throw new KvError('KV_FRAME_INVALID', `key of another partition in a page of partition ${opts.partition}`);
       }
-      return [key, validateWireRecord(x[1], this.o.maxValueBytes)] as [string, StoredRecord];
+      const rec = validateWireRecord(x[1], this.o.maxValueBytes);
+      const n = key.length + (rec.value?.length ?? 0);
+      if (opts.maxBytes !== undefined && size >= opts.maxBytes) throw new KvError('KV_FRAME_TOO_LARGE', `a page of more than ${opts.maxBytes} record bytes before its last record`);
+      size += n;
+      return [key, rec] as [string, StoredRecord];
     });
     let refused: unknown;
     const ok = parsed.filter(([, rec]) => {
@@ -708,11 +870,14 @@ export class AntiEntropy {
     }
     if (this.syncServed >= MAX_SYNC_SERVED) throw new KvError('KV_TOO_MANY_REQUESTS', 'too many ae.sync exchanges at once');
     this.syncServed++;
+    // Counts as streaming for the pace (its pages pause at the floor); the orchestrator bounds how many run.
+    this.streamStarted();
     try {
       const r = await this.exchange(o.partition as number, o.peer, { bulk: 'pull' });
       return { outcome: r.outcome, moved: r.pushed + r.pulled };
     } finally {
       this.syncServed--;
+      this.streamsRunning--;
     }
   }
 
@@ -781,50 +946,66 @@ export class AntiEntropy {
     const sources = (peers: number): number => Math.min(peers, t.n - Math.min(this.o.writeQuorum ?? 2, t.n) + 1);
     const skipped = new Set<string>();
     const failures = new Map<string, number>();
+    // Up to the pace's ceiling of workers; each takes a partition only once the adaptive window
+    // admits one more (admitPartition), so the window, not the worker count, bounds what moves.
     const worker = async (): Promise<void> => {
       while (next < work.length) {
-        const { p, peers } = work[next++] as { p: number; peers: string[] };
-        const need = sources(peers.length);
-        const todo = [...peers];
-        const tries = new Map<string, number>();
-        let ok = 0;
-        let turn = 0;
-        let waitLogged = false;
-        while (todo.length > 0) {
-          if (ok >= need && todo.every((x) => skipped.has(x))) break;
-          if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
-          // Reachable peers first; a skipped one (in turn) only while too few sources answered.
-          const peer = (todo.find((x) => !skipped.has(x)) ?? todo[turn++ % todo.length]) as string;
-          try {
-            const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
-            moved += r.pushed + r.pulled;
-            ok++;
-            todo.splice(todo.indexOf(peer), 1);
-            failures.delete(peer);
-            skipped.delete(peer);
-          } catch {
-            const n = (failures.get(peer) ?? 0) + 1;
-            failures.set(peer, n);
-            if (n >= 3 && (!this.o.isAlive(peer) || !this.o.transport.isConnected(peer)) && !skipped.has(peer)) {
-              skipped.add(peer);
-              this.o.log.warn({ peer, kind }, 'owner unreachable: streaming goes on without it where enough other owners answer');
-            }
-            if (ok < need && todo.every((x) => skipped.has(x)) && !waitLogged) {
-              waitLogged = true;
-              this.o.log.warn({ partition: p, need, answered: ok, kind }, 'streaming waits: too few owners of this partition answered');
-            }
-            // Straight on to a reachable peer if there is one; otherwise back off.
-            if (!skipped.has(peer) || todo.every((x) => skipped.has(x))) {
-              const k = tries.get(peer) ?? 0;
-              tries.set(peer, k + 1);
-              await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(k, 5))));
-            }
-          }
+        await this.admitPartition();
+        try {
+          const item = work[next++];
+          if (item !== undefined) await streamOne(item);
+        } finally {
+          this.releasePartition();
         }
-        op?.progress(++done, moved);
       }
     };
-    await Promise.all(Array.from({ length: STREAM_CONCURRENCY }, worker));
+    const streamOne = async ({ p, peers }: { p: number; peers: string[] }): Promise<void> => {
+      const need = sources(peers.length);
+      const todo = [...peers];
+      const tries = new Map<string, number>();
+      let ok = 0;
+      let turn = 0;
+      let waitLogged = false;
+      while (todo.length > 0) {
+        if (ok >= need && todo.every((x) => skipped.has(x))) break;
+        if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
+        // Reachable peers first; a skipped one (in turn) only while too few sources answered.
+        const peer = (todo.find((x) => !skipped.has(x)) ?? todo[turn++ % todo.length]) as string;
+        try {
+          const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
+          moved += r.pushed + r.pulled;
+          ok++;
+          todo.splice(todo.indexOf(peer), 1);
+          failures.delete(peer);
+          skipped.delete(peer);
+        } catch {
+          const n = (failures.get(peer) ?? 0) + 1;
+          failures.set(peer, n);
+          if (n >= 3 && (!this.o.isAlive(peer) || !this.o.transport.isConnected(peer)) && !skipped.has(peer)) {
+            skipped.add(peer);
+            this.o.log.warn({ peer, kind }, 'owner unreachable: streaming goes on without it where enough other owners answer');
+          }
+          if (ok < need && todo.every((x) => skipped.has(x)) && !waitLogged) {
+            waitLogged = true;
+            this.o.log.warn({ partition: p, need, answered: ok, kind }, 'streaming waits: too few owners of this partition answered');
+          }
+          // Straight on to a reachable peer if there is one; otherwise back off.
+          if (!skipped.has(peer) || todo.every((x) => skipped.has(x))) {
+            const k = tries.get(peer) ?? 0;
+            tries.set(peer, k + 1);
+            await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(k, 5))));
+          }
+        }
+      }
+      op?.progress(++done, moved);
+    };
+    this.streamStarted();
+    try {
+      await Promise.all(Array.from({ length: this.o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions }, worker));
+    } finally {
+      this.streamsRunning--;
+    }
+    this.o.log.debug({ kind, window: this.pace.window, pace: this.pace.stats }, 'streaming: adaptive window at the end');
     return { partitions: work.length, moved };
   }
 

@@ -54,7 +54,7 @@ class TapTransport implements Transport {
 
 interface Replica { id: string; store: RecordStore; index: MerkleIndex; ae: AntiEntropy }
 
-interface Group { nodes: Map<string, Replica>; topology: Topology; close: () => Promise<void> }
+interface Group { nodes: Map<string, Replica>; topology: Topology; net: MemoryNetwork; close: () => Promise<void> }
 
 /**
  * Replicas `ids` sharing one Topology (every node at the same epoch); the first id creates
@@ -81,7 +81,7 @@ async function group(ids: string[], n: number,
     for (const t of transports) await t.close();
     for (const r of nodes.values()) await r.store.close();
   };
-  return { nodes, topology, close };
+  return { nodes, topology, net, close };
 }
 
 async function replica(net: MemoryNetwork, id: string, topology: Topology, transports: Transport[], log: ReturnType<typeof createLogger>,
@@ -100,6 +100,36 @@ async function replica(net: MemoryNetwork, id: string, topology: Topology, trans
     maxKeyBytes: 1024, maxValueBytes: 1024 * 1024, ...(offset ? { now: () => Date.now() + offset() } : {}),
   });
   return { id, store, index, ae };
+}
+
+type Table = ReturnType<Topology['table']>;
+
+/**
+ * a and b own everything (N=2) and c is being added: the tables before and after, and `apply`,
+ * which commits a change and calls onTopology on every node, as a real node does on each
+ * committed change (Membership 'change' events).
+ */
+async function joiningC(): Promise<{ g: Group; node: (id: string) => Replica; apply: (cmd: Parameters<Topology['apply']>[0]) => Promise<void>; before: Table; future: Table }> {
+  const g = await group(['a', 'b', 'c'], 2, { members: ['a', 'b'] });
+  const t = g.topology;
+  const node = (id: string): Replica => g.nodes.get(id) as Replica;
+  const apply = async (cmd: Parameters<Topology['apply']>[0]): Promise<void> => {
+    t.apply(cmd);
+    await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
+  };
+  await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
+  const before = t.table('current');
+  await apply({ op: 'add', id: 'c', addr: '127.0.0.1:3' });
+  return { g, node, apply, before, future: t.table('future') };
+}
+
+/** Writes `n` keys of partition `p` on `r` (values from `value`); returns the keys. */
+async function fill(r: Replica, p: number, n: number, value: (i: number) => Buffer): Promise<string[]> {
+  const keys: string[] = [];
+  for (let i = 0; keys.length < n; i++) if (partitionOf(`fill-${i}`, Q) === p) keys.push(`fill-${i}`);
+  const version = makeVersion({ wall: Date.now(), logical: 0 }, r.id);
+  await Promise.all(keys.map((k, i) => r.store.apply(k, { version, value: value(i) })));
+  return keys;
 }
 
 /** A record's state on one replica, for assertion messages. */
@@ -192,6 +222,99 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
     }
   });
 
+  it('bulk-pushes a partition its peer holds nothing of (a leaving owner), in pages of at most 512 KiB and 4096 records', async () => {
+    const pages: Array<{ records: number; bytes: number }> = [];
+    const g = await group(['a', 'b'], 2, {
+      tap: (type, payload) => {
+        if (type !== 'ae.load') return;
+        const records = (payload as { records: Array<[string, [string, Uint8Array | null]]> }).records;
+        pages.push({ records: records.length, bytes: records.reduce((s, [k, r]) => s + k.length + (r[1]?.length ?? 0), 0) });
+      },
+    });
+    const a = g.nodes.get('a') as Replica;
+    const b = g.nodes.get('b') as Replica;
+    try {
+      const p = 5;
+      const keys = await fill(a, p, 6000, (n) => Buffer.alloc(n % 10 === 0 ? 20_000 : 100, n % 256));
+      const r = await a.ae.exchange(p, 'b', { bulk: 'push' });
+      expect(r.outcome).to.equal('bulk');
+      expect(r.pushed).to.equal(keys.length);
+      expect(await b.store.partitionKeyCount(p)).to.equal(keys.length);
+      expect(await b.index.root(p), 'same Merkle root as the source').to.equal(await a.index.root(p));
+      expect(pages.length, 'several pages').to.be.at.least(3);
+      for (const pg of pages) {
+        expect(pg.records).to.be.at.most(4096);
+        expect(pg.bytes).to.be.at.most(512 * 1024);
+      }
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('bulk-pushes to a peer of an older version (no ae.load) in ae.push batches of at most 256 records', async () => {
+    const g = await group(['a'], 1);
+    const a = g.nodes.get('a') as Replica;
+    const old = g.net.transport({ selfId: 'old' });
+    const got: string[] = [];
+    const batches: number[] = [];
+    old.handle('ae.count', () => 0);
+    old.handle('ae.push', (_from, payload) => {
+      const records = payload as Array<[string, unknown]>;
+      batches.push(records.length);
+      for (const [k] of records) got.push(k);
+      return records.length;
+    });
+    try {
+      await pollUntil(() => old.isConnected('a'), { what: 'memory link to a' });
+      const p = 9;
+      const keys = await fill(a, p, 700, () => Buffer.from('v'));
+      const r = await a.ae.exchange(p, 'old', { bulk: 'push' });
+      expect([r.outcome, r.pushed]).to.deep.equal(['bulk', keys.length]);
+      expect(got.sort()).to.deep.equal([...keys].sort());
+      expect(Math.max(...batches)).to.be.at.most(256);
+    } finally {
+      await old.close();
+      await g.close();
+    }
+  });
+
+  it('refuses a streaming page over its bounds or with a key of another partition (KV_FRAME_*), applying none of it', async () => {
+    const g = await group(['a'], 1);
+    const a = g.nodes.get('a') as Replica;
+    const peer = g.net.transport({ selfId: 'e' });
+    const p = 7;
+    const keysOf = (n: number, partition: number): string[] => {
+      const out: string[] = [];
+      for (let i = 0; out.length < n; i++) if (partitionOf(`page-${i}`, Q) === partition) out.push(`page-${i}`);
+      return out;
+    };
+    const version = makeVersion({ wall: Date.now(), logical: 0 }, 'e');
+    const page = (keys: string[], valueBytes: number): unknown[] => keys.map((k) => [k, [version, Buffer.alloc(valueBytes, 1)]]);
+    let answer: unknown = null;
+    peer.handle('ae.scan', () => answer);
+    try {
+      await pollUntil(() => peer.isConnected('a'), { what: 'memory link to a' });
+      const cases: Array<[string, unknown, string]> = [
+        ['4097 records', { records: page(keysOf(4097, p), 1), next: null, bytes: 0 }, 'KV_FRAME_INVALID'],
+        // 1.17 MiB: over the 1 MiB page bound, under the transport's frame limit (so the refusal is the page check's).
+        ['20 records of 60 KiB', { records: page(keysOf(20, p), 60 * 1024), next: null, bytes: 0 }, 'KV_FRAME_TOO_LARGE'],
+        ['a key of another partition', { records: page([...keysOf(2, p), ...keysOf(1, p + 1)], 10), next: null, bytes: 0 }, 'KV_FRAME_INVALID'],
+        ['no next', { records: [], bytes: 0 }, 'KV_FRAME_INVALID'],
+      ];
+      for (const [what, body, code] of cases) {
+        answer = body;
+        const err = await a.ae.exchange(p, 'e', { bulk: 'pull' }).then(() => undefined, (e: unknown) => e);
+        expect((err as { code?: string } | undefined)?.code, `ae.scan answer with ${what}`).to.equal(code);
+        const pushed = await peer.request('a', 'ae.load', { partition: p, records: (body as { records?: unknown }).records }).then(() => undefined, (e: unknown) => e);
+        if (what !== 'no next') expect((pushed as { code?: string } | undefined)?.code, `ae.load with ${what}`).to.equal(code);
+      }
+      expect(await a.store.partitionKeyCount(p), 'nothing applied').to.equal(0);
+    } finally {
+      await peer.close();
+      await g.close();
+    }
+  });
+
   it('keeps a partition it lost until every new owner confirmed it, pushing what only it had', async () => {
     const down = new Set<string>();
     const g = await group(['a', 'b', 'c'], 2, { members: ['a', 'b'], isAlive: (id) => !down.has(id) });
@@ -228,22 +351,31 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
     }
   });
 
+  it('does not pull a partition back onto its former owner when a walk listed from before the change reaches it', async () => {
+    const { g, node, apply, before, future } = await joiningC();
+    try {
+      const p = [...Array(Q).keys()].find((x) => replicasOf(future, x).includes('c') && !replicasOf(before, x).includes('c')) as number;
+      const former = replicasOf(before, p).find((id) => !replicasOf(future, p).includes(id)) as string;
+      const keys = await fill(node('a'), p, 20, () => Buffer.from('v'));
+      await fill(node('b'), p, 20, () => Buffer.from('v'));
+      await node('c').ae.stream('join', () => false);
+      await apply({ op: 'normal', id: 'c' });
+      await pollUntil(async () => (await node(former).store.partitionKeyCount(p)) === 0, { what: `former owner ${former} dropped partition ${p}`, timeoutMs: 10_000 });
+      // The walk that listed p before the change gets to it now.
+      await node(former).ae.syncPartition(p);
+      expect(await node(former).store.partitionKeyCount(p), `${former} after syncPartition(${p})`).to.equal(0);
+      expect(await node('c').store.partitionKeyCount(p), 'the new owner holds it').to.equal(keys.length);
+    } finally {
+      await g.close();
+    }
+  });
+
   it('does not bring a purged delete back from a former owner\'s stale copy when ownership returns', async () => {
     // a and b own everything (N=2); c joins and takes some partitions; a key deleted and
     // GC'd there; c leaves again, handing the partition back to its former owner.
-    const g = await group(['a', 'b', 'c'], 2, { members: ['a', 'b'] });
+    const { g, node, apply, before, future } = await joiningC();
     const t = g.topology;
-    const node = (id: string): Replica => g.nodes.get(id) as Replica;
-    // A real node calls onTopology on every committed change (Membership 'change' events).
-    const apply = async (cmd: Parameters<Topology['apply']>[0]): Promise<void> => {
-      t.apply(cmd);
-      await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
-    };
     try {
-      await Promise.all([...g.nodes.values()].map((r) => r.ae.onTopology(t)));
-      const before = t.table('current');
-      await apply({ op: 'add', id: 'c', addr: '127.0.0.1:3' });
-      const future = t.table('future');
       let key = '';
       for (let i = 0; key === ''; i++) if (replicasOf(future, partitionOf(`stale-${i}`, Q)).includes('c')) key = `stale-${i}`;
       const p = partitionOf(key, Q);
