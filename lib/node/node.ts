@@ -296,6 +296,7 @@ export class KvNode {
       selfId: cfg.id, store, index, transport, metrics: this.metrics, log: log.child({ c: 'ae' }),
       topology, isAlive, fence, intervalMs: cfg.antiEntropyIntervalMs, tombstoneGraceMs: cfg.tombstoneGraceMs,
       maxKeyBytes: cfg.maxKeyBytes, maxValueBytes: cfg.maxValueBytes, versions, writeQuorum: cfg.w,
+      streamMaxPartitions: cfg.streamMaxPartitions, streamLagTargetMs: cfg.streamLagTargetMs,
     });
     await antiEntropy.open();
     this.closers.push(() => antiEntropy.stop());
