@@ -15,6 +15,40 @@ interface RawDb {
   _getSync(key: string, options: typeof RAW_GET): Buffer | undefined;
 }
 
+/**
+ * LevelDB's own memory and file knobs (classic-level's open options). Each is part of the
+ * node's stated memory bound (README "Performance", Scale): LevelDB holds at most `cacheBytes` of
+ * uncompressed blocks, two memtables of `writeBufferBytes` (the one filling and the one being
+ * flushed), and the index and Bloom filter of up to `maxOpenFiles` tables, each table at most
+ * about `maxFileBytes` long.
+ */
+export interface LevelOptions {
+  /** LRU cache of uncompressed data blocks. */
+  cacheBytes: number;
+  /** Memtable size: writes collect in memory (and the log) up to this, then go to a level-0 table. */
+  writeBufferBytes: number;
+  /** Target size of one table file: fewer, larger files mean fewer compactions to schedule. */
+  maxFileBytes: number;
+  /** Tables kept open, with their index blocks and Bloom filters in memory. */
+  maxOpenFiles: number;
+  /** Uncompressed bytes per data block: the unit of a read from disk and of the block cache. */
+  blockBytes: number;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/**
+ * Defaults (README configuration table, bench/scale.ts for the figures behind them).
+ */
+export const DEFAULT_LEVEL_OPTIONS: Readonly<LevelOptions> = Object.freeze({
+  cacheBytes: 8 * MiB,
+  writeBufferBytes: 4 * MiB,
+  maxFileBytes: 2 * MiB,
+  maxOpenFiles: 1000,
+  blockBytes: 4 * KiB,
+});
+
 /** What abstract-level would pass down for a string key and a Buffer value. */
 const RAW_GET = { keyEncoding: 'utf8', valueEncoding: 'buffer', fillCache: true } as const;
 
@@ -34,8 +68,15 @@ export class LevelBackend implements Backend {
   private readonly db: Db;
   private readonly raw: RawDb;
 
-  constructor(readonly location: string) {
-    this.db = new Level<string, Buffer>(location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  readonly options: Readonly<LevelOptions>;
+
+  constructor(readonly location: string, options: Partial<LevelOptions> = {}) {
+    this.options = { ...DEFAULT_LEVEL_OPTIONS, ...options };
+    const o = this.options;
+    this.db = new Level<string, Buffer>(location, {
+      keyEncoding: 'utf8', valueEncoding: 'buffer',
+      cacheSize: o.cacheBytes, writeBufferSize: o.writeBufferBytes, maxFileSize: o.maxFileBytes, maxOpenFiles: o.maxOpenFiles, blockSize: o.blockBytes,
+    });
     this.raw = this.db as unknown as RawDb;
     for (const name of Object.values(SUBLEVELS)) if (name.length !== 1) throw new Error('assertion failed: one-character sublevel names');
   }
