@@ -9,14 +9,14 @@ describe('store memory bound', () => {
 
   it('adds the block cache, two memtables and the open tables\' metadata for the bytes on disk', () => {
     const b = storeMemoryBound(o, 50 * MiB);
-    expect(b.leveldbBytes).to.equal(8 * MiB + 2 * 4 * MiB + TABLE_META_FRACTION * 50 * MiB);
+    expect(b.leveldbBytes).to.equal(8 * MiB + 2 * 16 * MiB + TABLE_META_FRACTION * 50 * MiB);
     expect(b.heapBytes).to.equal(HEAP_HEADROOM * (100_000 * (VERSION_ENTRY_BYTES + 10) + 1024 * MERKLE_TREE_BYTES));
     expect(b.totalBytes).to.equal(b.leveldbBytes + b.heapBytes);
   });
 
   it('stops growing with the data once maxOpenFiles tables are open', () => {
     const cap = storeMemoryBound(o);
-    expect(cap.leveldbBytes).to.equal(8 * MiB + 8 * MiB + TABLE_META_FRACTION * 1000 * 2 * MiB);
+    expect(cap.leveldbBytes).to.equal(8 * MiB + 32 * MiB + TABLE_META_FRACTION * 250 * 8 * MiB);
     expect(storeMemoryBound(o, 1e12).totalBytes).to.equal(cap.totalBytes);
     expect(storeMemoryBound(o, 1e9).totalBytes).to.be.below(cap.totalBytes);
   });
@@ -24,7 +24,7 @@ describe('store memory bound', () => {
   it('follows every option it names', () => {
     const base = storeMemoryBound(o, 0).totalBytes;
     expect(storeMemoryBound({ ...o, leveldb: { ...o.leveldb, cacheBytes: 9 * MiB } }, 0).totalBytes - base).to.equal(MiB);
-    expect(storeMemoryBound({ ...o, leveldb: { ...o.leveldb, writeBufferBytes: 5 * MiB } }, 0).totalBytes - base).to.equal(2 * MiB);
+    expect(storeMemoryBound({ ...o, leveldb: { ...o.leveldb, writeBufferBytes: 17 * MiB } }, 0).totalBytes - base).to.equal(2 * MiB);
     expect(storeMemoryBound({ ...o, versionCacheKeys: 0 }, 0).heapBytes).to.equal(HEAP_HEADROOM * 1024 * MERKLE_TREE_BYTES);
   });
 });
