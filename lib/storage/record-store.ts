@@ -39,7 +39,7 @@ export interface RecordStoreOptions {
   sync: boolean;
   index?: PartitionIndex;
   /** Writes folded into one batch at most. Default 512: big enough to amortize a sync, small
-   *  enough that one batch stays well under LevelDB's 4 MiB write buffer with small values. */
+   *  enough that one batch stays well under LevelDB's write buffer (16 MiB by default) with small values. */
   maxBatchWrites?: number;
   /** Keys whose stored version is kept in memory, so most writes skip the LevelDB read of
    *  their read-compare-write. Default 100,000 (~19 MB with 10-byte keys, lib/storage/memory-bound.ts):
