@@ -23,6 +23,7 @@
  * the memory bound (README "Performance", Scale): the largest empty-store RSS plus storeMemoryBound
  * (lib/storage/memory-bound.ts) of the nodes' options and the stage's bytes on disk.
  * --node-args adds node flags to the data cluster (storage options, say); the bound follows them.
+ * The bound is this checkout's formula and defaults, also under --kv (another build's defaults may differ).
  *
  * Idle (no client traffic): for each size in --idle-sizes, a fresh cluster; once every
  * node shows every other alive and heard from (the time from the last node's /health

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { KvError } from './errors.ts';
 import { NODE_ID_RE } from './core/hlc.ts';
 import { DEFAULT_TRANSPORT_LIMITS } from './net/limits.ts';
-import type { LevelOptions } from './storage/level-backend.ts';
+import { DEFAULT_LEVEL_OPTIONS, type LevelOptions } from './storage/level-options.ts';
+import { DEFAULT_VERSION_CACHE_KEYS } from './storage/version-cache.ts';
 
 const SECOND = 1000;
 const KiB = 1024;
@@ -207,11 +208,11 @@ export const DEFAULTS: Config = {
   tlsCa: '',
   logLevel: 'info',
   fsync: false,
-  leveldbCacheBytes: 8 * MiB,
-  leveldbWriteBufferBytes: 16 * MiB,
-  leveldbMaxFileBytes: 8 * MiB,
-  leveldbMaxOpenFiles: 250,
-  versionCacheKeys: 100_000,
+  leveldbCacheBytes: DEFAULT_LEVEL_OPTIONS.cacheBytes,
+  leveldbWriteBufferBytes: DEFAULT_LEVEL_OPTIONS.writeBufferBytes,
+  leveldbMaxFileBytes: DEFAULT_LEVEL_OPTIONS.maxFileBytes,
+  leveldbMaxOpenFiles: DEFAULT_LEVEL_OPTIONS.maxOpenFiles,
+  versionCacheKeys: DEFAULT_VERSION_CACHE_KEYS,
   n: 3,
   w: 2,
   r: 2,

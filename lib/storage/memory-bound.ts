@@ -12,7 +12,7 @@
  * Load-dependent memory (requests and bodies in flight, queued writes) is bounded by other
  * options (maxInflightBytes, maxInflightRequests, the store's write queue) and is not part of this.
  */
-import type { LevelOptions } from './level-backend.ts';
+import type { LevelOptions } from './level-options.ts';
 
 const KiB = 1024;
 

@@ -13,7 +13,7 @@ import { countAfter, decideBatch, type ApplyResult, type BatchDecision, type Rec
 import { h64 } from '../core/partitioner.ts';
 import { SUBLEVELS, type Backend, type BatchOp } from './backend.ts';
 import { decodeRecord, encodeRecord, type StoredRecord } from './record.ts';
-import { VersionCache } from './version-cache.ts';
+import { DEFAULT_VERSION_CACHE_KEYS, VersionCache } from './version-cache.ts';
 
 export type { RecordChange, ApplyResult } from '../core/lww.ts';
 
@@ -123,7 +123,7 @@ export class RecordStore {
     this.index = opts.index;
     this.maxBatchWrites = opts.maxBatchWrites ?? 512;
     this.maxQueuedWrites = opts.maxQueuedWrites ?? 50_000;
-    this.versions = new VersionCache(opts.versionCacheSize ?? 100_000);
+    this.versions = new VersionCache(opts.versionCacheSize ?? DEFAULT_VERSION_CACHE_KEYS);
   }
 
   async open(): Promise<void> {

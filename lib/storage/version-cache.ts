@@ -12,6 +12,9 @@
  */
 import type { Version } from '../core/hlc.ts';
 
+/** Default capacity: the hot set of a typical workload, ~19 MB with 10-byte keys (lib/storage/memory-bound.ts). */
+export const DEFAULT_VERSION_CACHE_KEYS = 100_000;
+
 export class VersionCache {
   private young = new Map<string, Version | null>();
   private old = new Map<string, Version | null>();
