@@ -335,6 +335,8 @@ interface StageResult {
   getP99: number;
   rss: number[];
   heap: number[];
+  /** V8 heap committed (used + free space V8 holds). */
+  heapTotal: number[];
   external: number[];
   disk: number[];
   restartMs?: number;
@@ -375,19 +377,21 @@ async function dataStages(): Promise<void> {
       for (let r = 0; r < rounds; r++) gets.push(await drive(c.addrs(), getRandom, performance.now() + windowMs));
       for (const w of [...puts, ...gets]) if (w.errors > 0) out(`  warning: requests failed in a window: ${fmtErrors(w)}`);
       const ids = [...c.procs.keys()];
-      const mem = await Promise.all(ids.map((id) => metricValues(c.get(id).addr, ['kv_nodejs_heap_size_used_bytes', 'kv_nodejs_external_memory_bytes'])));
+      const mem = await Promise.all(ids.map((id) => metricValues(c.get(id).addr, ['kv_nodejs_heap_size_used_bytes', 'kv_nodejs_external_memory_bytes', 'kv_nodejs_heap_size_total_bytes'])));
       return {
         keys,
         put: median(puts.map((w) => w.throughput)), get: median(gets.map((w) => w.throughput)),
         putP99: median(puts.map((w) => w.p99ms)), getP99: median(gets.map((w) => w.p99ms)),
         rss: ids.map((id) => rssBytes(c.get(id).child.pid as number)),
-        heap: mem.map((m) => m[0] as number), external: mem.map((m) => m[1] as number),
+        heap: mem.map((m) => m[0] as number), external: mem.map((m) => m[1] as number), heapTotal: mem.map((m) => m[2] as number),
         disk: ids.map((id) => dirBytes(c.get(id).dataDir)),
       };
     };
     const report = (r: StageResult, what: string): void => {
       out(`  ${what}: ${r.keys} keys; PUT ${r.put.toFixed(0)} req/s (p99 ${r.putP99.toFixed(1)} ms), GET ${r.get.toFixed(0)} req/s (p99 ${r.getP99.toFixed(1)} ms), medians of ${rounds} x ${windowMs / 1000} s`);
       out(`    RSS per node ${r.rss.map(mb).join(' / ')} MB (V8 heap used ${r.heap.map(mb).join(' / ')} MB, external ${r.external.map(mb).join(' / ')} MB); disk per node ${r.disk.map(mb).join(' / ')} MB`);
+      // What RSS holds besides V8's committed heap and its external memory: LevelDB, malloc arenas, code, stacks.
+      out(`    V8 heap committed per node ${r.heapTotal.map(mb).join(' / ')} MB; RSS outside the heap and external memory ${r.rss.map((x, i) => mb(x - (r.heapTotal[i] as number) - (r.external[i] as number))).join(' / ')} MB`);
       if (r.bound !== undefined) {
         out(`    RSS bound per node ${r.bound.map((b) => mb(b.total)).join(' / ')} MB (empty-store RSS ${mb(Math.max(...empty.rss))}` +
           ` + LevelDB ${r.bound.map((b) => mb(b.leveldb)).join(' / ')} + heap ${mb(r.bound[0]?.heap ?? NaN)} MB): ${withinBound(r)}`);
