@@ -4,7 +4,8 @@
  *   npm run bench:scale [-- --stages 100000,300000,1000000 --max-keys N --clients 32
  *       --value-bytes 100 --window-s 10 --rounds 3 --idle-sizes 3,5,7,9 --idle-seconds 30
  *       --idle-rounds 3 --no-load --no-idle --idle-breakdown --idle-profile DIR
- *       --idle-args "--anti-entropy-interval-ms 86400000" --kv PATH/TO/bin/kv.js]
+ *       --idle-args "--anti-entropy-interval-ms 86400000" --kv PATH/TO/bin/kv.js
+ *       --node-args="--leveldb-cache-bytes 33554432"]
  *
  * Data (3 nodes, N=3, W=2, R=2, --value-bytes values, --clients concurrent keep-alive
  * HTTP clients spread over the nodes): first a warm-up window (overwrites of 1,000 keys:
@@ -18,7 +19,11 @@
  * restart from its data dir, time from the spawn to GET /health 200 (then the bench waits
  * until every view shows it alive before going on). Goals (reported, never asserted):
  * throughput at 1M keys >= 0.8x the empty-store figure, RSS bounded by configuration,
- * restart to healthy <= 5 s at 1M keys.
+ * restart to healthy <= 5 s at 1M keys. The RSS bound printed beside each stage's RSS is
+ * the memory bound (README "Performance", Scale): the largest empty-store RSS plus storeMemoryBound
+ * (lib/storage/memory-bound.ts) of the nodes' options and the stage's bytes on disk.
+ * --node-args adds node flags to the data cluster (storage options, say); the bound follows them.
+ * The bound is this checkout's formula and defaults, also under --kv (another build's defaults may differ).
  *
  * Idle (no client traffic): for each size in --idle-sizes, a fresh cluster; once every
  * node shows every other alive and heard from (the time from the last node's /health
@@ -44,6 +49,9 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from '../lib/cli/args.ts';
+import { levelOptions, loadConfig } from '../lib/config.ts';
+import { DEFAULT_LEVEL_OPTIONS } from '../lib/storage/level-backend.ts';
+import { storeMemoryBound } from '../lib/storage/memory-bound.ts';
 import { median, percentile } from './load.ts';
 import { summarise, formatSummary } from './top-profile.ts';
 import { KV_BIN, freePort, tempDir, removeDir } from '../test/helpers/proc.ts';
@@ -72,6 +80,11 @@ const idleMs = num('idle-seconds', 30) * 1000;
 const idleRounds = Math.max(1, num('idle-rounds', 3));
 const kvBin = flags['kv'] === undefined ? KV_BIN : resolve(String(flags['kv']));
 const idleArgs = typeof flags['idle-args'] === 'string' ? flags['idle-args'].split(' ').filter((a) => a !== '') : [];
+// A value that starts with "--" is only taken after "=" (lib/cli/args.ts).
+if (flags['node-args'] === true) throw new Error('--node-args takes its flags after "=", e.g. --node-args="--leveldb-cache-bytes 33554432"');
+const nodeArgs = typeof flags['node-args'] === 'string' ? flags['node-args'].split(' ').filter((a) => a !== '') : [];
+/** The data nodes' configuration, for the memory bound: defaults plus --node-args. */
+const nodeConfig = loadConfig({ flags: parseArgs(nodeArgs, new Set()).flags });
 const doLoad = flags['no-load'] !== true;
 const doIdle = flags['no-idle'] !== true;
 
@@ -322,13 +335,30 @@ interface StageResult {
   getP99: number;
   rss: number[];
   heap: number[];
+  /** V8 heap committed (used + free space V8 holds). */
+  heapTotal: number[];
   external: number[];
   disk: number[];
   restartMs?: number;
+  /** The memory bound (README "Performance", Scale) per node, from the empty store's RSS on (not for the empty store itself). */
+  bound?: RssBound[];
 }
 
+interface RssBound { total: number; leveldb: number; heap: number }
+
+/** Empty-store RSS + what the store may add for `disk` bytes on disk with the nodes' options and keys of `keyBytes`. */
+function rssBound(emptyRss: number, disk: number, keyBytes: number): RssBound {
+  const b = storeMemoryBound({
+    leveldb: { ...DEFAULT_LEVEL_OPTIONS, ...levelOptions(nodeConfig) }, versionCacheKeys: nodeConfig.versionCacheKeys,
+    keyBytes, partitions: nodeConfig.partitions,
+  }, disk);
+  return { total: emptyRss + b.totalBytes, leveldb: b.leveldbBytes, heap: b.heapBytes };
+}
+
+const withinBound = (r: StageResult): string => (r.rss.every((x, i) => x <= (r.bound?.[i]?.total ?? 0)) ? 'within' : 'ABOVE');
+
 async function dataStages(): Promise<void> {
-  await withCluster(3, [], [], async (c) => {
+  await withCluster(3, nodeArgs, [], async (c) => {
     const value = Buffer.alloc(valueBytes, 'v');
     let stored = 0;
     const putNew = (limit: number) => () => (stored < limit ? { method: 'PUT', path: `/kv/key-${stored++}`, body: value } : undefined);
@@ -347,19 +377,25 @@ async function dataStages(): Promise<void> {
       for (let r = 0; r < rounds; r++) gets.push(await drive(c.addrs(), getRandom, performance.now() + windowMs));
       for (const w of [...puts, ...gets]) if (w.errors > 0) out(`  warning: requests failed in a window: ${fmtErrors(w)}`);
       const ids = [...c.procs.keys()];
-      const mem = await Promise.all(ids.map((id) => metricValues(c.get(id).addr, ['kv_nodejs_heap_size_used_bytes', 'kv_nodejs_external_memory_bytes'])));
+      const mem = await Promise.all(ids.map((id) => metricValues(c.get(id).addr, ['kv_nodejs_heap_size_used_bytes', 'kv_nodejs_external_memory_bytes', 'kv_nodejs_heap_size_total_bytes'])));
       return {
         keys,
         put: median(puts.map((w) => w.throughput)), get: median(gets.map((w) => w.throughput)),
         putP99: median(puts.map((w) => w.p99ms)), getP99: median(gets.map((w) => w.p99ms)),
         rss: ids.map((id) => rssBytes(c.get(id).child.pid as number)),
-        heap: mem.map((m) => m[0] as number), external: mem.map((m) => m[1] as number),
+        heap: mem.map((m) => m[0] as number), external: mem.map((m) => m[1] as number), heapTotal: mem.map((m) => m[2] as number),
         disk: ids.map((id) => dirBytes(c.get(id).dataDir)),
       };
     };
     const report = (r: StageResult, what: string): void => {
       out(`  ${what}: ${r.keys} keys; PUT ${r.put.toFixed(0)} req/s (p99 ${r.putP99.toFixed(1)} ms), GET ${r.get.toFixed(0)} req/s (p99 ${r.getP99.toFixed(1)} ms), medians of ${rounds} x ${windowMs / 1000} s`);
       out(`    RSS per node ${r.rss.map(mb).join(' / ')} MB (V8 heap used ${r.heap.map(mb).join(' / ')} MB, external ${r.external.map(mb).join(' / ')} MB); disk per node ${r.disk.map(mb).join(' / ')} MB`);
+      // What RSS holds besides V8's committed heap and its external memory: LevelDB, malloc arenas, code, stacks.
+      out(`    V8 heap committed per node ${r.heapTotal.map(mb).join(' / ')} MB; RSS outside the heap and external memory ${r.rss.map((x, i) => mb(x - (r.heapTotal[i] as number) - (r.external[i] as number))).join(' / ')} MB`);
+      if (r.bound !== undefined) {
+        out(`    RSS bound per node ${r.bound.map((b) => mb(b.total)).join(' / ')} MB (empty-store RSS ${mb(Math.max(...empty.rss))}` +
+          ` + LevelDB ${r.bound.map((b) => mb(b.leveldb)).join(' / ')} + heap ${mb(r.bound[0]?.heap ?? NaN)} MB): ${withinBound(r)}`);
+      }
     };
     const results: StageResult[] = [];
     await c.start(3);
@@ -369,7 +405,7 @@ async function dataStages(): Promise<void> {
     let warm = 0;
     const w = await drive(c.addrs(), () => ({ method: 'PUT', path: `/kv/warm-${warm++ % WARM_KEYS}`, body: value }), performance.now() + windowMs);
     out(`  warm-up (${WARM_KEYS} keys overwritten): ${fmtWindow(w)}`);
-    const empty = await measure();
+    const empty: StageResult = await measure();
     report(empty, 'empty store (baseline)');
     for (const target of stages) {
       if (stored < target) {
@@ -377,6 +413,7 @@ async function dataStages(): Promise<void> {
         out(`  loading to ${target} keys: ${fmtWindow(bulk)}; ${load()}`);
       }
       const r = await measure();
+      r.bound = r.disk.map((d) => rssBound(Math.max(...empty.rss), d, `key-${r.keys}`.length));
       report(r, `at ${target}`);
       // Restart to healthy: the node with the most data of its own does not matter at N=3 (all hold all).
       const victim = 'n3';
@@ -390,17 +427,19 @@ async function dataStages(): Promise<void> {
       results.push(r);
     }
     out(`\ndata summary (${load()})`);
-    out('| keys stored | PUT req/s (p99) | GET req/s (p99) | RSS per node (MB) | V8 heap used (MB) | disk per node (MB) | restart → /health |');
-    out('|---|---|---|---|---|---|---|');
+    out(`node options: ${nodeArgs.length > 0 ? nodeArgs.join(' ') : 'defaults'}`);
+    out('| keys stored | PUT req/s (p99) | GET req/s (p99) | RSS per node (MB) | V8 heap used (MB) | disk per node (MB) | restart → /health | RSS bound per node (MB) |');
+    out('|---|---|---|---|---|---|---|---|');
     for (const r of [empty, ...results]) {
-      out(`| ${r.keys} | ${r.put.toFixed(0)} (${r.putP99.toFixed(1)} ms) | ${r.get.toFixed(0)} (${r.getP99.toFixed(1)} ms) | ${r.rss.map(mb).join(' / ')} | ${r.heap.map(mb).join(' / ')} | ${r.disk.map(mb).join(' / ')} | ${r.restartMs === undefined ? '-' : `${r.restartMs.toFixed(0)} ms`} |`);
+      out(`| ${r.keys} | ${r.put.toFixed(0)} (${r.putP99.toFixed(1)} ms) | ${r.get.toFixed(0)} (${r.getP99.toFixed(1)} ms) | ${r.rss.map(mb).join(' / ')} | ${r.heap.map(mb).join(' / ')} | ${r.disk.map(mb).join(' / ')} | ${r.restartMs === undefined ? '-' : `${r.restartMs.toFixed(0)} ms`} | ${r.bound === undefined ? '-' : r.bound.map((b) => mb(b.total)).join(' / ')} |`);
     }
     const last = results[results.length - 1];
     if (last !== undefined) {
       const ratio = (x: number, y: number): string => `${(x / y).toFixed(2)}x ${x / y >= GOAL_THROUGHPUT_RATIO ? 'met' : 'NOT met'}`;
       out(`goals at ${last.keys} keys: PUT ${ratio(last.put, empty.put)}, GET ${ratio(last.get, empty.get)} of the empty store (goal >= ${GOAL_THROUGHPUT_RATIO}x);` +
         ` restart to healthy ${last.restartMs?.toFixed(0)} ms (goal <= ${GOAL_RESTART_MS} ms: ${(last.restartMs ?? Infinity) <= GOAL_RESTART_MS ? 'met' : 'NOT met'});` +
-        ` RSS ${mb(Math.min(...empty.rss))}-${mb(Math.max(...empty.rss))} MB empty, ${mb(Math.min(...last.rss))}-${mb(Math.max(...last.rss))} MB at ${last.keys} keys`);
+        ` RSS ${mb(Math.min(...empty.rss))}-${mb(Math.max(...empty.rss))} MB empty, ${mb(Math.min(...last.rss))}-${mb(Math.max(...last.rss))} MB at ${last.keys} keys` +
+        ` (bound ${mb(Math.max(...(last.bound ?? []).map((b) => b.total)))} MB: ${withinBound(last)})`);
     }
   });
 }

@@ -9,6 +9,8 @@ import { KvError } from './errors.ts';
 import { NODE_ID_RE } from './core/hlc.ts';
 import { DEFAULT_TRANSPORT_LIMITS } from './net/limits.ts';
 import { STREAM_PACE_DEFAULTS } from './core/stream-pace.ts';
+import { DEFAULT_LEVEL_OPTIONS, type LevelOptions } from './storage/level-options.ts';
+import { DEFAULT_VERSION_CACHE_KEYS } from './storage/version-cache.ts';
 
 const SECOND = 1000;
 const KiB = 1024;
@@ -76,6 +78,27 @@ export interface Config {
    *  LevelDB log (OS page cache) of W replicas, surviving process crashes but not a power loss of all W
    *  at once; the same trade Cassandra's periodic commitlog sync makes. */
   fsync: boolean;
+
+  /** LevelDB's block cache: uncompressed data blocks kept in memory, an LRU bounded by this. Default 8 MiB
+   *  (LevelDB's own). Part of the memory bound (README "Performance", Scale). */
+  leveldbCacheBytes: number;
+  /** LevelDB memtable: writes collect in memory up to this before a flush to a level-0 table; two can be
+   *  in memory at once (one filling, one flushing), and a restart replays up to one from the log. Default
+   *  16 MiB (LevelDB's own is 4 MiB): with keys spread over the whole key space, fewer and larger level-0
+   *  tables cut compaction work per write at 1M keys by a third (lib/storage/level-backend.ts). Part of
+   *  the memory bound. */
+  leveldbWriteBufferBytes: number;
+  /** Target size of one LevelDB table file. Default 8 MiB (LevelDB's own is 2 MiB): fewer tables to
+   *  compact and keep open. */
+  leveldbMaxFileBytes: number;
+  /** LevelDB tables kept open, each with its index block and Bloom filter in memory. Default 250: with
+   *  8 MiB tables that covers ~2 GB of tables before older ones are closed and their metadata read again
+   *  on use. Part of the memory bound. */
+  leveldbMaxOpenFiles: number;
+  /** Keys whose stored version the record store keeps in memory, so a write to one skips the read of its
+   *  read-compare-write. Default 100,000: ~190 B each with 10-byte keys (key + version + map entry), so
+   *  ~19 MB. 0 turns it off. Part of the memory bound. */
+  versionCacheKeys: number;
 
   /** Replication factor N (cluster-wide, fixed at bootstrap). Default 3. */
   n: number;
@@ -196,6 +219,11 @@ export const DEFAULTS: Config = {
   tlsCa: '',
   logLevel: 'info',
   fsync: false,
+  leveldbCacheBytes: DEFAULT_LEVEL_OPTIONS.cacheBytes,
+  leveldbWriteBufferBytes: DEFAULT_LEVEL_OPTIONS.writeBufferBytes,
+  leveldbMaxFileBytes: DEFAULT_LEVEL_OPTIONS.maxFileBytes,
+  leveldbMaxOpenFiles: DEFAULT_LEVEL_OPTIONS.maxOpenFiles,
+  versionCacheKeys: DEFAULT_VERSION_CACHE_KEYS,
   n: 3,
   w: 2,
   r: 2,
@@ -367,6 +395,13 @@ export function validateConfig(cfg: Config): Config {
   int(cfg, 'bodyIdleTimeoutMs', 100, 10 * 60 * SECOND);
   int(cfg, 'shutdownTimeoutMs', 100, 10 * 60 * SECOND);
   validateSecurity(cfg);
+  int(cfg, 'leveldbCacheBytes', 0, 64 * 1024 * MiB);
+  int(cfg, 'leveldbWriteBufferBytes', 64 * KiB, 1024 * MiB);
+  // LevelDB clips these to its own ranges (db_impl.cc SanitizeOptions); refusing outside them keeps the
+  // configured value the one in effect.
+  int(cfg, 'leveldbMaxFileBytes', 1 * MiB, 1024 * MiB);
+  int(cfg, 'leveldbMaxOpenFiles', 74, 50_000);
+  int(cfg, 'versionCacheKeys', 0, 100_000_000);
   int(cfg, 'hintsMaxCount', 0, 100_000_000);
   int(cfg, 'hintsMaxBytes', 0, 64 * 1024 * MiB);
   int(cfg, 'hintsMaxAgeMs', 0, 30 * 24 * 3600 * SECOND);
@@ -382,6 +417,14 @@ export function validateConfig(cfg: Config): Config {
   int(cfg, 'swimSuspicionMaxTimeoutMult', 1, 100);
   int(cfg, 'swimRetransmitMult', 1, 100);
   return cfg;
+}
+
+/** The LevelDB options of a node (lib/storage/level-backend.ts; block size stays LevelDB's 4 KiB). */
+export function levelOptions(cfg: Config): Partial<LevelOptions> {
+  return {
+    cacheBytes: cfg.leveldbCacheBytes, writeBufferBytes: cfg.leveldbWriteBufferBytes,
+    maxFileBytes: cfg.leveldbMaxFileBytes, maxOpenFiles: cfg.leveldbMaxOpenFiles,
+  };
 }
 
 const LOOPBACK_V4_RE = /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;

@@ -14,7 +14,7 @@ import { Hlc, decodeTs, encodeTs, type Timestamp } from '../core/hlc.ts';
 import { h64, partitionOf, replicasOf } from '../core/partitioner.ts';
 import { DEFAULT_MERKLE_SHAPE } from '../core/merkle.ts';
 import { Topology, validateTopologySnapshot } from '../core/topology.ts';
-import { parseHostPort, type Config } from '../config.ts';
+import { levelOptions, parseHostPort, type Config } from '../config.ts';
 import { ApiServer } from '../api/server.ts';
 import { Metrics } from '../api/metrics.ts';
 import { authFromConfig } from '../api/tokens.ts';
@@ -185,7 +185,7 @@ export class KvNode {
   private async openDisk(ca: TlsFiles['ca'] | undefined): Promise<Disk> {
     const cfg = this.config;
     mkdirSync(cfg.data, { recursive: true });
-    const backend = new LevelBackend(join(cfg.data, 'db'));
+    const backend = new LevelBackend(join(cfg.data, 'db'), levelOptions(cfg));
     await backend.open();
     this.closers.push(() => backend.close());
     const raftStore = new RaftStore(backend);
@@ -193,7 +193,7 @@ export class KvNode {
     const identity = await loadIdentity(cfg, backend, fresh, this.log, ca);
     const { meta } = identity;
     const index = new MerkleIndex(backend, h64, DEFAULT_MERKLE_SHAPE);
-    const store = new RecordStore({ backend, partitions: meta.partitions, segments: DEFAULT_MERKLE_SHAPE.segments, sync: cfg.fsync, index });
+    const store = new RecordStore({ backend, partitions: meta.partitions, segments: DEFAULT_MERKLE_SHAPE.segments, sync: cfg.fsync, index, versionCacheSize: cfg.versionCacheKeys });
     await store.open();
     // Queued writes drain before LevelDB closes; background steps get a moment to see `stopped` first.
     this.closers.push(async () => {

@@ -1,6 +1,9 @@
 import { Level } from 'level';
 import { KvError } from '../errors.ts';
 import { SUBLEVELS, type Backend, type BatchOp, type RangeOptions, type Sublevel } from './backend.ts';
+import { DEFAULT_LEVEL_OPTIONS, type LevelOptions } from './level-options.ts';
+
+export { DEFAULT_LEVEL_OPTIONS, type LevelOptions } from './level-options.ts';
 
 type Db = Level<string, Buffer>;
 
@@ -34,8 +37,15 @@ export class LevelBackend implements Backend {
   private readonly db: Db;
   private readonly raw: RawDb;
 
-  constructor(readonly location: string) {
-    this.db = new Level<string, Buffer>(location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  readonly options: Readonly<LevelOptions>;
+
+  constructor(readonly location: string, options: Partial<LevelOptions> = {}) {
+    this.options = { ...DEFAULT_LEVEL_OPTIONS, ...options };
+    const o = this.options;
+    this.db = new Level<string, Buffer>(location, {
+      keyEncoding: 'utf8', valueEncoding: 'buffer',
+      cacheSize: o.cacheBytes, writeBufferSize: o.writeBufferBytes, maxFileSize: o.maxFileBytes, maxOpenFiles: o.maxOpenFiles, blockSize: o.blockBytes,
+    });
     this.raw = this.db as unknown as RawDb;
     for (const name of Object.values(SUBLEVELS)) if (name.length !== 1) throw new Error('assertion failed: one-character sublevel names');
   }

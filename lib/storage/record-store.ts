@@ -13,6 +13,7 @@ import { countAfter, decideBatch, type ApplyResult, type BatchDecision, type Rec
 import { h64 } from '../core/partitioner.ts';
 import { SUBLEVELS, type Backend, type BatchOp } from './backend.ts';
 import { decodeRecord, encodeRecord, type StoredRecord } from './record.ts';
+import { DEFAULT_VERSION_CACHE_KEYS, VersionCache } from './version-cache.ts';
 
 export type { RecordChange, ApplyResult } from '../core/lww.ts';
 
@@ -38,10 +39,11 @@ export interface RecordStoreOptions {
   sync: boolean;
   index?: PartitionIndex;
   /** Writes folded into one batch at most. Default 512: big enough to amortize a sync, small
-   *  enough that one batch stays well under LevelDB's 4 MiB write buffer with small values. */
+   *  enough that one batch stays well under LevelDB's write buffer (16 MiB by default) with small values. */
   maxBatchWrites?: number;
   /** Keys whose stored version is kept in memory, so most writes skip the LevelDB read of
-   *  their read-compare-write. Default 100,000 (~10 MiB): the hot set of a typical workload. */
+   *  their read-compare-write. Default 100,000 (~19 MB with 10-byte keys, lib/storage/memory-bound.ts):
+   *  the hot set of a typical workload. */
   versionCacheSize?: number;
   /** Writes queued on the whole store before new ones are refused with KV_TOO_MANY_REQUESTS.
    *  Default 50,000 (≈ a few seconds of peak write rate); bounds memory under overload. */
@@ -106,8 +108,7 @@ export class RecordStore {
   private readonly partitionStates = new Map<number, PartitionState>();
   private readonly queue: PendingWrite[] = [];
   /** key → stored version (null = absent). Exact for the keys it holds: this store is the only writer. */
-  private readonly versions = new Map<string, Version | null>();
-  private readonly versionCacheSize: number;
+  private readonly versions: VersionCache;
   private running = false;
   private state: 'new' | 'open' | 'closing' | 'closed' = 'new';
   private readonly drained = new Set<() => void>();
@@ -122,7 +123,7 @@ export class RecordStore {
     this.index = opts.index;
     this.maxBatchWrites = opts.maxBatchWrites ?? 512;
     this.maxQueuedWrites = opts.maxQueuedWrites ?? 50_000;
-    this.versionCacheSize = opts.versionCacheSize ?? 100_000;
+    this.versions = new VersionCache(opts.versionCacheSize ?? DEFAULT_VERSION_CACHE_KEYS);
   }
 
   async open(): Promise<void> {
@@ -252,7 +253,7 @@ export class RecordStore {
     const dk = (k: string): string => { const w = where.get(k) as PendingWrite; return dataKey(w.partition, w.segment, k); };
     const d = decideBatch(items, await this.storedVersions([...where.keys()], dk));
     if (d.changes.size > 0) await this.writeBatch(d, dk);
-    for (const [k, v] of d.versions) this.remember(k, v);
+    for (const [k, v] of d.versions) this.versions.set(k, v);
     items.forEach((it, i) => it.resolve(d.results[i]));
   }
 
@@ -314,17 +315,6 @@ export class RecordStore {
       });
     }
     return out;
-  }
-
-  private remember(key: string, version: Version | null): void {
-    if (this.versionCacheSize === 0) return;
-    // Re-insert so Map order is recency order; evict the oldest beyond the bound.
-    this.versions.delete(key);
-    this.versions.set(key, version);
-    if (this.versions.size > this.versionCacheSize) {
-      const oldest = this.versions.keys().next().value as string;
-      this.versions.delete(oldest);
-    }
   }
 
   /** Stored records (tombstones included) of one partition in key order, from `after` on. */

@@ -46,6 +46,20 @@ describe('config', () => {
     expect(envName('hintedHandoff')).to.equal('KV_HINTED_HANDOFF');
   });
 
+  it('takes the storage memory options from flags and env, within the ranges LevelDB keeps', () => {
+    const c = loadConfig({
+      flags: { 'leveldb-cache-bytes': String(64 * 1024 * 1024), 'version-cache-keys': '0' },
+      env: { KV_LEVELDB_WRITE_BUFFER_BYTES: String(16 * 1024 * 1024), KV_LEVELDB_MAX_FILE_BYTES: String(8 * 1024 * 1024), KV_LEVELDB_MAX_OPEN_FILES: '500' },
+    });
+    expect([c.leveldbCacheBytes, c.leveldbWriteBufferBytes, c.leveldbMaxFileBytes, c.leveldbMaxOpenFiles, c.versionCacheKeys])
+      .to.deep.equal([64 * 1024 * 1024, 16 * 1024 * 1024, 8 * 1024 * 1024, 500, 0]);
+    fails(() => loadConfig({ flags: { 'leveldb-max-file-bytes': String(512 * 1024) } }), 'leveldbMaxFileBytes');
+    fails(() => loadConfig({ flags: { 'leveldb-max-open-files': '10' } }), 'leveldbMaxOpenFiles');
+    fails(() => loadConfig({ flags: { 'leveldb-write-buffer-bytes': '1000' } }), 'leveldbWriteBufferBytes');
+    fails(() => loadConfig({ flags: { 'leveldb-cache-bytes': '-1' } }), 'leveldbCacheBytes');
+    fails(() => loadConfig({ flags: { 'version-cache-keys': '1.5' } }), 'versionCacheKeys');
+  });
+
   it('names the bad field', () => {
     fails(() => loadConfig({ flags: { w: '5' } }), 'w');
     fails(() => loadConfig({ flags: { partitions: '1000' } }), 'partitions');

@@ -5,7 +5,8 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
 import type { Backend } from '../../lib/storage/backend.ts';
-import { LevelBackend } from '../../lib/storage/level-backend.ts';
+import { readdirSync } from 'node:fs';
+import { DEFAULT_LEVEL_OPTIONS, LevelBackend } from '../../lib/storage/level-backend.ts';
 import { MemoryBackend } from '../../lib/storage/memory-backend.ts';
 import { RecordStore } from '../../lib/storage/record-store.ts';
 import { decodeRecord, encodeRecord, validateRecord } from '../../lib/storage/record.ts';
@@ -184,6 +185,33 @@ describe('LevelDB backend lifecycle', () => {
     expect(isKvError(caught, 'KV_STORE_NOT_OPEN')).to.equal(true);
     expect((caught as Error).message).to.contain('cannot open LevelDB');
     await a.close();
+    removeDir(dir);
+  });
+
+  it('takes its memory options: a 64 KiB write buffer flushes tables, and every record survives compaction and a reopen', async () => {
+    const dir = tempDir('kv-opts-');
+    const opts = { writeBufferBytes: 64 * 1024, maxFileBytes: 1024 * 1024, cacheBytes: 256 * 1024, maxOpenFiles: 74 };
+    const open = async (): Promise<RecordStore> => {
+      const s = new RecordStore({ backend: new LevelBackend(join(dir, 'db'), opts), partitions: Q, segments: 64, sync: false, versionCacheSize: 0 });
+      await s.open();
+      return s;
+    };
+    let s = await open();
+    expect((s.backend as LevelBackend).options).to.deep.equal({ ...DEFAULT_LEVEL_OPTIONS, ...opts });
+    const value = Buffer.alloc(200, 7);
+    // 2,000 records of ~220 B are ~7 write buffers of 64 KiB; with the default 4 MiB buffer no table would be written.
+    for (let i = 0; i < 2000; i += 100) {
+      await Promise.all(Array.from({ length: 100 }, (_, j) => s.apply(`k${i + j}`, { version: v(i + j + 1), value })));
+    }
+    await s.close();
+    expect(readdirSync(join(dir, 'db')).filter((f) => f.endsWith('.ldb')).length).to.be.greaterThan(0);
+    s = await open();
+    const versions = await Promise.all(Array.from({ length: 2000 }, async (_, i) => (await s.get(`k${i}`))?.version));
+    expect(versions.every((ver, i) => ver === v(i + 1))).to.equal(true);
+    let counted = 0;
+    for (let p = 0; p < Q; p++) counted += await s.partitionKeyCount(p);
+    expect(counted).to.equal(2000);
+    await s.close();
     removeDir(dir);
   });
 });
