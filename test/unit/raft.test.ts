@@ -260,7 +260,8 @@ describe('raft core', () => {
       }
       expect(beats).to.be.at.least(5);
       // No follower answers: the leader steps down exactly when CheckQuorum's window closes, never between.
-      for (let i = 0; i < 40 && a.role === 'leader'; i++) {
+      const leading = (): boolean => a.role === 'leader';
+      for (let i = 0; i < 40 && leading(); i++) {
         const k = a.ticksUntilDue();
         for (let j = 0; j < k - 1; j++) a.tick();
         expect(a.role).to.equal('leader');
