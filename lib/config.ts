@@ -162,7 +162,13 @@ export interface Config {
    *  because its repair is manual). */
   tombstoneGraceMs: number;
   /** Time for one anti-entropy walk over all of this node's partitions (each exchanged with its other
-   *  replicas, paced evenly). Default 60 s: ~17 small exchanges a second at Q=1024, negligible load. */
+   *  replicas, paced evenly). Default 10 min: at Q=1024 a node of a 3-node cluster starts ~3.4 small
+   *  exchanges a second, of a 9-node one ~1.1 (at 60 s the walks were half of an idle node's CPU).
+   *  Bound: what hints and read repair leave divergent (a replica down longer than the hint window,
+   *  hints dropped at their bounds) is repaired within about one period (twice that while the event
+   *  loop lags, which halves the pace) plus the transfer, since each live replica compares every
+   *  partition with its other replicas once per walk; `kv repair` walks at once. Hand-offs that
+   *  could not complete at a topology change are retried at the start of each walk. */
   antiEntropyIntervalMs: number;
   /** Streaming for a join, decommission, replace or removenode moves at most this many partitions at
    *  once: the ceiling of an adaptive window (AIMD on event-loop lag) whose floor is 2. Default 32: hides
@@ -247,7 +253,7 @@ export const DEFAULTS: Config = {
   hintsMaxBytes: 256 * MiB,
   hintsMaxAgeMs: 3 * 3600 * SECOND,
   tombstoneGraceMs: 3600 * SECOND,
-  antiEntropyIntervalMs: 60 * SECOND,
+  antiEntropyIntervalMs: 10 * 60 * SECOND,
   streamMaxPartitions: STREAM_PACE_DEFAULTS.maxPartitions,
   streamLagTargetMs: STREAM_PACE_DEFAULTS.lagTargetMs,
   deadVoterMs: 30 * SECOND,

@@ -227,6 +227,54 @@ describe('raft core', () => {
       expect(a.role).to.equal('leader');
     });
 
+    it('ticksUntilDue: fewer ticks than it says do nothing observable, that many act (a runtime may sleep until then)', () => {
+      /** Ticks `n` k times; true when that produced messages or changed its role. */
+      const acted = (n: RaftNode, k: number): boolean => {
+        const role = n.role;
+        for (let i = 0; i < k; i++) n.tick();
+        return drain(n).messages.length > 0 || n.role !== role;
+      };
+      // A voter follower: nothing until its randomized election timeout, then a pre-vote.
+      const f = follower('b', 2, []);
+      const untilCampaign = f.ticksUntilDue();
+      expect(untilCampaign).to.be.within(10, 19);
+      expect(acted(f, untilCampaign - 1)).to.equal(false);
+      expect(f.ticksUntilDue()).to.equal(1);
+      expect(acted(f, 1)).to.equal(true);
+      expect(f.role).to.equal('precandidate');
+      // A leader with heartbeats every 3 ticks: due at each heartbeat, and at the CheckQuorum window.
+      const nodes = ['a', 'b', 'c'].map((id) => mk(id, { heartbeatTicks: 3 }));
+      for (const n of nodes) n.bootstrap(CONF3);
+      const a = nodes[0] as RaftNode;
+      while (a.role !== 'precandidate') a.tick();
+      settle(nodes);
+      expect(a.role).to.equal('leader');
+      // (A due tick may also be only CheckQuorum's, which finds the quorum active and does nothing.)
+      let beats = 0;
+      for (let wake = 0; wake < 6; wake++) {
+        const k = a.ticksUntilDue();
+        expect(k).to.be.within(1, 3);
+        expect(acted(a, k - 1)).to.equal(false);
+        if (acted(a, 1)) beats++;
+        for (const id of ['b', 'c']) a.step({ type: 'heartbeatResp', from: id, to: 'a', term: a.term });
+      }
+      expect(beats).to.be.at.least(5);
+      // No follower answers: the leader steps down exactly when CheckQuorum's window closes, never between.
+      const leading = (): boolean => a.role === 'leader';
+      for (let i = 0; i < 40 && leading(); i++) {
+        const k = a.ticksUntilDue();
+        for (let j = 0; j < k - 1; j++) a.tick();
+        expect(a.role).to.equal('leader');
+        a.tick();
+        drain(a);
+      }
+      expect(a.role).to.equal('follower');
+      // A learner never campaigns: nothing is ever due.
+      const l = mk('d');
+      l.restore({ hardState: { term: 2, vote: null, commit: 1 }, entries: [{ ...confEntry, data: { change: null, config: { voters: ['a', 'b', 'c'], learners: ['d'] } } }] });
+      expect(l.ticksUntilDue()).to.equal(Infinity);
+    });
+
     it('a stale leader steps down when a follower answers with a newer term', () => {
       const [a] = threeNodeCluster() as [RaftNode, RaftNode, RaftNode];
       a.step({ type: 'appendResp', from: 'b', to: 'a', term: a.term + 5, reject: true, index: 0, hintIndex: 0, hintTerm: 0 });

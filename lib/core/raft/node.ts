@@ -151,6 +151,25 @@ export class RaftNode {
     return { elapsedTicks: this.electionElapsed, timeoutTicks: this.randomizedTimeout };
   }
 
+  /**
+   * How many tick() calls from now until one of them does something besides counting: a
+   * voter's campaign, a leader's heartbeats, its CheckQuorum check or a snapshot retry.
+   * Fewer ticks only advance counters, so a runtime may sleep this many tick lengths and
+   * then tick that many times at once, provided it also catches up on the ticks due before
+   * it steps a message (the counters are read there: the leader lease). At least 1;
+   * Infinity for a non-leader that never campaigns (a learner).
+   */
+  ticksUntilDue(): number {
+    if (this.state !== 'leader') {
+      return this.isVoter ? Math.max(1, this.randomizedTimeout - this.electionElapsed) : Infinity;
+    }
+    let due = Math.min(this.heartbeatTicks - this.heartbeatElapsed, this.electionTicks - this.electionElapsed);
+    for (const pr of this.prs.values()) {
+      if (pr.state === 'snapshot') due = Math.min(due, this.electionTicks - pr.snapshotTicks);
+    }
+    return Math.max(1, due);
+  }
+
   /** Replication progress of every peer, as the leader sees it; empty on non-leaders. */
   progress(): PeerProgress[] {
     if (this.state !== 'leader') return [];
