@@ -132,7 +132,8 @@ export class AntiEntropy {
   private stopped = false;
   private walking = false;
   private readonly lag = monitorEventLoopDelay({ resolution: 20 });
-  private readonly streamLag = monitorEventLoopDelay({ resolution: 10 });
+  // 20 ms sampling: 12 samples per pace tick, enough for its p99 (the max of them), at half the wake-ups of 10 ms.
+  private readonly streamLag = monitorEventLoopDelay({ resolution: 20 });
   private readonly now: () => number;
   private readonly exchanges: Counter<'outcome'>;
   private readonly moved: Counter<'direction'>;
