@@ -624,7 +624,7 @@ export class AntiEntropy {
 
   private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number; lag: number }> {
     const o = payload as { partition?: unknown; after?: unknown; maxBytes?: unknown } | null;
-    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions ||
+    if (!this.isPartitionArg(o) ||
       (o.after !== undefined && validateKey(o.after, this.o.maxKeyBytes) === '') ||
       (o.maxBytes !== undefined && (!Number.isInteger(o.maxBytes) || (o.maxBytes as number) < 1))) {
       throw new KvError('KV_INVALID_ARGUMENT', 'ae.scan takes {partition, after?, maxBytes?}');
@@ -649,9 +649,14 @@ export class AntiEntropy {
   }
 
   /** A page of a partition the sender streams here in bulk (`bulkPush`): {partition, records}. */
+  /** A peer's `{partition, ...}` payload names one of this store's partitions. */
+  private isPartitionArg<T extends { partition?: unknown }>(o: T | null): o is T & { partition: number } {
+    return typeof o === 'object' && o !== null && Number.isInteger(o.partition) && (o.partition as number) >= 0 && (o.partition as number) < this.o.store.partitions;
+  }
+
   private async onLoad(payload: unknown, epoch: number): Promise<{ applied: number; lag: number }> {
     const o = payload as { partition?: unknown; records?: unknown } | null;
-    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions) {
+    if (!this.isPartitionArg(o)) {
       throw new KvError('KV_INVALID_ARGUMENT', 'ae.load takes {partition, records}');
     }
     const p = o.partition as number;
@@ -662,7 +667,7 @@ export class AntiEntropy {
 
   private async onCount(payload: unknown): Promise<number> {
     const o = payload as { partition?: unknown } | null;
-    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions) {
+    if (!this.isPartitionArg(o)) {
       throw new KvError('KV_INVALID_ARGUMENT', 'ae.count takes {partition}');
     }
     return this.o.store.partitionKeyCount(o.partition as number);
@@ -865,7 +870,7 @@ export class AntiEntropy {
   private async onSync(payload: unknown): Promise<{ outcome: string; moved: number }> {
     const o = payload as { partition?: unknown; peer?: unknown } | null;
     const t = this.o.topology();
-    if (typeof o !== 'object' || o === null || !Number.isInteger(o.partition) || (o.partition as number) < 0 || (o.partition as number) >= this.o.store.partitions ||
+    if (!this.isPartitionArg(o) ||
       typeof o.peer !== 'string' || o.peer === this.o.selfId || t.member(o.peer) === undefined) {
       throw new KvError('KV_INVALID_ARGUMENT', 'ae.sync takes {partition, peer} with a member other than this node');
     }
