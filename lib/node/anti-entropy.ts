@@ -69,6 +69,13 @@ const STREAM_INITIAL_WINDOW = 8;
 const STREAM_PAUSE_MAX_MS = 200;
 /** One pace observation per tick: long enough for a p99 over a few hundred loop turns. */
 const STREAM_TICK_MS = 250;
+/** Lag sampling while streaming: 12 samples per pace tick, enough for its p99 (the max of them). */
+const LAG_FAST_SAMPLE_MS = 20;
+/** Lag sampling otherwise: every sample wakes an idle event loop (at 20 ms that alone was about
+ *  0.5 % of a core per node); 250 ms still gives the walk's back-off and a new stream's base lag. */
+const LAG_IDLE_SAMPLE_MS = 250;
+/** Sampling stays fast this long after the last page served to a streaming peer. */
+const LAG_FAST_HOLD_MS = 2000;
 /** Ticks of this node's own lag kept for a new stream's base lag (lib/core/stream-pace.ts): 10 s. */
 const STREAM_SEED_TICKS = 40;
 /** Bytes of records per streaming page (`ae.scan` answer, `ae.load` request) at most; one record
@@ -131,9 +138,14 @@ export class AntiEntropy {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private walking = false;
-  private readonly lag = monitorEventLoopDelay({ resolution: 20 });
-  // 20 ms sampling: 12 samples per pace tick, enough for its p99 (the max of them), at half the wake-ups of 10 ms.
-  private readonly streamLag = monitorEventLoopDelay({ resolution: 20 });
+  /** Event-loop lag, sampled every LAG_FAST_SAMPLE_MS while streaming runs here or pages are served
+   *  to a streaming peer, else every LAG_IDLE_SAMPLE_MS (each sample wakes the loop). */
+  private lagSampler = monitorEventLoopDelay({ resolution: LAG_IDLE_SAMPLE_MS });
+  private lagFast = false;
+  /** When this node last answered a streaming page (its lag travels with the answer). */
+  private servedAtMs = -Infinity;
+  /** Highest tick lag since the walk last looked (its back-off). */
+  private walkLagMs = 0;
   private readonly now: () => number;
   private readonly exchanges: Counter<'outcome'>;
   private readonly moved: Counter<'direction'>;
@@ -215,8 +227,7 @@ export class AntiEntropy {
   }
 
   start(): void {
-    this.lag.enable();
-    this.streamLag.enable();
+    this.lagSampler.enable();
     this.timer = setTimeout(() => this.scheduleNext(), Math.min(1000, this.o.intervalMs));
     this.paceTimer = setInterval(() => this.paceTick(), STREAM_TICK_MS);
     this.paceTimer.unref();
@@ -228,9 +239,13 @@ export class AntiEntropy {
    * reported, and streams waiting for the window try again.
    */
   private paceTick(): void {
-    this.lastLagMs = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
-    this.streamLag.reset();
-    if (this.recentLags.push(this.lastLagMs) > STREAM_SEED_TICKS) this.recentLags.shift();
+    const sampled = this.lagSampler.count > 0;
+    this.lastLagMs = sampled ? this.lagSampler.percentile(99) / 1e6 : 0;
+    this.lagSampler.reset();
+    this.walkLagMs = Math.max(this.walkLagMs, this.lastLagMs);
+    // A tick without a sample (idle sampling is slower than the tick) says nothing of the base lag.
+    if (sampled && this.recentLags.push(this.lastLagMs) > STREAM_SEED_TICKS) this.recentLags.shift();
+    this.sampleLag(this.streamsRunning > 0 || this.now() - this.servedAtMs < LAG_FAST_HOLD_MS);
     if (this.streamsRunning === 0) {
       this.streamWindow.set(0);
       return;
@@ -254,11 +269,23 @@ export class AntiEntropy {
   /** Streaming starts or ends here (a stream, or a removenode's copy): the pace observes while any runs. */
   private streamStarted(): void {
     if (this.streamsRunning++ === 0) this.pace = this.freshPace();
+    this.sampleLag(true);
   }
 
-  /** This node's recent p99 event-loop lag in ms, as reported to streaming peers. */
+  /** Switches the lag sampling between its streaming and idle periods. */
+  private sampleLag(fast: boolean): void {
+    if (fast === this.lagFast || this.stopped) return;
+    this.lagSampler.disable();
+    this.lagSampler = monitorEventLoopDelay({ resolution: fast ? LAG_FAST_SAMPLE_MS : LAG_IDLE_SAMPLE_MS });
+    this.lagSampler.enable();
+    this.lagFast = fast;
+  }
+
+  /** This node's recent p99 event-loop lag in ms, as reported to streaming peers in page answers. */
   private recentLagMs(): number {
-    const now = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
+    this.servedAtMs = this.now();
+    this.sampleLag(true);
+    const now = this.lagSampler.count > 0 ? this.lagSampler.percentile(99) / 1e6 : 0;
     return Math.round(Math.max(this.lastLagMs, now));
   }
 
@@ -290,8 +317,7 @@ export class AntiEntropy {
     if (this.timer) clearTimeout(this.timer);
     if (this.paceTimer) clearInterval(this.paceTimer);
     for (const wake of this.paceWaiters.splice(0)) wake();
-    this.lag.disable();
-    this.streamLag.disable();
+    this.lagSampler.disable();
     this.sessions.clear();
   }
 
@@ -427,8 +453,8 @@ export class AntiEntropy {
         await this.syncPartition(p).catch((err: unknown) => this.o.log.debug({ err, p }, 'anti-entropy of partition failed'));
         this.progress.partitionsDone++;
         this.repairing?.progress(this.progress.partitionsDone);
-        const lagged = this.lag.percentile(99) / 1e6 > LAG_BACKOFF_MS;
-        this.lag.reset();
+        const lagged = Math.max(this.walkLagMs, this.lagSampler.count > 0 ? this.lagSampler.percentile(99) / 1e6 : 0) > LAG_BACKOFF_MS;
+        this.walkLagMs = 0;
         const target = this.repairing ? (lagged ? REPAIR_LAG_PAUSE_MS : 0) : lagged ? 2 * pace : pace;
         const wait = Math.max(0, target - (this.now() - started));
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));

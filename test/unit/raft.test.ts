@@ -297,6 +297,25 @@ describe('raft core', () => {
       expect(drain(l).messages).to.deep.equal([]);
     });
 
+    it('an idle leader heartbeats voters every round and learners about once per election timeout', () => {
+      const conf = { voters: ['a', 'b', 'c'], learners: ['d', 'e'] };
+      const a = mk('a', { heartbeatTicks: 3 });
+      a.restore({ hardState: { term: 1, vote: null, commit: 1 }, entries: [{ ...confEntry, data: { change: null, config: conf } }] });
+      while (a.role !== 'precandidate') a.tick();
+      elect(a, ['b']);
+      drain(a);
+      const beats = new Map<string, number>();
+      for (let t = 0; t < 90; t++) {
+        a.tick();
+        for (const m of drain(a).messages) if (m.type === 'heartbeat') beats.set(m.to, (beats.get(m.to) ?? 0) + 1);
+        for (const id of ['b', 'c', 'd', 'e']) a.step({ type: 'heartbeatResp', from: id, to: 'a', term: a.term });
+      }
+      expect(a.role).to.equal('leader');
+      // 90 ticks: 30 rounds of 3 ticks; learners in every third round (floor(10 / 3)).
+      expect([beats.get('b'), beats.get('c')]).to.deep.equal([30, 30]);
+      expect([beats.get('d'), beats.get('e')]).to.deep.equal([10, 10]);
+    });
+
     it('a learner\'s vote and replication do not count', () => {
       const conf = { voters: ['a', 'b', 'c'], learners: ['d'] };
       const a = mk('a');

@@ -104,6 +104,8 @@ export class RaftNode {
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
+  /** Heartbeat rounds since learners last got one (tickLeader). */
+  private learnerRounds = 0;
   private randomizedTimeout: number;
   private votes = new Map<string, boolean>();
   private prs = new Map<string, Progress>();
@@ -280,7 +282,14 @@ export class RaftNode {
     }
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
       this.heartbeatElapsed = 0;
+      // Voters get every round: each heartbeat holds their elections back. Learners never campaign,
+      // and a commit reaches them at once (broadcastAppend); their heartbeat only retries appends
+      // that may have been lost, so it goes about once per election timeout (fewer frames from an
+      // idle leader: at 9 members, 4 of its 8 peers are learners).
+      const withLearners = ++this.learnerRounds >= Math.max(1, Math.floor(this.electionTicks / this.heartbeatTicks));
+      if (withLearners) this.learnerRounds = 0;
       for (const [id, pr] of this.prs) {
+        if (!withLearners && !this.cfg.voters.includes(id)) continue;
         this.send({ type: 'heartbeat', from: this.id, to: id, term: this._term, commit: Math.min(pr.match, this.commit) });
       }
     }
