@@ -20,7 +20,8 @@
  * the node processes used meanwhile (all nodes, and the busiest one: the stream's bottleneck
  * when it is near one core), and the adaptive window of partitions in flight as /metrics showed
  * it once a second on every node (kv_stream_window_partitions: floor 2, ceiling
- * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds).
+ * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds), and each node's
+ * highest p99 event-loop lag over those samples (kv_nodejs_eventloop_lag_p99_seconds): which node lags.
  *
  * Figures depend on the machine's load: take the final ones on a quiet machine.
  */
@@ -81,15 +82,18 @@ function cpuNow(c: TestCluster): Map<string, number> {
 }
 
 /** Client load through n1 and n2 while `during` runs; returns its result and the baseline just before. */
-interface Measured { op: OpView; base: LoadResult; busy: LoadResult; cpu: Map<string, number>; windows: number[]; lagMaxMs: number }
+interface Measured { op: OpView; base: LoadResult; busy: LoadResult; cpu: Map<string, number>; windows: number[]; lagMaxMs: number; nodeLagMs: Map<string, number> }
 
 /** One sample of every node's streaming window and observed lag (windows of nodes not streaming are 0). */
-async function paceSample(c: TestCluster): Promise<{ windows: number[]; lagMs: number }> {
+async function paceSample(c: TestCluster, nodeLagMs: Map<string, number>): Promise<{ windows: number[]; lagMs: number }> {
   const windows: number[] = [];
   let lagMs = 0;
   await Promise.all([...c.nodes.keys()].map(async (id) => {
     try {
       const text = await (await fetch(`http://${c.addr(id)}/metrics`)).text();
+      // Every node's own p99 event-loop lag since the last scrape (prom-client resets it on each one).
+      const own = 1000 * Number(/^kv_nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)?.[1] ?? 0);
+      if (Number.isFinite(own)) nodeLagMs.set(id, Math.max(nodeLagMs.get(id) ?? 0, own));
       const w = Number(/^kv_stream_window_partitions (\S+)$/m.exec(text)?.[1] ?? 0);
       if (w > 0) {
         windows.push(w);
@@ -117,9 +121,10 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   })();
   const windows: number[] = [];
   let lagMaxMs = 0;
+  const nodeLagMs = new Map<string, number>();
   const sampler = (async () => {
     while (!stop) {
-      const s = await paceSample(c);
+      const s = await paceSample(c, nodeLagMs);
       windows.push(...s.windows);
       lagMaxMs = Math.max(lagMaxMs, s.lagMs);
       await new Promise((r) => setTimeout(r, 1000));
@@ -137,7 +142,7 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   const p99 = Math.max(...during_.map((r) => r.p99ms));
   const busy: LoadResult = { name: 'during', requests: during_.reduce((s, r) => s + r.requests, 0), errors: during_.reduce((s, r) => s + r.errors, 0),
     seconds: elapsed, throughput: during_.reduce((s, r) => s + r.requests, 0) / elapsed, p50ms: NaN, p99ms: p99 };
-  return { op, base, busy, cpu, windows, lagMaxMs };
+  return { op, base, busy, cpu, windows, lagMaxMs, nodeLagMs };
 }
 
 function report(name: string, valueBytes: number, r: Measured): void {
@@ -149,6 +154,7 @@ function report(name: string, valueBytes: number, r: Measured): void {
   const [top, topS] = [...r.cpu].reduce((a, b) => (b[1] > a[1] ? b : a), ['-', 0]);
   const w = r.windows;
   out(`${''.padEnd(13)} window of partitions in flight: ${w.length === 0 ? 'not seen' : `mean ${(w.reduce((a, b) => a + b, 0) / w.length).toFixed(1)}, min ${Math.min(...w)}, max ${Math.max(...w)} over ${w.length} samples; highest lag it saw ${r.lagMaxMs.toFixed(0)} ms`}`);
+  out(`${''.padEnd(13)} highest p99 event-loop lag per node (1 s samples): ${[...r.nodeLagMs].sort().map(([id, ms]) => `${id} ${ms.toFixed(0)} ms`).join(', ')}`);
   out(`${''.padEnd(13)} node CPU meanwhile: ${total.toFixed(1)} s in all (${((total * 1e6) / Math.max(1, r.op.records)).toFixed(0)} µs per record), busiest ${top} ${topS.toFixed(1)} s (${((100 * topS) / r.busy.seconds).toFixed(0)} % of a core over ${r.busy.seconds.toFixed(1)} s)`);
 }
 

@@ -320,19 +320,11 @@ export class AntiEntropy {
     return saved;
   }
 
-  /** Remove every record of `p`, but only versions still as listed (a newer write is kept). */
+  /** Remove every record of `p` except keys written since the drop began (a newer write is kept). */
   private async drop(p: number): Promise<number> {
-    let records = 0;
     if ((await this.o.store.partitionKeyCount(p)) === 0) return 0;
-    const held: MerkleEntry[] = [];
-    for await (const [key, rec] of this.o.store.scanPartition(p)) held.push([key, rec.version]);
-    // PURGE_BATCH at a time, so the record store folds them into a few group commits (one after
-    // another they cost one commit each) while its write queue stays far below its bound.
-    for (let i = 0; i < held.length; i += PURGE_BATCH) {
-      const done = await Promise.all(held.slice(i, i + PURGE_BATCH).map(([key, version]) => this.o.store.purge(key, version)));
-      records += done.filter(Boolean).length;
-    }
-    return records;
+    // Chunks of deletes in big commits, no read of stored versions (RecordStore.dropPartition).
+    return this.o.store.dropPartition(p);
   }
 
   /**
@@ -785,9 +777,6 @@ export class AntiEntropy {
     const parsed = payload.map((x: unknown) => {
       if (!Array.isArray(x) || x.length !== 2) throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, record]');
       const key = validateKey(x[0], this.o.maxKeyBytes);
-      if (opts.partition !== undefined && this.o.store.locate(key).partition !== opts.partition) {
-        throw new KvError('KV_FRAME_INVALID', `key of another partition in a page of partition ${opts.partition}`);
-      }
       const rec = validateWireRecord(x[1], this.o.maxValueBytes);
       const n = key.length + (rec.value?.length ?? 0);
       if (opts.maxBytes !== undefined && size >= opts.maxBytes) throw new KvError('KV_FRAME_TOO_LARGE', `a page of more than ${opts.maxBytes} record bytes before its last record`);
@@ -804,7 +793,9 @@ export class AntiEntropy {
         return false;
       }
     });
-    const results = await Promise.all(ok.map(([k, rec]) => this.o.store.apply(k, rec)));
+    // One call for the page: the store locates each key once (and refuses a key of another
+    // partition with KV_FRAME_INVALID before applying any) and folds the page into big commits.
+    const results = await this.o.store.applyMany(ok, opts.partition === undefined ? {} : { partition: opts.partition });
     if (refused !== undefined) {
       this.o.log.warn({ source, refused: parsed.length - ok.length, err: (refused as Error).message }, 'records refused: versions too far ahead');
       throw refused;
