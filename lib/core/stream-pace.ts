@@ -5,7 +5,8 @@
  * clients feel on top of their own work.
  *
  * AIMD, as TCP's congestion window: one observation per tick (the highest p99 lag seen on this
- * node and in the peers' answers during the tick); at or below the threshold the window grows by
+ * node and in the peers' answers during the tick, each peer's measured against its own base lag:
+ * peerLagInOwnTerms); at or below the threshold the window grows by
  * one partition, above it the window halves. The threshold is the configured target or twice the
  * base lag, whichever is higher: the base is the lowest lag observed over the last
  * BASE_HISTORY_TICKS (LEDBAT's base delay, RFC 6817), seeded with the node's own lag before the
@@ -64,6 +65,19 @@ export function validateStreamPaceLimits(l: StreamPaceLimits): StreamPaceLimits 
   return l;
 }
 
+/**
+ * A peer's reported lag in this node's terms, for `observe`: each node may double its own base
+ * lag (a coordinator under client load lags more than an idle streaming node without any
+ * stream), so the peer's lag is scaled by this node's threshold over the peer's own (the
+ * target, or twice the base lag the peer reported, whichever is higher). A peer that reported
+ * no valid base (an older version) counts as reported.
+ */
+export function peerLagInOwnTerms(lagMs: number, peerBaseLagMs: unknown, ownThresholdMs: number, lagTargetMs: number): number {
+  if (typeof peerBaseLagMs !== 'number' || !Number.isFinite(peerBaseLagMs) || peerBaseLagMs < 0) return lagMs;
+  const peerThreshold = Math.max(lagTargetMs, 2 * Math.min(peerBaseLagMs, STREAM_LAG_REPORT_MAX_MS));
+  return (lagMs * ownThresholdMs) / peerThreshold;
+}
+
 export class StreamPace {
   private w: number;
   private pause = 0;
@@ -89,6 +103,11 @@ export class StreamPace {
     let min = this.seedMs;
     for (const x of this.history) if (x < min) min = x;
     return Number.isFinite(min) ? min : 0;
+  }
+
+  /** The configured target (ms). */
+  get lagTargetMs(): number {
+    return this.limits.lagTargetMs;
   }
 
   /** Lag (ms) above which the window halves: the target, or twice the base lag if that is higher. */

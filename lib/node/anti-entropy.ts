@@ -29,7 +29,7 @@ import { Counter, Gauge } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
 import { parseVersion, type Version } from '../core/hlc.ts';
-import { StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS } from '../core/stream-pace.ts';
+import { BASE_HISTORY_TICKS, peerLagInOwnTerms, StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS } from '../core/stream-pace.ts';
 import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import type { Topology } from '../core/topology.ts';
 import { recordToWire, type StoredRecord } from '../storage/record.ts';
@@ -69,7 +69,7 @@ const STREAM_INITIAL_WINDOW = 8;
 const STREAM_PAUSE_MAX_MS = 200;
 /** One pace observation per tick: long enough for a p99 over a few hundred loop turns. */
 const STREAM_TICK_MS = 250;
-/** Ticks of this node's own lag kept for a new stream's base lag (lib/core/stream-pace.ts): 10 s. */
+/** Ticks of this node's own lag a new stream's base lag is the lowest of (lib/core/stream-pace.ts): 10 s. */
 const STREAM_SEED_TICKS = 40;
 /** Bytes of records per streaming page (`ae.scan` answer, `ae.load` request) at most; one record
  *  always goes. Each partition in flight holds at most two pages (one applied, one on its way):
@@ -158,8 +158,11 @@ export class AntiEntropy {
   private paceTimer: NodeJS.Timeout | undefined;
   /** p99 event-loop lag (ms) of the last completed tick; peers read it in page answers. */
   private lastLagMs = 0;
-  /** This node's lag over the last STREAM_SEED_TICKS ticks (a ring): a new stream's base lag is their minimum. */
+  /** This node's lag over the last BASE_HISTORY_TICKS ticks (oldest first): a new stream's base lag is the
+   *  minimum of the last STREAM_SEED_TICKS; the minimum of all is the base lag reported to streaming peers. */
   private readonly recentLags: number[] = [];
+  /** min(recentLags), sent with `lag` in page answers (`baseLag`) so peers measure this node's lag against it. */
+  private baseLagMs = 0;
   /** Highest lag peers reported during the current tick. */
   private peerLagMs = 0;
   /** Partitions being streamed now, and the streams waiting for the window to admit one. */
@@ -230,7 +233,8 @@ export class AntiEntropy {
   private paceTick(): void {
     this.lastLagMs = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
     this.streamLag.reset();
-    if (this.recentLags.push(this.lastLagMs) > STREAM_SEED_TICKS) this.recentLags.shift();
+    if (this.recentLags.push(this.lastLagMs) > BASE_HISTORY_TICKS) this.recentLags.shift();
+    this.baseLagMs = Math.round(Math.min(...this.recentLags));
     if (this.streamsRunning === 0) {
       this.streamWindow.set(0);
       return;
@@ -248,7 +252,7 @@ export class AntiEntropy {
     return new StreamPace({
       minWindow: STREAM_MIN_WINDOW, maxWindow: this.o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions,
       lagTargetMs: this.o.streamLagTargetMs ?? STREAM_PACE_DEFAULTS.lagTargetMs, maxPauseMs: STREAM_PAUSE_MAX_MS,
-    }, STREAM_INITIAL_WINDOW, this.recentLags.length > 0 ? Math.min(...this.recentLags) : undefined);
+    }, STREAM_INITIAL_WINDOW, this.recentLags.length > 0 ? Math.min(...this.recentLags.slice(-STREAM_SEED_TICKS)) : undefined);
   }
 
   /** Streaming starts or ends here (a stream, or a removenode's copy): the pace observes while any runs. */
@@ -263,8 +267,11 @@ export class AntiEntropy {
   }
 
   /** A peer's lag from a page answer: counts toward this tick's observation. */
-  private notePeerLag(lag: unknown): void {
-    if (typeof lag === 'number' && Number.isFinite(lag)) this.peerLagMs = Math.max(this.peerLagMs, Math.min(Math.max(0, lag), STREAM_LAG_REPORT_MAX_MS));
+  private notePeerLag(answer: unknown): void {
+    const { lag, baseLag } = (typeof answer === 'object' && answer !== null ? answer : {}) as { lag?: unknown; baseLag?: unknown };
+    if (typeof lag !== 'number' || !Number.isFinite(lag)) return;
+    const own = peerLagInOwnTerms(Math.min(Math.max(0, lag), STREAM_LAG_REPORT_MAX_MS), baseLag, this.pace.thresholdMs, this.pace.lagTargetMs);
+    this.peerLagMs = Math.max(this.peerLagMs, Math.min(own, STREAM_LAG_REPORT_MAX_MS));
   }
 
   /** Waits until the adaptive window admits one more partition. */
@@ -547,7 +554,7 @@ export class AntiEntropy {
         throw new KvError('KV_FRAME_INVALID', 'ae.scan answer must be {records, next, bytes}');
       }
       if (o.next !== null && after !== undefined && o.next <= after) throw new KvError('KV_FRAME_INVALID', 'ae.scan did not advance');
-      this.notePeerLag(o.lag);
+      this.notePeerLag(o);
       if (o.next !== null) page = ask(o.next as string);
       pulled += await this.applyRecords(o.records, 'ae.pull', { max: SCAN_BATCH_RECORDS, partition: p, maxBytes: MOVE_BATCH_BYTES });
       bytes += o.bytes;
@@ -574,7 +581,7 @@ export class AntiEntropy {
     const send = async (records: unknown[], n: number): Promise<void> => {
       try {
         const r = await this.o.transport.request<unknown>(peer, 'ae.load', { partition: p, records }, { timeoutMs: REQUEST_TIMEOUT_MS });
-        this.notePeerLag((r as { lag?: unknown } | null)?.lag);
+        this.notePeerLag(r);
       } catch (err) {
         // A peer of an older version (a rolling upgrade) has no ae.load: the same records as ae.push batches.
         if ((err as KvError).details?.['unknownType'] !== 'ae.load') throw err;
@@ -614,7 +621,7 @@ export class AntiEntropy {
     if (ms > 0) await new Promise((r) => setTimeout(r, ms));
   }
 
-  private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number; lag: number }> {
+  private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number; lag: number; baseLag: number }> {
     const o = payload as { partition?: unknown; after?: unknown; maxBytes?: unknown } | null;
     if (!this.isPartitionArg(o) ||
       (o.after !== undefined && validateKey(o.after, this.o.maxKeyBytes) === '') ||
@@ -637,7 +644,7 @@ export class AntiEntropy {
       records.push([key, recordToWire(rec)]);
       bytes += n;
     }
-    return { records, next, bytes, lag: this.recentLagMs() };
+    return { records, next, bytes, lag: this.recentLagMs(), baseLag: this.baseLagMs };
   }
 
   /** A page of a partition the sender streams here in bulk (`bulkPush`): {partition, records}. */
@@ -646,7 +653,7 @@ export class AntiEntropy {
     return typeof o === 'object' && o !== null && Number.isInteger(o.partition) && (o.partition as number) >= 0 && (o.partition as number) < this.o.store.partitions;
   }
 
-  private async onLoad(payload: unknown, epoch: number): Promise<{ applied: number; lag: number }> {
+  private async onLoad(payload: unknown, epoch: number): Promise<{ applied: number; lag: number; baseLag: number }> {
     const o = payload as { partition?: unknown; records?: unknown } | null;
     if (!this.isPartitionArg(o)) {
       throw new KvError('KV_INVALID_ARGUMENT', 'ae.load takes {partition, records}');
@@ -654,7 +661,7 @@ export class AntiEntropy {
     const p = o.partition as number;
     this.o.fence?.checkPartition(p, epoch);
     const applied = await this.applyRecords(o.records, 'ae.push', { max: SCAN_BATCH_RECORDS, partition: p, maxBytes: MOVE_BATCH_BYTES });
-    return { applied, lag: this.recentLagMs() };
+    return { applied, lag: this.recentLagMs(), baseLag: this.baseLagMs };
   }
 
   private async onCount(payload: unknown): Promise<number> {
