@@ -18,9 +18,9 @@
  * that ran it), the payload rate (records × (key + value bytes) / duration), the client
  * p99 during the operation beside the p99 of the same load just before it, and the CPU seconds
  * the node processes used meanwhile (all nodes, and the busiest one: the stream's bottleneck
- * when it is near one core; then per record less what the client load alone cost per second
- * during the 5 s before, the least noisy figure of the stream's own cost; a node started for the
- * operation counts its start-up too), and the adaptive window of partitions in flight as /metrics showed
+ * when it is near one core; a node started for the operation counts its start-up too; beside it
+ * the node CPU per second the client load alone used in the 5 s before: the load runs closed-loop,
+ * so it takes whatever CPU the stream leaves and the two do not simply add up), and the adaptive window of partitions in flight as /metrics showed
  * it once a second on every node (kv_stream_window_partitions: floor 2, ceiling
  * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds), and each node's
  * highest p99 event-loop lag over those samples (kv_nodejs_eventloop_lag_p99_seconds): which node lags.
@@ -196,7 +196,7 @@ function report(name: string, valueBytes: number, r: Measured): void {
     `threshold (kv_stream_lag_threshold_seconds) mean ${(r.thresholds.reduce((a, b) => a + b, 0) / Math.max(1, r.thresholds.length)).toFixed(0)} ms`}`);
   out(`${''.padEnd(13)} highest p99 event-loop lag per node (1 s samples): ${[...r.nodeLagMs].sort().map(([id, ms]) => `${id} ${ms.toFixed(0)} ms`).join(', ')}`);
   out(`${''.padEnd(13)} node CPU meanwhile: ${total.toFixed(1)} s in all (${((total * 1e6) / Math.max(1, r.op.records)).toFixed(0)} µs per record), busiest ${top} ${topS.toFixed(1)} s (${((100 * topS) / r.busy.seconds).toFixed(0)} % of a core over ${r.busy.seconds.toFixed(1)} s); ` +
-    `without the client load's own ${r.idleRate.toFixed(2)} s/s (its rate before): ${(((total - r.idleRate * r.busy.seconds) * 1e6) / Math.max(1, r.op.records)).toFixed(0)} µs per record`);
+    `the client load alone used ${r.idleRate.toFixed(2)} s/s before`);
 }
 
 async function oneSize(valueBytes: number): Promise<void> {

@@ -46,8 +46,9 @@ export const STREAM_PACE_DEFAULTS = Object.freeze({
    *  record; with two pages of 512 KiB each, 32 MiB in flight. */
   maxPartitions: 32,
   /** The p99 event-loop lag (ms; this node and its streaming peers) above which the window halves, unless
-   *  twice the base lag is higher. 20 ms, the lag histogram's 10 ms resolution included: clients feel more
-   *  than that; below it streaming speeds up. */
+   *  twice the base lag is higher. 20 ms of delay beyond the lag histogram's sampling interval (the shell
+   *  measures what the loop adds to it; an idle loop shows about 0): clients feel more than that; below it
+   *  streaming speeds up. */
   lagTargetMs: 20,
 });
 
@@ -63,6 +64,15 @@ export function validateStreamPaceLimits(l: StreamPaceLimits): StreamPaceLimits 
   int(l.lagTargetMs, 'stream lagTargetMs', 1, 10_000);
   int(l.maxPauseMs, 'stream maxPauseMs', 0, 60_000);
   return l;
+}
+
+/**
+ * The lag of one sample of node's `monitorEventLoopDelay` histogram: a sample is the whole time
+ * between two wake-ups, so an idle loop records about the sampling interval; the lag is what the
+ * loop added to it (never below 0).
+ */
+export function lagBeyondInterval(sampleMs: number, intervalMs: number): number {
+  return Number.isFinite(sampleMs) ? Math.max(0, sampleMs - intervalMs) : STREAM_LAG_REPORT_MAX_MS;
 }
 
 /**

@@ -29,7 +29,7 @@ import { Counter, Gauge } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
 import { parseVersion, type Version } from '../core/hlc.ts';
-import { BASE_HISTORY_TICKS, peerLagInOwnTerms, StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS } from '../core/stream-pace.ts';
+import { BASE_HISTORY_TICKS, lagBeyondInterval, peerLagInOwnTerms, StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS } from '../core/stream-pace.ts';
 import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import type { Topology } from '../core/topology.ts';
 import { recordToWire, type StoredRecord } from '../storage/record.ts';
@@ -54,6 +54,17 @@ const MOVE_BATCH = 256;
 const MOVE_BATCH_BYTES = 1024 * 1024;
 /** Deadline of one anti-entropy request. */
 const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * Sampling interval of the event-loop lag histograms. A sample is the whole time between two
+ * wake-ups (an idle loop records about this much), so the lag is the p99 less this: lagMs().
+ */
+const LAG_RESOLUTION_MS = 20;
+
+/** p99 event-loop lag in ms of a histogram: what the loop added to the sampling interval. */
+function lagMs(h: { count: number; percentile(p: number): number }): number {
+  return h.count > 0 ? lagBeyondInterval(h.percentile(99) / 1e6, LAG_RESOLUTION_MS) : 0;
+}
+
 /** Event-loop lag (p99) above which the scheduler halves its pace. */
 const LAG_BACKOFF_MS = 100;
 /** Records per `ae.scan` answer and `ae.load` request at most (and at most a page's bytes): one page stays one frame. */
@@ -131,9 +142,9 @@ export class AntiEntropy {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private walking = false;
-  private readonly lag = monitorEventLoopDelay({ resolution: 20 });
+  private readonly lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   // 20 ms sampling: 12 samples per pace tick, enough for its p99 (the max of them), at half the wake-ups of 10 ms.
-  private readonly streamLag = monitorEventLoopDelay({ resolution: 20 });
+  private readonly streamLag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   private readonly now: () => number;
   private readonly exchanges: Counter<'outcome'>;
   private readonly moved: Counter<'direction'>;
@@ -231,7 +242,7 @@ export class AntiEntropy {
    * reported, and streams waiting for the window try again.
    */
   private paceTick(): void {
-    this.lastLagMs = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
+    this.lastLagMs = lagMs(this.streamLag);
     this.streamLag.reset();
     if (this.recentLags.push(this.lastLagMs) > BASE_HISTORY_TICKS) this.recentLags.shift();
     this.baseLagMs = Math.round(Math.min(...this.recentLags));
@@ -262,8 +273,7 @@ export class AntiEntropy {
 
   /** This node's recent p99 event-loop lag in ms, as reported to streaming peers. */
   private recentLagMs(): number {
-    const now = this.streamLag.count > 0 ? this.streamLag.percentile(99) / 1e6 : 0;
-    return Math.round(Math.max(this.lastLagMs, now));
+    return Math.round(Math.max(this.lastLagMs, lagMs(this.streamLag)));
   }
 
   /** A peer's lag from a page answer: counts toward this tick's observation. */
@@ -426,7 +436,7 @@ export class AntiEntropy {
         await this.syncPartition(p).catch((err: unknown) => this.o.log.debug({ err, p }, 'anti-entropy of partition failed'));
         this.progress.partitionsDone++;
         this.repairing?.progress(this.progress.partitionsDone);
-        const lagged = this.lag.percentile(99) / 1e6 > LAG_BACKOFF_MS;
+        const lagged = lagMs(this.lag) > LAG_BACKOFF_MS;
         this.lag.reset();
         const target = this.repairing ? (lagged ? REPAIR_LAG_PAUSE_MS : 0) : lagged ? 2 * pace : pace;
         const wait = Math.max(0, target - (this.now() - started));
