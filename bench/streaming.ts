@@ -2,11 +2,12 @@
  * Data movement rates on topology change, with real processes (issue: streaming ≥ 20 MB/s
  * without raising client p99 by more than 2×):
  *
- *   npm run bench:streaming [-- --value-bytes 1024,65536 --mb 50 --ops join,decommission,removenode,replace]
+ *   npm run bench:streaming [-- --value-bytes 1024,65536 --mb 50 --ops join,decommission,removenode,replace --clients 4]
  *
  * For each value size: a 3-node cluster (N=3, default Q) is loaded with about --mb MB of
- * values (keys key-0...), then, in order, with a light client load (4 connections reading
- * random keys through n1 and n2) running all the time:
+ * values (keys key-0...), then, in order, with a light client load (--clients connections, 4 by
+ * default, reading random keys through n1 and n2; 0: none, so node CPU is the stream's own) running
+ * all the time:
  *   join          a 4th node joins (it streams its partitions from the current owners);
  *   decommission  that node leaves again (it streams its partitions to their new owners, which
  *                 dropped them after the join: the bench waits for those hand-offs first);
@@ -44,6 +45,8 @@ import { cpuSeconds } from './load.ts';
 const flags = parseArgs(process.argv.slice(2), new Set()).flags;
 const SIZES = String(flags['value-bytes'] ?? '1024,65536').split(',').map(Number);
 const MB_LOAD = Number(flags['mb'] ?? 50);
+/** Connections of the client load (closed loop: each sends its next request when the last one is answered). */
+const CLIENTS = Number(flags['clients'] ?? 4);
 const OPS = new Set(String(flags['ops'] ?? 'join,decommission,removenode,replace').split(','));
 const PROFILE_DIR = typeof flags['cpu-prof'] === 'string' ? flags['cpu-prof'] : undefined;
 /**
@@ -140,10 +143,13 @@ async function paceSample(c: TestCluster, nodeLagMs: Map<string, number>, thresh
 }
 
 async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpView>): Promise<Measured> {
-  const load = (durationMs: number, name: string): Promise<LoadResult> => runLoad({
-    name, targets: [c.addr('n1'), c.addr('n2')], concurrency: 4, durationMs,
-    request: () => ({ method: 'GET', path: `/kv/key-${Math.floor(Math.random() * keys)}?r=2` }),
-  });
+  // --clients 0: no load, only the time passes (node CPU is then the stream's alone).
+  const load = (durationMs: number, name: string): Promise<LoadResult> => (CLIENTS === 0
+    ? new Promise((r) => setTimeout(() => r({ name, requests: 0, errors: 0, seconds: durationMs / 1000, throughput: 0, p50ms: NaN, p99ms: NaN }), durationMs))
+    : runLoad({
+      name, targets: [c.addr('n1'), c.addr('n2')], concurrency: CLIENTS, durationMs,
+      request: () => ({ method: 'GET', path: `/kv/key-${Math.floor(Math.random() * keys)}?r=2` }),
+    }));
   const cpuBase = cpuNow(c);
   const base = await load(5000, 'before');
   const cpu0 = cpuNow(c);
@@ -177,7 +183,7 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   await background;
   await sampler;
   const elapsed = (performance.now() - started) / 1000;
-  const during_ = results.filter((r) => r.requests > 0);
+  const during_ = CLIENTS === 0 ? results : results.filter((r) => r.requests > 0);
   const p99 = Math.max(...during_.map((r) => r.p99ms));
   const busy: LoadResult = { name: 'during', requests: during_.reduce((s, r) => s + r.requests, 0), errors: during_.reduce((s, r) => s + r.errors, 0),
     seconds: elapsed, throughput: during_.reduce((s, r) => s + r.requests, 0) / elapsed, p50ms: NaN, p99ms: p99 };
@@ -188,7 +194,7 @@ function report(name: string, valueBytes: number, r: Measured): void {
   const seconds = ((r.op.finishedAt ?? r.op.startedAt) - r.op.startedAt) / 1000;
   const payload = r.op.records * (valueBytes + 'key-00000'.length);
   out(`${name.padEnd(13)} ${String(r.op.records).padStart(7)} records in ${seconds.toFixed(1).padStart(5)} s: ${(payload / MB / seconds).toFixed(1).padStart(6)} MB/s; ` +
-    `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`);
+    (CLIENTS === 0 ? 'no client load' : `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`));
   const total = [...r.cpu.values()].reduce((a, b) => a + b, 0);
   const [top, topS] = [...r.cpu].reduce((a, b) => (b[1] > a[1] ? b : a), ['-', 0]);
   const w = r.windows;
