@@ -33,7 +33,7 @@ import { BASE_HISTORY_TICKS, lagBeyondInterval, peerLagInOwnTerms, StreamPace, S
 import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import type { Topology } from '../core/topology.ts';
 import { recordToWire, type StoredRecord } from '../storage/record.ts';
-import type { RecordStore } from '../storage/record-store.ts';
+import { dataKey, type RecordStore } from '../storage/record-store.ts';
 import type { MerkleIndex } from '../storage/merkle-index.ts';
 import { SUBLEVELS } from '../storage/backend.ts';
 import type { Transport } from '../net/transport.ts';
@@ -563,7 +563,8 @@ export class AntiEntropy {
       if (typeof o !== 'object' || o === null || (o.next !== null && typeof o.next !== 'string') || typeof o.bytes !== 'number') {
         throw new KvError('KV_FRAME_INVALID', 'ae.scan answer must be {records, next, bytes}');
       }
-      if (o.next !== null && after !== undefined && o.next <= after) throw new KvError('KV_FRAME_INVALID', 'ae.scan did not advance');
+      // Pages go in the store's order, (segment, key), not in key order.
+      if (o.next !== null && after !== undefined && this.storeOrder(o.next as string) <= this.storeOrder(after)) throw new KvError('KV_FRAME_INVALID', 'ae.scan did not advance');
       this.notePeerLag(o);
       if (o.next !== null) page = ask(o.next as string);
       pulled += await this.applyRecords(o.records, 'ae.pull', { max: SCAN_BATCH_RECORDS, partition: p, maxBytes: MOVE_BATCH_BYTES });
@@ -575,6 +576,12 @@ export class AntiEntropy {
     }
     this.exchanges.labels({ outcome: 'bulk' }).inc();
     return { outcome: 'bulk', pushed: 0, pulled, bytes };
+  }
+
+  /** A key's place in the store's order (partition, Merkle segment, key): the order of scans and pages. */
+  private storeOrder(key: string): string {
+    const { partition, segment } = this.o.store.locate(key);
+    return dataKey(partition, segment, key);
   }
 
   /**
