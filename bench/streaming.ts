@@ -2,11 +2,12 @@
  * Data movement rates on topology change, with real processes (issue: streaming ≥ 20 MB/s
  * without raising client p99 by more than 2×):
  *
- *   npm run bench:streaming [-- --value-bytes 1024,65536 --mb 50 --ops join,decommission,removenode,replace]
+ *   npm run bench:streaming [-- --value-bytes 1024,65536 --mb 50 --ops join,decommission,removenode,replace --clients 4]
  *
  * For each value size: a 3-node cluster (N=3, default Q) is loaded with about --mb MB of
- * values (keys key-0...), then, in order, with a light client load (4 connections reading
- * random keys through n1 and n2) running all the time:
+ * values (keys key-0...), then, in order, with a light client load (--clients connections, 4 by
+ * default, reading random keys through n1 and n2; 0: none, so node CPU is the stream's own) running
+ * all the time:
  *   join          a 4th node joins (it streams its partitions from the current owners);
  *   decommission  that node leaves again (it streams its partitions to their new owners, which
  *                 dropped them after the join: the bench waits for those hand-offs first);
@@ -18,13 +19,21 @@
  * that ran it), the payload rate (records × (key + value bytes) / duration), the client
  * p99 during the operation beside the p99 of the same load just before it, and the CPU seconds
  * the node processes used meanwhile (all nodes, and the busiest one: the stream's bottleneck
- * when it is near one core), and the adaptive window of partitions in flight as /metrics showed
+ * when it is near one core; a node started for the operation counts its start-up too; beside it
+ * the node CPU per second the client load alone used in the 5 s before: the load runs closed-loop,
+ * so it takes whatever CPU the stream leaves and the two do not simply add up), and the adaptive window of partitions in flight as /metrics showed
  * it once a second on every node (kv_stream_window_partitions: floor 2, ceiling
- * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds).
+ * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds), and each node's
+ * highest p99 event-loop lag over those samples (kv_nodejs_eventloop_lag_p99_seconds): which node lags.
+ *
+ * `--cpu-prof DIR`: every node runs V8's CPU profiler (as `node --cpu-prof`) writing into DIR; nodes stop with
+ * SIGTERM (so the profile is written) instead of SIGKILL, and each operation prints the window
+ * to pass to `node --import tsx bench/top-profile.ts DIR --since-us A --until-us B`.
  *
  * Figures depend on the machine's load: take the final ones on a quiet machine.
  */
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from '../lib/cli/args.ts';
 import { preload, runLoad, type LoadResult } from './load.ts';
@@ -36,7 +45,34 @@ import { cpuSeconds } from './load.ts';
 const flags = parseArgs(process.argv.slice(2), new Set()).flags;
 const SIZES = String(flags['value-bytes'] ?? '1024,65536').split(',').map(Number);
 const MB_LOAD = Number(flags['mb'] ?? 50);
+/** Connections of the client load (closed loop: each sends its next request when the last one is answered). */
+const CLIENTS = Number(flags['clients'] ?? 4);
 const OPS = new Set(String(flags['ops'] ?? 'join,decommission,removenode,replace').split(','));
+const PROFILE_DIR = typeof flags['cpu-prof'] === 'string' ? flags['cpu-prof'] : undefined;
+/**
+ * Node 20 refuses --cpu-prof in NODE_OPTIONS: each node preloads a script that runs V8's
+ * profiler through node:inspector and writes `CPU.<pid>.cpuprofile` (what --cpu-prof writes) on exit.
+ */
+function profilePreload(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  const file = join(resolve(dir), 'cpu-prof-preload.cjs');
+  writeFileSync(file, `const inspector = require('node:inspector');
+const { writeFileSync } = require('node:fs');
+const session = new inspector.Session();
+session.connect();
+session.post('Profiler.enable', () => session.post('Profiler.start'));
+let done = false;
+process.on('exit', () => {
+  if (done) return;
+  done = true;
+  session.post('Profiler.stop', (err, r) => { if (!err) writeFileSync(${JSON.stringify(resolve(dir))} + '/CPU.' + process.pid + '.cpuprofile', JSON.stringify(r.profile)); });
+});
+`);
+  return file;
+}
+const NODE_ENV: Record<string, string> = PROFILE_DIR === undefined ? {} : { NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --require ${profilePreload(PROFILE_DIR)}`.trim() };
+/** A node's end: SIGTERM while profiling (its profile is written on a clean exit), SIGKILL otherwise. */
+const END_SIGNAL: NodeJS.Signals = PROFILE_DIR === undefined ? 'SIGKILL' : 'SIGTERM';
 const ARGS = ['--swim-probe-interval-ms', '200', '--swim-probe-timeout-ms', '100', '--anti-entropy-interval-ms', '600000'];
 const MB = 1_000_000;
 
@@ -81,18 +117,22 @@ function cpuNow(c: TestCluster): Map<string, number> {
 }
 
 /** Client load through n1 and n2 while `during` runs; returns its result and the baseline just before. */
-interface Measured { op: OpView; base: LoadResult; busy: LoadResult; cpu: Map<string, number>; windows: number[]; lagMaxMs: number }
+interface Measured { op: OpView; base: LoadResult; busy: LoadResult; cpu: Map<string, number>; windows: number[]; lagMaxMs: number; nodeLagMs: Map<string, number>; idleRate: number; thresholds: number[] }
 
 /** One sample of every node's streaming window and observed lag (windows of nodes not streaming are 0). */
-async function paceSample(c: TestCluster): Promise<{ windows: number[]; lagMs: number }> {
+async function paceSample(c: TestCluster, nodeLagMs: Map<string, number>, thresholds: number[]): Promise<{ windows: number[]; lagMs: number }> {
   const windows: number[] = [];
   let lagMs = 0;
   await Promise.all([...c.nodes.keys()].map(async (id) => {
     try {
       const text = await (await fetch(`http://${c.addr(id)}/metrics`)).text();
+      // Every node's own p99 event-loop lag since the last scrape (prom-client resets it on each one).
+      const own = 1000 * Number(/^kv_nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)?.[1] ?? 0);
+      if (Number.isFinite(own)) nodeLagMs.set(id, Math.max(nodeLagMs.get(id) ?? 0, own));
       const w = Number(/^kv_stream_window_partitions (\S+)$/m.exec(text)?.[1] ?? 0);
       if (w > 0) {
         windows.push(w);
+        thresholds.push(1000 * Number(/^kv_stream_lag_threshold_seconds (\S+)$/m.exec(text)?.[1] ?? NaN));
         lagMs = Math.max(lagMs, 1000 * Number(/^kv_stream_lag_seconds (\S+)$/m.exec(text)?.[1] ?? 0));
       }
     } catch {
@@ -103,12 +143,19 @@ async function paceSample(c: TestCluster): Promise<{ windows: number[]; lagMs: n
 }
 
 async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpView>): Promise<Measured> {
-  const load = (durationMs: number, name: string): Promise<LoadResult> => runLoad({
-    name, targets: [c.addr('n1'), c.addr('n2')], concurrency: 4, durationMs,
-    request: () => ({ method: 'GET', path: `/kv/key-${Math.floor(Math.random() * keys)}?r=2` }),
-  });
+  // --clients 0: no load, only the time passes (node CPU is then the stream's alone).
+  const load = (durationMs: number, name: string): Promise<LoadResult> => (CLIENTS === 0
+    ? new Promise((r) => setTimeout(() => r({ name, requests: 0, errors: 0, seconds: durationMs / 1000, throughput: 0, p50ms: NaN, p99ms: NaN }), durationMs))
+    : runLoad({
+      name, targets: [c.addr('n1'), c.addr('n2')], concurrency: CLIENTS, durationMs,
+      request: () => ({ method: 'GET', path: `/kv/key-${Math.floor(Math.random() * keys)}?r=2` }),
+    }));
+  const cpuBase = cpuNow(c);
   const base = await load(5000, 'before');
   const cpu0 = cpuNow(c);
+  // Node CPU per second of the client load alone (the 5 s before), what the operation's figure includes too.
+  const idleRate = [...cpu0].reduce((s, [id, x]) => s + (x - (cpuBase.get(id) ?? NaN)), 0) / base.seconds;
+  const sinceUs = process.hrtime.bigint() / 1000n;
   const started = performance.now();
   let stop = false;
   const results: LoadResult[] = [];
@@ -117,9 +164,11 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   })();
   const windows: number[] = [];
   let lagMaxMs = 0;
+  const nodeLagMs = new Map<string, number>();
+  const thresholds: number[] = [];
   const sampler = (async () => {
     while (!stop) {
-      const s = await paceSample(c);
+      const s = await paceSample(c, nodeLagMs, thresholds);
       windows.push(...s.windows);
       lagMaxMs = Math.max(lagMaxMs, s.lagMs);
       await new Promise((r) => setTimeout(r, 1000));
@@ -127,35 +176,39 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   })();
   const op = await during();
   const cpu1 = cpuNow(c);
+  if (PROFILE_DIR !== undefined) out(`profile window: --since-us ${sinceUs} --until-us ${process.hrtime.bigint() / 1000n}`);
   // A node started or killed meanwhile counts from 0 or not at all.
   const cpu = new Map([...cpu1].filter(([, s]) => Number.isFinite(s)).map(([id, s]) => [id, s - (Number.isFinite(cpu0.get(id)) ? cpu0.get(id) as number : 0)]));
   stop = true;
   await background;
   await sampler;
   const elapsed = (performance.now() - started) / 1000;
-  const during_ = results.filter((r) => r.requests > 0);
+  const during_ = CLIENTS === 0 ? results : results.filter((r) => r.requests > 0);
   const p99 = Math.max(...during_.map((r) => r.p99ms));
   const busy: LoadResult = { name: 'during', requests: during_.reduce((s, r) => s + r.requests, 0), errors: during_.reduce((s, r) => s + r.errors, 0),
     seconds: elapsed, throughput: during_.reduce((s, r) => s + r.requests, 0) / elapsed, p50ms: NaN, p99ms: p99 };
-  return { op, base, busy, cpu, windows, lagMaxMs };
+  return { op, base, busy, cpu, windows, lagMaxMs, nodeLagMs, idleRate, thresholds };
 }
 
 function report(name: string, valueBytes: number, r: Measured): void {
   const seconds = ((r.op.finishedAt ?? r.op.startedAt) - r.op.startedAt) / 1000;
   const payload = r.op.records * (valueBytes + 'key-00000'.length);
   out(`${name.padEnd(13)} ${String(r.op.records).padStart(7)} records in ${seconds.toFixed(1).padStart(5)} s: ${(payload / MB / seconds).toFixed(1).padStart(6)} MB/s; ` +
-    `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`);
+    (CLIENTS === 0 ? 'no client load' : `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`));
   const total = [...r.cpu.values()].reduce((a, b) => a + b, 0);
   const [top, topS] = [...r.cpu].reduce((a, b) => (b[1] > a[1] ? b : a), ['-', 0]);
   const w = r.windows;
-  out(`${''.padEnd(13)} window of partitions in flight: ${w.length === 0 ? 'not seen' : `mean ${(w.reduce((a, b) => a + b, 0) / w.length).toFixed(1)}, min ${Math.min(...w)}, max ${Math.max(...w)} over ${w.length} samples; highest lag it saw ${r.lagMaxMs.toFixed(0)} ms`}`);
-  out(`${''.padEnd(13)} node CPU meanwhile: ${total.toFixed(1)} s in all (${((total * 1e6) / Math.max(1, r.op.records)).toFixed(0)} µs per record), busiest ${top} ${topS.toFixed(1)} s (${((100 * topS) / r.busy.seconds).toFixed(0)} % of a core over ${r.busy.seconds.toFixed(1)} s)`);
+  out(`${''.padEnd(13)} window of partitions in flight: ${w.length === 0 ? 'not seen' : `mean ${(w.reduce((a, b) => a + b, 0) / w.length).toFixed(1)}, min ${Math.min(...w)}, max ${Math.max(...w)} over ${w.length} samples; highest lag it saw ${r.lagMaxMs.toFixed(0)} ms, ` +
+    `threshold (kv_stream_lag_threshold_seconds) mean ${(r.thresholds.reduce((a, b) => a + b, 0) / Math.max(1, r.thresholds.length)).toFixed(0)} ms`}`);
+  out(`${''.padEnd(13)} highest p99 event-loop lag per node (1 s samples): ${[...r.nodeLagMs].sort().map(([id, ms]) => `${id} ${ms.toFixed(0)} ms`).join(', ')}`);
+  out(`${''.padEnd(13)} node CPU meanwhile: ${total.toFixed(1)} s in all (${((total * 1e6) / Math.max(1, r.op.records)).toFixed(0)} µs per record), busiest ${top} ${topS.toFixed(1)} s (${((100 * topS) / r.busy.seconds).toFixed(0)} % of a core over ${r.busy.seconds.toFixed(1)} s); ` +
+    `the client load alone used ${r.idleRate.toFixed(2)} s/s before`);
 }
 
 async function oneSize(valueBytes: number): Promise<void> {
   const keys = Math.max(1000, Math.round((MB_LOAD * MB) / valueBytes));
   out(`\n## ${valueBytes} B values: ${keys.toLocaleString('en')} keys (${((keys * valueBytes) / MB).toFixed(0)} MB), 3 nodes, N=3`);
-  const c = await TestCluster.start(3, { args: ARGS });
+  const c = await TestCluster.start(3, { args: ARGS, env: NODE_ENV });
   try {
     const value = Buffer.alloc(valueBytes, 0x61);
     const per = Math.ceil(keys / 3);
@@ -183,14 +236,14 @@ async function oneSize(valueBytes: number): Promise<void> {
         });
         report('decommission', valueBytes, d);
       }
-      await c.kill('n4');
+      await c.kill('n4', END_SIGNAL);
     }
     if (OPS.has('removenode')) {
       await c.add('n5', { healthyTimeoutMs: 600_000 });
       await pollUntil(async () => (await stateOf(c, 'n5')) === 'normal', { timeoutMs: 600_000, what: 'n5 normal' });
       // The survivors drop what n5 took over, so removenode must copy it back onto one of them.
       await handoffsDone(c, ['n1', 'n2', 'n3', 'n5']);
-      await c.kill('n5');
+      await c.kill('n5', END_SIGNAL);
       await pollUntil(async () => (await c.view('n1')).members.find((m) => m.id === 'n5')?.liveness === 'dead', { timeoutMs: 60_000, what: 'n5 dead' });
       const r = await underLoad(c, keys, async () => {
         const res = await fetch(`http://${c.addr('n1')}/cluster/removenode`, { method: 'POST', body: JSON.stringify({ id: 'n5' }) });
@@ -200,11 +253,11 @@ async function oneSize(valueBytes: number): Promise<void> {
       report('removenode', valueBytes, r);
     }
     if (OPS.has('replace')) {
-      await c.kill('n3');
+      await c.kill('n3', END_SIGNAL);
       await pollUntil(async () => (await c.view('n1')).members.find((m) => m.id === 'n3')?.liveness === 'dead', { timeoutMs: 60_000, what: 'n3 dead' });
       const r = await underLoad(c, keys, async () => {
         const port = await freePort();
-        const p = spawnNode({ id: 'n3', port, dataDir: join(c.root, 'n3-new'), args: ['--replace', 'n3', '--join', c.addr('n1'), ...ARGS] });
+        const p = spawnNode({ id: 'n3', port, dataDir: join(c.root, 'n3-new'), args: ['--replace', 'n3', '--join', c.addr('n1'), ...ARGS], env: NODE_ENV });
         c.nodes.set('n3', p);
         c.ports.set('n3', port);
         await waitHealthy(p, 600_000);
@@ -213,6 +266,7 @@ async function oneSize(valueBytes: number): Promise<void> {
       report('replace', valueBytes, r);
     }
   } finally {
+    if (PROFILE_DIR !== undefined) await Promise.all([...c.nodes.keys()].map((id) => c.kill(id, 'SIGTERM')));
     await c.stop();
   }
 }

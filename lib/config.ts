@@ -176,9 +176,10 @@ export interface Config {
   streamMaxPartitions: number;
   /** Streaming's window halves while the p99 event-loop lag of this node or of a peer it streams with is
    *  above this or above twice the base lag (the lowest over the last minute), whichever is higher, and grows
-   *  by one partition per quarter second below it; at the floor, pages also pause. Default 20 ms (the lag
-   *  histogram's 10 ms resolution included: ~10 ms of delay on a quiet node), what a client feels on top of
-   *  its own request; twice the base lag keeps a node that lags anyway within the 2x of client p99. */
+   *  by one partition per quarter second below it; at the floor, pages also pause. Default 20 ms of delay
+   *  beyond the lag histogram's 20 ms sampling interval (~0 on a quiet node), what a client feels on top of
+   *  its own request; twice the base lag keeps a node that lags anyway within the 2x of client p99. Each
+   *  peer's lag is measured against its own base lag (it reports it in its page answers). */
   streamLagTargetMs: number;
 
   /** A Raft voter that gossip has seen dead this long gives its seat to a live, caught-up learner.

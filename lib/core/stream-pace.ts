@@ -5,7 +5,8 @@
  * clients feel on top of their own work.
  *
  * AIMD, as TCP's congestion window: one observation per tick (the highest p99 lag seen on this
- * node and in the peers' answers during the tick); at or below the threshold the window grows by
+ * node and in the peers' answers during the tick, each peer's measured against its own base lag:
+ * peerLagInOwnTerms); at or below the threshold the window grows by
  * one partition, above it the window halves. The threshold is the configured target or twice the
  * base lag, whichever is higher: the base is the lowest lag observed over the last
  * BASE_HISTORY_TICKS (LEDBAT's base delay, RFC 6817), seeded with the node's own lag before the
@@ -45,8 +46,9 @@ export const STREAM_PACE_DEFAULTS = Object.freeze({
    *  record; with two pages of 512 KiB each, 32 MiB in flight. */
   maxPartitions: 32,
   /** The p99 event-loop lag (ms; this node and its streaming peers) above which the window halves, unless
-   *  twice the base lag is higher. 20 ms, the lag histogram's 10 ms resolution included: clients feel more
-   *  than that; below it streaming speeds up. */
+   *  twice the base lag is higher. 20 ms of delay beyond the lag histogram's sampling interval (the shell
+   *  measures what the loop adds to it; an idle loop shows about 0): clients feel more than that; below it
+   *  streaming speeds up. */
   lagTargetMs: 20,
 });
 
@@ -62,6 +64,28 @@ export function validateStreamPaceLimits(l: StreamPaceLimits): StreamPaceLimits 
   int(l.lagTargetMs, 'stream lagTargetMs', 1, 10_000);
   int(l.maxPauseMs, 'stream maxPauseMs', 0, 60_000);
   return l;
+}
+
+/**
+ * The lag of one sample of node's `monitorEventLoopDelay` histogram: a sample is the whole time
+ * between two wake-ups, so an idle loop records about the sampling interval; the lag is what the
+ * loop added to it (never below 0).
+ */
+export function lagBeyondInterval(sampleMs: number, intervalMs: number): number {
+  return Number.isFinite(sampleMs) ? Math.max(0, sampleMs - intervalMs) : STREAM_LAG_REPORT_MAX_MS;
+}
+
+/**
+ * A peer's reported lag in this node's terms, for `observe`: each node may double its own base
+ * lag (a coordinator under client load lags more than an idle streaming node without any
+ * stream), so the peer's lag is scaled by this node's threshold over the peer's own (the
+ * target, or twice the base lag the peer reported, whichever is higher). A peer that reported
+ * no valid base (an older version) counts as reported.
+ */
+export function peerLagInOwnTerms(lagMs: number, peerBaseLagMs: unknown, ownThresholdMs: number, lagTargetMs: number): number {
+  if (typeof peerBaseLagMs !== 'number' || !Number.isFinite(peerBaseLagMs) || peerBaseLagMs < 0) return lagMs;
+  const peerThreshold = Math.max(lagTargetMs, 2 * Math.min(peerBaseLagMs, STREAM_LAG_REPORT_MAX_MS));
+  return (lagMs * ownThresholdMs) / peerThreshold;
 }
 
 export class StreamPace {
@@ -89,6 +113,11 @@ export class StreamPace {
     let min = this.seedMs;
     for (const x of this.history) if (x < min) min = x;
     return Number.isFinite(min) ? min : 0;
+  }
+
+  /** The configured target (ms). */
+  get lagTargetMs(): number {
+    return this.limits.lagTargetMs;
   }
 
   /** Lag (ms) above which the window halves: the target, or twice the base lag if that is higher. */

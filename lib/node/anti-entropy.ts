@@ -29,11 +29,11 @@ import { Counter, Gauge } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
 import { parseVersion, type Version } from '../core/hlc.ts';
-import { StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS } from '../core/stream-pace.ts';
+import { BASE_HISTORY_TICKS, lagBeyondInterval, peerLagInOwnTerms, StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS } from '../core/stream-pace.ts';
 import { partitionOf, replicasOf } from '../core/partitioner.ts';
 import type { Topology } from '../core/topology.ts';
 import { recordToWire, type StoredRecord } from '../storage/record.ts';
-import type { RecordStore } from '../storage/record-store.ts';
+import { dataKey, type RecordStore } from '../storage/record-store.ts';
 import type { MerkleIndex } from '../storage/merkle-index.ts';
 import { SUBLEVELS } from '../storage/backend.ts';
 import type { Transport } from '../net/transport.ts';
@@ -54,6 +54,15 @@ const MOVE_BATCH = 256;
 const MOVE_BATCH_BYTES = 1024 * 1024;
 /** Deadline of one anti-entropy request. */
 const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * p99 event-loop lag in ms of a histogram sampling every `intervalMs`: a sample is the whole
+ * time between two wake-ups (an idle loop records about the interval), so the lag is what the
+ * loop added to it.
+ */
+function lagMs(h: { count: number; percentile(p: number): number }, intervalMs: number): number {
+  return h.count > 0 ? lagBeyondInterval(h.percentile(99) / 1e6, intervalMs) : 0;
+}
+
 /** Event-loop lag (p99) above which the scheduler halves its pace. */
 const LAG_BACKOFF_MS = 100;
 /** Records per `ae.scan` answer and `ae.load` request at most (and at most a page's bytes): one page stays one frame. */
@@ -76,7 +85,7 @@ const LAG_FAST_SAMPLE_MS = 20;
 const LAG_IDLE_SAMPLE_MS = 250;
 /** Sampling stays fast this long after the last page served to a streaming peer. */
 const LAG_FAST_HOLD_MS = 2000;
-/** Ticks of this node's own lag kept for a new stream's base lag (lib/core/stream-pace.ts): 10 s. */
+/** Ticks of this node's own lag a new stream's base lag is the lowest of (lib/core/stream-pace.ts): 10 s. */
 const STREAM_SEED_TICKS = 40;
 /** Bytes of records per streaming page (`ae.scan` answer, `ae.load` request) at most; one record
  *  always goes. Each partition in flight holds at most two pages (one applied, one on its way):
@@ -142,6 +151,8 @@ export class AntiEntropy {
    *  to a streaming peer, else every LAG_IDLE_SAMPLE_MS (each sample wakes the loop). */
   private lagSampler = monitorEventLoopDelay({ resolution: LAG_IDLE_SAMPLE_MS });
   private lagFast = false;
+  /** The sampler's interval: a sample is the whole time between two wake-ups (lagMs). */
+  private lagIntervalMs = LAG_IDLE_SAMPLE_MS;
   /** When this node last answered a streaming page (its lag travels with the answer). */
   private servedAtMs = -Infinity;
   /** Highest tick lag since the walk last looked (its back-off). */
@@ -170,8 +181,11 @@ export class AntiEntropy {
   private paceTimer: NodeJS.Timeout | undefined;
   /** p99 event-loop lag (ms) of the last completed tick; peers read it in page answers. */
   private lastLagMs = 0;
-  /** This node's lag over the last STREAM_SEED_TICKS ticks (a ring): a new stream's base lag is their minimum. */
+  /** This node's lag over the last BASE_HISTORY_TICKS ticks (oldest first): a new stream's base lag is the
+   *  minimum of the last STREAM_SEED_TICKS; the minimum of all is the base lag reported to streaming peers. */
   private readonly recentLags: number[] = [];
+  /** min(recentLags), sent with `lag` in page answers (`baseLag`) so peers measure this node's lag against it. */
+  private baseLagMs = 0;
   /** Highest lag peers reported during the current tick. */
   private peerLagMs = 0;
   /** Partitions being streamed now, and the streams waiting for the window to admit one. */
@@ -240,11 +254,14 @@ export class AntiEntropy {
    */
   private paceTick(): void {
     const sampled = this.lagSampler.count > 0;
-    this.lastLagMs = sampled ? this.lagSampler.percentile(99) / 1e6 : 0;
+    this.lastLagMs = lagMs(this.lagSampler, this.lagIntervalMs);
     this.lagSampler.reset();
     this.walkLagMs = Math.max(this.walkLagMs, this.lastLagMs);
     // A tick without a sample (idle sampling is slower than the tick) says nothing of the base lag.
-    if (sampled && this.recentLags.push(this.lastLagMs) > STREAM_SEED_TICKS) this.recentLags.shift();
+    if (sampled) {
+      if (this.recentLags.push(this.lastLagMs) > BASE_HISTORY_TICKS) this.recentLags.shift();
+      this.baseLagMs = Math.round(Math.min(...this.recentLags));
+    }
     this.sampleLag(this.streamsRunning > 0 || this.now() - this.servedAtMs < LAG_FAST_HOLD_MS);
     if (this.streamsRunning === 0) {
       this.streamWindow.set(0);
@@ -263,7 +280,7 @@ export class AntiEntropy {
     return new StreamPace({
       minWindow: STREAM_MIN_WINDOW, maxWindow: this.o.streamMaxPartitions ?? STREAM_PACE_DEFAULTS.maxPartitions,
       lagTargetMs: this.o.streamLagTargetMs ?? STREAM_PACE_DEFAULTS.lagTargetMs, maxPauseMs: STREAM_PAUSE_MAX_MS,
-    }, STREAM_INITIAL_WINDOW, this.recentLags.length > 0 ? Math.min(...this.recentLags) : undefined);
+    }, STREAM_INITIAL_WINDOW, this.recentLags.length > 0 ? Math.min(...this.recentLags.slice(-STREAM_SEED_TICKS)) : undefined);
   }
 
   /** Streaming starts or ends here (a stream, or a removenode's copy): the pace observes while any runs. */
@@ -276,7 +293,8 @@ export class AntiEntropy {
   private sampleLag(fast: boolean): void {
     if (fast === this.lagFast || this.stopped) return;
     this.lagSampler.disable();
-    this.lagSampler = monitorEventLoopDelay({ resolution: fast ? LAG_FAST_SAMPLE_MS : LAG_IDLE_SAMPLE_MS });
+    this.lagIntervalMs = fast ? LAG_FAST_SAMPLE_MS : LAG_IDLE_SAMPLE_MS;
+    this.lagSampler = monitorEventLoopDelay({ resolution: this.lagIntervalMs });
     this.lagSampler.enable();
     this.lagFast = fast;
   }
@@ -285,13 +303,15 @@ export class AntiEntropy {
   private recentLagMs(): number {
     this.servedAtMs = this.now();
     this.sampleLag(true);
-    const now = this.lagSampler.count > 0 ? this.lagSampler.percentile(99) / 1e6 : 0;
-    return Math.round(Math.max(this.lastLagMs, now));
+    return Math.round(Math.max(this.lastLagMs, lagMs(this.lagSampler, this.lagIntervalMs)));
   }
 
   /** A peer's lag from a page answer: counts toward this tick's observation. */
-  private notePeerLag(lag: unknown): void {
-    if (typeof lag === 'number' && Number.isFinite(lag)) this.peerLagMs = Math.max(this.peerLagMs, Math.min(Math.max(0, lag), STREAM_LAG_REPORT_MAX_MS));
+  private notePeerLag(answer: unknown): void {
+    const { lag, baseLag } = (typeof answer === 'object' && answer !== null ? answer : {}) as { lag?: unknown; baseLag?: unknown };
+    if (typeof lag !== 'number' || !Number.isFinite(lag)) return;
+    const own = peerLagInOwnTerms(Math.min(Math.max(0, lag), STREAM_LAG_REPORT_MAX_MS), baseLag, this.pace.thresholdMs, this.pace.lagTargetMs);
+    this.peerLagMs = Math.max(this.peerLagMs, Math.min(own, STREAM_LAG_REPORT_MAX_MS));
   }
 
   /** Waits until the adaptive window admits one more partition. */
@@ -346,19 +366,11 @@ export class AntiEntropy {
     return saved;
   }
 
-  /** Remove every record of `p`, but only versions still as listed (a newer write is kept). */
+  /** Remove every record of `p` except keys written since the drop began (a newer write is kept). */
   private async drop(p: number): Promise<number> {
-    let records = 0;
     if ((await this.o.store.partitionKeyCount(p)) === 0) return 0;
-    const held: MerkleEntry[] = [];
-    for await (const [key, rec] of this.o.store.scanPartition(p)) held.push([key, rec.version]);
-    // PURGE_BATCH at a time, so the record store folds them into a few group commits (one after
-    // another they cost one commit each) while its write queue stays far below its bound.
-    for (let i = 0; i < held.length; i += PURGE_BATCH) {
-      const done = await Promise.all(held.slice(i, i + PURGE_BATCH).map(([key, version]) => this.o.store.purge(key, version)));
-      records += done.filter(Boolean).length;
-    }
-    return records;
+    // Chunks of deletes in big commits, no read of stored versions (RecordStore.dropPartition).
+    return this.o.store.dropPartition(p);
   }
 
   /**
@@ -453,7 +465,7 @@ export class AntiEntropy {
         await this.syncPartition(p).catch((err: unknown) => this.o.log.debug({ err, p }, 'anti-entropy of partition failed'));
         this.progress.partitionsDone++;
         this.repairing?.progress(this.progress.partitionsDone);
-        const lagged = Math.max(this.walkLagMs, this.lagSampler.count > 0 ? this.lagSampler.percentile(99) / 1e6 : 0) > LAG_BACKOFF_MS;
+        const lagged = Math.max(this.walkLagMs, lagMs(this.lagSampler, this.lagIntervalMs)) > LAG_BACKOFF_MS;
         this.walkLagMs = 0;
         const target = this.repairing ? (lagged ? REPAIR_LAG_PAUSE_MS : 0) : lagged ? 2 * pace : pace;
         const wait = Math.max(0, target - (this.now() - started));
@@ -580,8 +592,9 @@ export class AntiEntropy {
       if (typeof o !== 'object' || o === null || (o.next !== null && typeof o.next !== 'string') || typeof o.bytes !== 'number') {
         throw new KvError('KV_FRAME_INVALID', 'ae.scan answer must be {records, next, bytes}');
       }
-      if (o.next !== null && after !== undefined && o.next <= after) throw new KvError('KV_FRAME_INVALID', 'ae.scan did not advance');
-      this.notePeerLag(o.lag);
+      // Pages go in the store's order, (segment, key), not in key order.
+      if (o.next !== null && after !== undefined && this.storeOrder(o.next as string) <= this.storeOrder(after)) throw new KvError('KV_FRAME_INVALID', 'ae.scan did not advance');
+      this.notePeerLag(o);
       if (o.next !== null) page = ask(o.next as string);
       pulled += await this.applyRecords(o.records, 'ae.pull', { max: SCAN_BATCH_RECORDS, partition: p, maxBytes: MOVE_BATCH_BYTES });
       bytes += o.bytes;
@@ -592,6 +605,12 @@ export class AntiEntropy {
     }
     this.exchanges.labels({ outcome: 'bulk' }).inc();
     return { outcome: 'bulk', pushed: 0, pulled, bytes };
+  }
+
+  /** A key's place in the store's order (partition, Merkle segment, key): the order of scans and pages. */
+  private storeOrder(key: string): string {
+    const { partition, segment } = this.o.store.locate(key);
+    return dataKey(partition, segment, key);
   }
 
   /**
@@ -608,7 +627,7 @@ export class AntiEntropy {
     const send = async (records: unknown[], n: number): Promise<void> => {
       try {
         const r = await this.o.transport.request<unknown>(peer, 'ae.load', { partition: p, records }, { timeoutMs: REQUEST_TIMEOUT_MS });
-        this.notePeerLag((r as { lag?: unknown } | null)?.lag);
+        this.notePeerLag(r);
       } catch (err) {
         // A peer of an older version (a rolling upgrade) has no ae.load: the same records as ae.push batches.
         if ((err as KvError).details?.['unknownType'] !== 'ae.load') throw err;
@@ -648,7 +667,7 @@ export class AntiEntropy {
     if (ms > 0) await new Promise((r) => setTimeout(r, ms));
   }
 
-  private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number; lag: number }> {
+  private async onScan(payload: unknown, epoch: number): Promise<{ records: unknown[]; next: string | null; bytes: number; lag: number; baseLag: number }> {
     const o = payload as { partition?: unknown; after?: unknown; maxBytes?: unknown } | null;
     if (!this.isPartitionArg(o) ||
       (o.after !== undefined && validateKey(o.after, this.o.maxKeyBytes) === '') ||
@@ -671,7 +690,7 @@ export class AntiEntropy {
       records.push([key, recordToWire(rec)]);
       bytes += n;
     }
-    return { records, next, bytes, lag: this.recentLagMs() };
+    return { records, next, bytes, lag: this.recentLagMs(), baseLag: this.baseLagMs };
   }
 
   /** A page of a partition the sender streams here in bulk (`bulkPush`): {partition, records}. */
@@ -680,7 +699,7 @@ export class AntiEntropy {
     return typeof o === 'object' && o !== null && Number.isInteger(o.partition) && (o.partition as number) >= 0 && (o.partition as number) < this.o.store.partitions;
   }
 
-  private async onLoad(payload: unknown, epoch: number): Promise<{ applied: number; lag: number }> {
+  private async onLoad(payload: unknown, epoch: number): Promise<{ applied: number; lag: number; baseLag: number }> {
     const o = payload as { partition?: unknown; records?: unknown } | null;
     if (!this.isPartitionArg(o)) {
       throw new KvError('KV_INVALID_ARGUMENT', 'ae.load takes {partition, records}');
@@ -688,7 +707,7 @@ export class AntiEntropy {
     const p = o.partition as number;
     this.o.fence?.checkPartition(p, epoch);
     const applied = await this.applyRecords(o.records, 'ae.push', { max: SCAN_BATCH_RECORDS, partition: p, maxBytes: MOVE_BATCH_BYTES });
-    return { applied, lag: this.recentLagMs() };
+    return { applied, lag: this.recentLagMs(), baseLag: this.baseLagMs };
   }
 
   private async onCount(payload: unknown): Promise<number> {
@@ -811,9 +830,6 @@ export class AntiEntropy {
     const parsed = payload.map((x: unknown) => {
       if (!Array.isArray(x) || x.length !== 2) throw new KvError('KV_INVALID_ARGUMENT', 'expected [key, record]');
       const key = validateKey(x[0], this.o.maxKeyBytes);
-      if (opts.partition !== undefined && this.o.store.locate(key).partition !== opts.partition) {
-        throw new KvError('KV_FRAME_INVALID', `key of another partition in a page of partition ${opts.partition}`);
-      }
       const rec = validateWireRecord(x[1], this.o.maxValueBytes);
       const n = key.length + (rec.value?.length ?? 0);
       if (opts.maxBytes !== undefined && size >= opts.maxBytes) throw new KvError('KV_FRAME_TOO_LARGE', `a page of more than ${opts.maxBytes} record bytes before its last record`);
@@ -830,7 +846,9 @@ export class AntiEntropy {
         return false;
       }
     });
-    const results = await Promise.all(ok.map(([k, rec]) => this.o.store.apply(k, rec)));
+    // One call for the page: the store locates each key once (and refuses a key of another
+    // partition with KV_FRAME_INVALID before applying any) and folds the page into big commits.
+    const results = await this.o.store.applyMany(ok, opts.partition === undefined ? {} : { partition: opts.partition });
     if (refused !== undefined) {
       this.o.log.warn({ source, refused: parsed.length - ok.length, err: (refused as Error).message }, 'records refused: versions too far ahead');
       throw refused;

@@ -222,6 +222,43 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
     }
   });
 
+  it('keeps last-writer-wins exact while a bulk pull applies pages and client writes to the same keys arrive', async () => {
+    const writes: Promise<unknown>[] = [];
+    const want = new Map<string, string>();
+    let a: Replica | undefined;
+    let keys: string[] = [];
+    let scans = 0;
+    const g = await group(['a', 'b'], 2, {
+      // From the second page on, a client writes every third key newer and every third older than b's copy.
+      tap: (type) => {
+        if (type !== 'ae.scan' || scans++ !== 1 || !a) return;
+        keys.forEach((k, i) => {
+          if (i % 3 === 2) return;
+          const version = makeVersion({ wall: i % 3 === 0 ? Date.now() + 60_000 : 1, logical: 0 }, 'c');
+          if (i % 3 === 0) want.set(k, version);
+          writes.push((a as Replica).store.apply(k, { version, value: Buffer.from('client') }));
+        });
+      },
+    });
+    a = g.nodes.get('a') as Replica;
+    const b = g.nodes.get('b') as Replica;
+    try {
+      const p = 7;
+      keys = await fill(b, p, 9000, () => Buffer.alloc(200, 1));
+      for (const k of keys) if (!want.has(k)) want.set(k, (await b.store.get(k))?.version as string);
+      const r = await a.ae.exchange(p, 'b', { bulk: 'pull' });
+      await Promise.all(writes);
+      expect(r.outcome).to.equal('bulk');
+      expect(scans, 'more than one page').to.be.greaterThan(1);
+      for (const [i, k] of keys.entries()) expect((await a.store.get(k))?.version, `${k} (${i % 3 === 0 ? 'newer' : 'older'} client write)`).to.equal(i % 3 === 0 ? want.get(k) : (await b.store.get(k))?.version);
+      expect(await a.store.partitionKeyCount(p)).to.equal(keys.length);
+      const scrub = await a.ae.scrub(0);
+      expect(scrub.repaired, 'Merkle trees as the records say').to.equal(0);
+    } finally {
+      await g.close();
+    }
+  });
+
   it('bulk-pushes a partition its peer holds nothing of (a leaving owner), in pages of at most 512 KiB and 4096 records', async () => {
     const pages: Array<{ records: number; bytes: number }> = [];
     const g = await group(['a', 'b'], 2, {

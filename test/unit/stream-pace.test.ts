@@ -6,8 +6,10 @@
  * floor, and the long-run lag settles near the threshold. A failure prints its seed; `SEED=<n>` replays one, `SIM_SEEDS=<n>` runs more.
  */
 import { expect } from 'chai';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pollUntil } from '../helpers/poll.ts';
 import { seededRng, type Rng } from '../../lib/core/rng.ts';
-import { BASE_HISTORY_TICKS, StreamPace, STREAM_PACE_DEFAULTS, validateStreamPaceLimits, type StreamPaceLimits } from '../../lib/core/stream-pace.ts';
+import { BASE_HISTORY_TICKS, lagBeyondInterval, peerLagInOwnTerms, StreamPace, STREAM_LAG_REPORT_MAX_MS, STREAM_PACE_DEFAULTS, validateStreamPaceLimits, type StreamPaceLimits } from '../../lib/core/stream-pace.ts';
 import { loadConfig } from '../../lib/config.ts';
 import { isKvError } from '../../lib/errors.ts';
 
@@ -86,6 +88,38 @@ describe('stream pace (AIMD window of partitions in flight)', () => {
     pace.observe(50);
     expect(pace.baseLagMs).to.equal(50);
     expect(pace.thresholdMs).to.equal(100);
+  });
+
+  it('measures a peer\'s lag against the peer\'s own base lag: a busy coordinator may double its lag, no more', () => {
+    // This node: quiet, threshold 20 ms. The peer: 30 ms before streaming (client load), threshold 60 ms.
+    expect(peerLagInOwnTerms(50, 30, 20, 20)).to.be.closeTo(50 / 3, 1e-9);
+    expect(peerLagInOwnTerms(60, 30, 20, 20), 'at its own threshold: at ours').to.equal(20);
+    expect(peerLagInOwnTerms(90, 30, 20, 20)).to.equal(30);
+    // A quiet peer (base below half the target) counts against the target, as reported.
+    expect(peerLagInOwnTerms(25, 3, 20, 20)).to.equal(25);
+    // Here the threshold is 40 (this node's base is 20): a peer at its own threshold maps onto it.
+    expect(peerLagInOwnTerms(20, 0, 40, 20)).to.equal(40);
+    // No base reported (an older peer) or a malformed one: the lag as reported.
+    for (const bad of [undefined, null, 'x', -1, Number.NaN, Number.POSITIVE_INFINITY]) expect(peerLagInOwnTerms(35, bad, 20, 20)).to.equal(35);
+    // The window then halves on the peer only once the peer passed twice its own base.
+    const pace = new StreamPace(LIMITS, 8, 1);
+    pace.observe(peerLagInOwnTerms(55, 30, pace.thresholdMs, pace.lagTargetMs));
+    expect(pace.window).to.equal(9);
+    pace.observe(peerLagInOwnTerms(65, 30, pace.thresholdMs, pace.lagTargetMs));
+    expect(pace.window).to.equal(4);
+  });
+
+  it('measures the lag as what the loop adds to the histogram\'s sampling interval (an idle loop: 0)', async () => {
+    expect(lagBeyondInterval(20.4, 20)).to.be.closeTo(0.4, 1e-9);
+    expect(lagBeyondInterval(19.5, 20), 'a timer a little early').to.equal(0);
+    expect(lagBeyondInterval(65, 20)).to.equal(45);
+    expect(lagBeyondInterval(Number.NaN, 20)).to.equal(STREAM_LAG_REPORT_MAX_MS);
+    // Why: node's histogram records whole intervals, so even an idle loop shows the interval itself.
+    const h = monitorEventLoopDelay({ resolution: 20 });
+    h.enable();
+    await pollUntil(async () => h.count >= 10, { timeoutMs: 5000, intervalMs: 50, what: '10 samples' });
+    h.disable();
+    expect(h.min / 1e6, 'a sample is the whole interval').to.be.at.least(19);
   });
 
   it('starts inside [floor, ceiling] whatever it is asked to start at', () => {
