@@ -177,7 +177,7 @@ export interface Config {
   /** Streaming's window halves while the p99 event-loop lag of this node or of a peer it streams with is
    *  above this or above twice the base lag (the lowest over the last minute), whichever is higher, and grows
    *  by one partition per quarter second below it; at the floor, pages also pause. Default 20 ms of delay
-   *  beyond the lag histogram's 20 ms sampling interval (~0 on a quiet node), what a client feels on top of
+   *  beyond the lag histogram's sampling interval (20 ms while streaming; ~0 on a quiet node), what a client feels on top of
    *  its own request; twice the base lag keeps a node that lags anyway within the 2x of client p99. Each
    *  peer's lag is measured against its own base lag (it reports it in its page answers). */
   streamLagTargetMs: number;
