@@ -293,6 +293,18 @@ describe('chaos checkers', () => {
       h.read('k', 'a', [20, 30], 7);
       expect(honestOutcomes(h.list).stats.versionMismatch).to.equal(1);
     });
+
+    it('accepts a read during the write that saw an earlier stamp of it (re-stamped above a newer replica), not one after its ack', () => {
+      const h = new Ops();
+      h.write('k', 'a', [0, 50], 'ok', 9);
+      h.read('k', 'a', [10, 30], 3); // began before the ack: the first stamp, since replaced
+      expect(honestOutcomes(h.list).stats).to.include({ versionMismatch: 0, earlierStampSeen: 1 });
+      h.read('k', 'a', [60, 70], 3); // began after the ack: the acked stamp must be what it sees
+      h.read('k', 'a', [20, 40], 12); // a higher version than the ack is never an earlier stamp
+      const res = honestOutcomes(h.list);
+      expect(res.stats).to.include({ versionMismatch: 2, earlierStampSeen: 1 });
+      expect(res.violations).to.have.length(2);
+    });
   });
 
   describe('wellFormed', () => {
