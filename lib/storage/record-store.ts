@@ -91,8 +91,6 @@ interface PendingWrite {
   segment: number;
   rec: StoredRecord | null; // null = purge (remove entirely) if the stored version equals purgeVersion
   purgeVersion?: Version;
-  /** The record as it is stored, when the caller has it already (saves an encode). */
-  encoded?: Buffer;
   /** Set on an item of `applyMany`: its page and its index there (resolve/reject unused). */
   page?: Page;
   slot?: number;
@@ -119,7 +117,7 @@ function fail(it: PendingWrite, err: unknown): void {
 
 /** Key and value bytes of a queued write (what a batch's byte bound counts). */
 function itemBytes(it: PendingWrite): number {
-  return it.key.length + (it.encoded?.length ?? it.rec?.value?.length ?? 0);
+  return it.key.length + (it.rec?.value?.length ?? 0);
 }
 
 interface PartitionState {
@@ -266,22 +264,21 @@ export class RecordStore {
    * Write-if-newer for a page of records already validated (a streaming page): one promise for
    * the page, each key located once, its items queued together so they go out in as few commits
    * as maxBulkBatchWrites / maxBatchBytes allow, in order with every other write. With
-   * `partition`, every key must be of it (KV_FRAME_INVALID, nothing queued). A record's third
-   * element, when given, must be `encodeRecord` of it: stored as is instead of encoding again.
+   * `partition`, every key must be of it (KV_FRAME_INVALID, nothing queued).
    */
-  applyMany(records: ReadonlyArray<readonly [string, StoredRecord, Buffer?]>, opts: { partition?: number } = {}): Promise<ApplyResult[]> {
+  applyMany(records: ReadonlyArray<readonly [string, StoredRecord]>, opts: { partition?: number } = {}): Promise<ApplyResult[]> {
     this.checkOpen();
     if (records.length === 0) return Promise.resolve([]);
     if (this.queue.length + records.length > this.maxQueuedWrites) {
       return Promise.reject(new KvError('KV_TOO_MANY_REQUESTS', `store write queue is full (${this.maxQueuedWrites})`));
     }
     const items: PendingWrite[] = [];
-    for (const [key, rec, encoded] of records) {
+    for (const [key, rec] of records) {
       const { partition, segment } = this.locate(key);
       if (opts.partition !== undefined && partition !== opts.partition) {
         return Promise.reject(new KvError('KV_FRAME_INVALID', `key of another partition in a page of partition ${opts.partition}`));
       }
-      items.push({ key, partition, segment, rec, encoded, slot: items.length, resolve: noop, reject: noop });
+      items.push({ key, partition, segment, rec, slot: items.length, resolve: noop, reject: noop });
     }
     return new Promise<ApplyResult[]>((resolve, reject) => {
       const page: Page = { results: new Array<ApplyResult>(items.length), left: items.length, failed: false, resolve, reject };
@@ -437,7 +434,7 @@ export class RecordStore {
         if (kept) for (const c of list) kept.add(c.key);
       }
     }
-    if (d.changes.size > 0) await this.writeBatch(d, dk, items);
+    if (d.changes.size > 0) await this.writeBatch(d, dk);
     for (const [k, v] of d.versions) this.versions.set(k, v);
     items.forEach((it, i) => settle(it, d.results[i]));
   }
@@ -458,14 +455,12 @@ export class RecordStore {
     if (loads.length > 0) await Promise.all(loads);
   }
 
-  private async writeBatch(d: BatchDecision<StoredRecord>, dk: (k: string) => string, items: readonly PendingWrite[]): Promise<void> {
-    let encoded: Map<StoredRecord, Buffer> | undefined;
-    for (const it of items) if (it.encoded !== undefined && it.rec !== null) (encoded ??= new Map()).set(it.rec, it.encoded);
+  private async writeBatch(d: BatchDecision<StoredRecord>, dk: (k: string) => string): Promise<void> {
     const ops: BatchOp[] = [];
     for (const [k, rec] of d.writes) {
       ops.push(rec === null
         ? { type: 'del', sub: SUBLEVELS.data, key: dk(k) }
-        : { type: 'put', sub: SUBLEVELS.data, key: dk(k), value: encoded?.get(rec) ?? encodeRecord(rec) });
+        : { type: 'put', sub: SUBLEVELS.data, key: dk(k), value: encodeRecord(rec) });
     }
     await this.writeChanges(ops, d.changes);
   }

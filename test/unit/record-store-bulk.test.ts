@@ -10,7 +10,7 @@ import { LevelBackend } from '../../lib/storage/level-backend.ts';
 import { MemoryBackend } from '../../lib/storage/memory-backend.ts';
 import { MerkleIndex } from '../../lib/storage/merkle-index.ts';
 import { RecordStore, type RecordStoreOptions } from '../../lib/storage/record-store.ts';
-import { encodeRecord, type StoredRecord } from '../../lib/storage/record.ts';
+import type { StoredRecord } from '../../lib/storage/record.ts';
 import { DEFAULT_MERKLE_SHAPE } from '../../lib/core/merkle.ts';
 import { makeVersion } from '../../lib/core/hlc.ts';
 import { h64 } from '../../lib/core/partitioner.ts';
@@ -129,17 +129,6 @@ for (const [name, make] of backends) {
         expect(bytes).to.be.at.most(64 * 1024 + 200);
       }
       await consistent();
-    });
-
-    it('stores a given encoding as is, without encoding again', async () => {
-      await open();
-      const r = rec(7, 'raw');
-      const encoded = encodeRecord(r);
-      spy.batches = [];
-      await store.applyMany([['e', r, encoded]]);
-      const put = spy.batches.flat().find((op) => op.sub === 'd' && op.type === 'put');
-      expect(put?.value).to.equal(encoded);
-      expect((await store.get('e'))?.value?.toString()).to.equal('raw');
     });
 
     it('refuses a page with a key of another partition before applying any (KV_FRAME_INVALID)', async () => {
