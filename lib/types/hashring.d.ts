@@ -8,7 +8,8 @@ declare module 'hashring' {
     replicas?: number;
   }
   class HashRing {
-    constructor(servers?: ServerSpec, algorithm?: string, options?: HashRingOptions);
+    /** `algorithm`: a crypto hash name, or a function returning the key's digest bytes (used in its place). */
+    constructor(servers?: ServerSpec, algorithm?: string | ((key: string) => Buffer), options?: HashRingOptions);
     get(key: string): string;
     range(key: string, size?: number, unique?: boolean): string[];
     has(server: string): boolean;

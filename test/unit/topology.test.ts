@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { Topology, validateTopologyCommand, type TopologyCommand } from '../../lib/core/topology.ts';
-import { replicasOf } from '../../lib/core/partitioner.ts';
+import HashRing from 'hashring';
+import { buildPartitionTable, PARTITION_TABLE_CACHE, replicasOf } from '../../lib/core/partitioner.ts';
 
 const create: TopologyCommand = { op: 'create', clusterId: 'c1', partitions: 64, n: 3, vnodes: 32, id: 'a', addr: '127.0.0.1:1' };
 
@@ -26,6 +27,29 @@ describe('topology state machine', () => {
     expect(x.table().checksum).to.equal(y.table().checksum);
     expect(Topology.fromSnapshot(x.snapshot()).table().checksum).to.equal(x.table().checksum);
     for (let p = 0; p < 64; p++) expect(replicasOf(x.table(), p)).to.have.length(3);
+  });
+
+  it('builds a partition table once for a member set, whatever the order, and the same table again after eviction', () => {
+    const spec = { members: ['n3', 'n1', 'n2'], partitions: 64, n: 3, vnodes: 32 };
+    const first = buildPartitionTable(spec);
+    expect(buildPartitionTable({ ...spec, members: ['n1', 'n2', 'n3'] }), 'same object from the cache').to.equal(first);
+    expect(Object.isFrozen(first.preference) && Object.isFrozen(first.preference[0]), 'shared, so frozen').to.equal(true);
+    expect(buildPartitionTable({ ...spec, n: 2 }).checksum, 'N is part of the key').to.not.equal(first.checksum);
+    for (let i = 0; i < PARTITION_TABLE_CACHE; i++) buildPartitionTable({ ...spec, members: [...spec.members, `x${i}`] });
+    const again = buildPartitionTable(spec);
+    expect(again, 'evicted, so computed again').to.not.equal(first);
+    expect(again).to.deep.equal(first);
+  });
+
+  it('places partitions exactly as hashring\'s own md5 does (tables of older versions stay the same)', () => {
+    for (const members of [['a'], ['n1', 'n2', 'n3'], ['n1', 'n2', 'n3', 'n4'], ['node-7', 'node-10', 'x_y.z', 'Q']]) {
+      const servers: Record<string, { vnodes: number }> = {};
+      for (const m of [...members].sort()) servers[m] = { vnodes: 160 };
+      const ring = new HashRing(servers, 'md5', { 'max cache size': 1 });
+      const table = buildPartitionTable({ members, partitions: 256, n: 3, vnodes: 160 });
+      for (let p = 0; p < 256; p++) expect(table.preference[p], `partition ${p} of ${members.join(',')}`).to.deep.equal(ring.range(`p${p}`, members.length, true));
+      ring.end();
+    }
   });
 
   it('keeps joining members out of the current ring and in the future ring', () => {
