@@ -17,7 +17,9 @@
  *   replace       n3 is killed and a fresh process replaces it under the same id.
  * Each reports the operation's records and its duration (GET /cluster/operations on the node
  * that ran it), the payload rate (records × (key + value bytes) / duration), the client
- * p99 during the operation beside the p99 of the same load just before it, and the CPU seconds
+ * p99 during the operation (the worst of its 2 s windows, then each window's in order: the first
+ * holds the topology change and, for a join or a replace, the new process's start-up on the same
+ * cores) beside the p99 of the same load just before it, and the CPU seconds
  * the node processes used meanwhile (all nodes, and the busiest one: the stream's bottleneck
  * when it is near one core; a node started for the operation counts its start-up too; beside it
  * the node CPU per second the client load alone used in the 5 s before: the load runs closed-loop,
@@ -118,7 +120,7 @@ function cpuNow(c: TestCluster): Map<string, number> {
 }
 
 /** Client load through n1 and n2 while `during` runs; returns its result and the baseline just before. */
-interface Measured { op: OpView; base: LoadResult; busy: LoadResult; cpu: Map<string, number>; windows: number[]; lagMaxMs: number; nodeLagMs: Map<string, number>; idleRate: number; thresholds: number[] }
+interface Measured { op: OpView; base: LoadResult; busy: LoadResult; perWindowP99: number[]; cpu: Map<string, number>; windows: number[]; lagMaxMs: number; nodeLagMs: Map<string, number>; idleRate: number; thresholds: number[] }
 
 /** One sample of every node's streaming window and observed lag (windows of nodes not streaming are 0). */
 async function paceSample(c: TestCluster, nodeLagMs: Map<string, number>, thresholds: number[]): Promise<{ windows: number[]; lagMs: number }> {
@@ -189,7 +191,7 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   const p99 = Math.max(...during_.map((r) => r.p99ms));
   const busy: LoadResult = { name: 'during', requests: during_.reduce((s, r) => s + r.requests, 0), errors: during_.reduce((s, r) => s + r.errors, 0),
     seconds: elapsed, throughput: during_.reduce((s, r) => s + r.requests, 0) / elapsed, p50ms: NaN, p99ms: p99 };
-  return { op, base, busy, cpu, windows, lagMaxMs, nodeLagMs, idleRate, thresholds };
+  return { op, base, busy, perWindowP99: during_.map((r) => r.p99ms), cpu, windows, lagMaxMs, nodeLagMs, idleRate, thresholds };
 }
 
 function report(name: string, valueBytes: number, r: Measured): void {
@@ -197,6 +199,7 @@ function report(name: string, valueBytes: number, r: Measured): void {
   const payload = r.op.records * (valueBytes + 'key-00000'.length);
   out(`${name.padEnd(13)} ${String(r.op.records).padStart(7)} records in ${seconds.toFixed(1).padStart(5)} s: ${(payload / MB / seconds).toFixed(1).padStart(6)} MB/s; ` +
     (CLIENTS === 0 ? 'no client load' : `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`));
+  if (CLIENTS > 0) out(`${''.padEnd(13)} client p99 per 2 s window, in order (the first starts with the operation): ${r.perWindowP99.map((x) => x.toFixed(1)).join(', ')} ms`);
   const total = [...r.cpu.values()].reduce((a, b) => a + b, 0);
   const [top, topS] = [...r.cpu].reduce((a, b) => (b[1] > a[1] ? b : a), ['-', 0]);
   const w = r.windows;
