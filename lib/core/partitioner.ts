@@ -52,7 +52,7 @@ export interface PartitionTable {
  * Tables built lately, by (Q, N, vnodes, sorted members); the oldest goes first. A topology change
  * builds a table for the members after it, which becomes the current one of the next epoch: a
  * join's or a decommission's epochs go back and forth between two member sets. A build blocks the
- * event loop for 5-35 ms at Q = 1024 (every node at once, at every epoch).
+ * event loop for 2-35 ms at Q = 1024 (every node at once, at every epoch).
  */
 const recentTables = new Map<string, PartitionTable>();
 /** Entries of `recentTables` at most: the member sets of a few changes in a row; one table holds Q
