@@ -62,17 +62,17 @@ export const PARTITION_TABLE_CACHE = 8;
 export function buildPartitionTable(spec: RingSpec): PartitionTable {
   assert((spec.partitions & (spec.partitions - 1)) === 0, 'Q is a power of two');
   const members = [...spec.members].sort();
-  // Member ids never hold ',' (NODE_ID_RE).
+  // The table's identity, and the seed of its checksum. Member ids never hold ',' (NODE_ID_RE).
   const id = `${spec.partitions}/${spec.n}/${spec.vnodes}/${members.join(',')}`;
   const known = recentTables.get(id);
   if (known) return known;
-  const table = computeTable(spec, members);
+  const table = computeTable(spec, members, id);
   if (recentTables.size >= PARTITION_TABLE_CACHE) recentTables.delete(recentTables.keys().next().value as string);
   recentTables.set(id, table);
   return table;
 }
 
-function computeTable(spec: RingSpec, members: readonly string[]): PartitionTable {
+function computeTable(spec: RingSpec, members: readonly string[], id: string): PartitionTable {
   const preference: string[][] = [];
   if (members.length === 0) {
     for (let p = 0; p < spec.partitions; p++) preference.push([]);
@@ -84,7 +84,7 @@ function computeTable(spec: RingSpec, members: readonly string[]): PartitionTabl
     for (let p = 0; p < spec.partitions; p++) preference.push(ring.range(`p${p}`, members.length, true));
     ring.end();
   }
-  let digest = hasher.h64(`${spec.partitions}/${spec.n}/${spec.vnodes}/${members.join(',')}`);
+  let digest = hasher.h64(id);
   for (const list of preference) digest = hasher.h64(`${digest.toString(16)}|${list.join(',')}`);
   // Shared by every caller through the cache: frozen, so a caller that mutates it fails loudly.
   for (const list of preference) Object.freeze(list);
