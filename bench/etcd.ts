@@ -23,7 +23,8 @@
  * "cpu" lines before drawing conclusions.
  *
  * Each round runs kv PUT, etcd PUT, kv GET, etcd GET; medians over rounds are printed,
- * then the ratios of kv's throughput to etcd's on the last line.
+ * then each round's throughputs and kv/etcd ratios (the spread within one run), then the
+ * ratios of the medians on the last line.
  *
  * --tls runs both systems with TLS: kv nodes with --tls-cert/--tls-key/--tls-ca (HTTPS for
  * clients, mutual TLS between nodes), etcd members with HTTPS client URLs and mutual TLS
@@ -273,7 +274,13 @@ async function compare(): Promise<void> {
     out(`kv: N=3 W=2 R=2, bearer-token auth, fsync ${fsync}${tls ? ', TLS' : ''}${extraKvArgs.length ? `, ${extraKvArgs.join(' ')}` : ''}${etcd ? ` | etcd ${etcdVersion}: v3 JSON gateway, WAL fsync on a majority, linearizable range${tls ? ', TLS' : ''}` : ''}`);
     for (const name of Object.keys(results)) out(formatResult(med[name] as Measured));
     for (const name of Object.keys(results)) out(cpuLine(med[name] as Measured));
+    // The medians hide how far rounds of the same run differ: the spread is part of the figure.
+    if (rounds > 1) for (const [name, rs] of Object.entries(results)) out(`  rounds ${name.padEnd(9)} ${rs.map((r) => r.throughput.toFixed(0)).join(', ')} req/s`);
     if (!etcd) return;
+    if (rounds > 1) {
+      const perRound = (op: 'PUT' | 'GET'): string => (results[`kv ${op}`] as Measured[]).map((r, i) => `${(r.throughput / (results[`etcd ${op}`] as Measured[])[i]!.throughput).toFixed(2)}x`).join(', ');
+      out(`ratio per round (kv / etcd, same round): put ${perRound('PUT')}; get ${perRound('GET')}`);
+    }
     const ratio = (op: 'PUT' | 'GET'): number => (med[`kv ${op}`] as Measured).throughput / (med[`etcd ${op}`] as Measured).throughput;
     const goal = (op: 'PUT' | 'GET'): string => {
       const ok = ratio(op) >= 2 && (med[`kv ${op}`] as Measured).p99ms <= (med[`etcd ${op}`] as Measured).p99ms;
