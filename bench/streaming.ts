@@ -26,7 +26,9 @@
  * so it takes whatever CPU the stream leaves and the two do not simply add up), and the adaptive window of partitions in flight as /metrics showed
  * it once a second on every node (kv_stream_window_partitions: floor 2, ceiling
  * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds), and each node's
- * highest p99 event-loop lag over those samples (kv_nodejs_eventloop_lag_p99_seconds): which node lags.
+ * highest p99 event-loop lag over those samples (kv_nodejs_eventloop_lag_p99_seconds): which node lags;
+ * and, per node and method (bulk or merkle), how long the stream took per partition and peer
+ * (kv_stream_exchange_seconds over the operation: count, mean, bucket p50/p90).
  *
  * `--cpu-prof DIR`: every node runs V8's CPU profiler (as `node --cpu-prof`) writing into DIR; nodes stop with
  * SIGTERM (so the profile is written) instead of SIGKILL, and each operation prints the window
@@ -120,7 +122,58 @@ function cpuNow(c: TestCluster): Map<string, number> {
 }
 
 /** Client load through n1 and n2 while `during` runs; returns its result and the baseline just before. */
-interface Measured { op: OpView; base: LoadResult; busy: LoadResult; perWindowP99: number[]; cpu: Map<string, number>; windows: number[]; lagMaxMs: number; nodeLagMs: Map<string, number>; idleRate: number; thresholds: number[] }
+interface Measured { op: OpView; base: LoadResult; busy: LoadResult; perWindowP99: number[]; cpu: Map<string, number>; windows: number[]; lagMaxMs: number; nodeLagMs: Map<string, number>; idleRate: number; thresholds: number[]; exchanges: Map<string, ExchangeTimes> }
+
+/** One node's kv_stream_exchange_seconds for one method: cumulative bucket counts by upper bound, sum and count. */
+interface ExchangeHist { buckets: Map<number, number>; sum: number; count: number }
+type ExchangeTimes = Map<string, ExchangeHist>;
+
+/** Every node's kv_stream_exchange_seconds (per method), as /metrics shows it now. */
+async function exchangeTimes(c: TestCluster): Promise<Map<string, ExchangeTimes>> {
+  const all = new Map<string, ExchangeTimes>();
+  await Promise.all([...c.nodes.keys()].map(async (id) => {
+    const byMethod: ExchangeTimes = new Map();
+    try {
+      const text = await (await fetch(`http://${c.addr(id)}/metrics`)).text();
+      for (const m of text.matchAll(/^kv_stream_exchange_seconds_(bucket|sum|count)\{([^}]*)\} (\S+)$/gm)) {
+        const labels = Object.fromEntries([...(m[2] as string).matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+        const method = labels['method'] ?? '?';
+        const h = byMethod.get(method) ?? { buckets: new Map(), sum: 0, count: 0 };
+        byMethod.set(method, h);
+        const v = Number(m[3]);
+        if (m[1] === 'bucket') h.buckets.set(labels['le'] === '+Inf' ? Infinity : Number(labels['le']), v);
+        else if (m[1] === 'sum') h.sum = v;
+        else h.count = v;
+      }
+    } catch {
+      // a node starting or killed meanwhile
+    }
+    all.set(id, byMethod);
+  }));
+  return all;
+}
+
+/** What `after` observed since `before` (a node absent before counts from zero). */
+function exchangesSince(before: Map<string, ExchangeTimes>, after: Map<string, ExchangeTimes>): Map<string, ExchangeTimes> {
+  const out = new Map<string, ExchangeTimes>();
+  for (const [id, methods] of after) {
+    const d: ExchangeTimes = new Map();
+    for (const [method, h] of methods) {
+      const b = before.get(id)?.get(method);
+      const count = h.count - (b?.count ?? 0);
+      if (count <= 0) continue;
+      d.set(method, { count, sum: h.sum - (b?.sum ?? 0), buckets: new Map([...h.buckets].map(([le, n]) => [le, n - (b?.buckets.get(le) ?? 0)])) });
+    }
+    if (d.size > 0) out.set(id, d);
+  }
+  return out;
+}
+
+/** The upper bound of the bucket holding quantile q: "at most" that many seconds. */
+function bucketQuantile(h: ExchangeHist, q: number): number {
+  for (const [le, n] of [...h.buckets].sort((a, b) => a[0] - b[0])) if (n >= q * h.count) return le;
+  return Infinity;
+}
 
 /** One sample of every node's streaming window and observed lag (windows of nodes not streaming are 0). */
 async function paceSample(c: TestCluster, nodeLagMs: Map<string, number>, thresholds: number[]): Promise<{ windows: number[]; lagMs: number }> {
@@ -178,8 +231,10 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
       await new Promise((r) => setTimeout(r, 1000));
     }
   })();
+  const ex0 = await exchangeTimes(c);
   const op = await during();
   const cpu1 = cpuNow(c);
+  const exchanges = exchangesSince(ex0, await exchangeTimes(c));
   if (PROFILE_DIR !== undefined) out(`profile window: --since-us ${sinceUs} --until-us ${process.hrtime.bigint() / 1000n}`);
   // A node started or killed meanwhile counts from 0 or not at all.
   const cpu = new Map([...cpu1].filter(([, s]) => Number.isFinite(s)).map(([id, s]) => [id, s - (Number.isFinite(cpu0.get(id)) ? cpu0.get(id) as number : 0)]));
@@ -191,7 +246,7 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   const p99 = Math.max(...during_.map((r) => r.p99ms));
   const busy: LoadResult = { name: 'during', requests: during_.reduce((s, r) => s + r.requests, 0), errors: during_.reduce((s, r) => s + r.errors, 0),
     seconds: elapsed, throughput: during_.reduce((s, r) => s + r.requests, 0) / elapsed, p50ms: NaN, p99ms: p99 };
-  return { op, base, busy, perWindowP99: during_.map((r) => r.p99ms), cpu, windows, lagMaxMs, nodeLagMs, idleRate, thresholds };
+  return { op, base, busy, perWindowP99: during_.map((r) => r.p99ms), cpu, windows, lagMaxMs, nodeLagMs, idleRate, thresholds, exchanges };
 }
 
 function report(name: string, valueBytes: number, r: Measured): void {
@@ -208,6 +263,10 @@ function report(name: string, valueBytes: number, r: Measured): void {
   out(`${''.padEnd(13)} highest p99 event-loop lag per node (beyond its ${LAG_SAMPLE_MS} ms sampling, 1 s scrapes): ${[...r.nodeLagMs].sort().map(([id, ms]) => `${id} ${ms.toFixed(0)} ms`).join(', ')}`);
   out(`${''.padEnd(13)} node CPU meanwhile: ${total.toFixed(1)} s in all (${((total * 1e6) / Math.max(1, r.op.records)).toFixed(0)} µs per record), busiest ${top} ${topS.toFixed(1)} s (${((100 * topS) / r.busy.seconds).toFixed(0)} % of a core over ${r.busy.seconds.toFixed(1)} s); ` +
     `the client load alone used ${r.idleRate.toFixed(2)} s/s before`);
+  const ms = (x: number): string => (Number.isFinite(x) ? (1000 * x).toFixed(x < 0.01 ? 1 : 0) : 'inf');
+  const ex = [...r.exchanges].sort().flatMap(([id, methods]) => [...methods].sort().map(([method, h]) =>
+    `${id} ${method} ${h.count} (mean ${ms(h.sum / h.count)} ms, p50 ≤ ${ms(bucketQuantile(h, 0.5))}, p90 ≤ ${ms(bucketQuantile(h, 0.9))} ms)`));
+  out(`${''.padEnd(13)} partition exchanges of the stream (kv_stream_exchange_seconds): ${ex.length === 0 ? 'none seen' : ex.join('; ')}`);
 }
 
 async function oneSize(valueBytes: number): Promise<void> {

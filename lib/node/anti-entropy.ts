@@ -25,7 +25,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import { Counter, Gauge } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { KvError } from '../errors.ts';
 import { MerkleExchange, validateMerkleMessage, encodedSize, type MerkleEntry, type MerkleMessage } from '../core/merkle-exchange.ts';
 import { parseVersion, type Version } from '../core/hlc.ts';
@@ -167,6 +167,7 @@ export class AntiEntropy {
   private readonly streamWindow: Gauge;
   private readonly streamLagSeen: Gauge;
   private readonly streamThreshold: Gauge;
+  private readonly streamExchange: Histogram<'method'>;
   /** Partitions held here but no longer owned → local wall ms when this node lost them. Persisted. */
   private readonly handoffs = new Map<number, number>();
   private handoffsSaving: Promise<void> = Promise.resolve();
@@ -205,6 +206,8 @@ export class AntiEntropy {
     this.streamWindow = new Gauge({ name: 'kv_stream_window_partitions', help: 'Streaming\'s adaptive window: partitions it may move at once (0 while no stream runs here)', registers: [r] });
     this.streamLagSeen = new Gauge({ name: 'kv_stream_lag_seconds', help: 'The p99 event-loop lag streaming observed last (this node and its streaming peers)', registers: [r] });
     this.streamThreshold = new Gauge({ name: 'kv_stream_lag_threshold_seconds', help: 'Lag above which streaming\'s window halves: streamLagTargetMs, or twice the base lag if higher', registers: [r] });
+    this.streamExchange = new Histogram({ name: 'kv_stream_exchange_seconds', help: 'One partition exchanged with one peer by a stream (join, leave, replace) that succeeded, by method: bulk (a page at a time into or from an empty replica) or merkle',
+      labelNames: ['method'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [r] });
     this.handoffsDone = new Counter({ name: 'kv_ae_handoffs_total', help: 'Partitions this node stopped owning and dropped: confirmed by every new owner, or expired', labelNames: ['result'] as const, registers: [r] });
     const t = o.transport;
     t.handle('ae.msg', (from, payload, env) => this.onMessage(from, payload, env.epoch));
@@ -1022,7 +1025,9 @@ export class AntiEntropy {
         // Reachable peers first; a skipped one (in turn) only while too few sources answered.
         const peer = (todo.find((x) => !skipped.has(x)) ?? todo[turn++ % todo.length]) as string;
         try {
+          const started = performance.now();
           const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
+          this.streamExchange.labels({ method: r.outcome === 'bulk' ? 'bulk' : 'merkle' }).observe((performance.now() - started) / 1000);
           moved += r.pushed + r.pulled;
           ok++;
           todo.splice(todo.indexOf(peer), 1);

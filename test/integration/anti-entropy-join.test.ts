@@ -168,6 +168,13 @@ describe('anti-entropy data movement: join and decommission (real processes)', f
     const total = held.reduce((a, x) => a + x.keys, 0);
     expect(total).to.be.within(0.55 * KEYS, 0.95 * KEYS);
 
+    // Its stream timed every partition exchange: each of its partitions with at least N - W + 1 = 2
+    // owners, the first of them in bulk unless a client write got there first.
+    const metrics = await (await fetch(`http://${c.addr('n4')}/metrics`)).text();
+    const exchanged = (method: string): number => Number(new RegExp(`^kv_stream_exchange_seconds_count\\{method="${method}"\\} (\\S+)$`, 'm').exec(metrics)?.[1] ?? 0);
+    expect(exchanged('bulk'), 'bulk exchanges timed on n4').to.be.greaterThan(0);
+    expect(exchanged('bulk') + exchanged('merkle'), 'partition exchanges timed on n4').to.be.at.least(2 * mine.size);
+
     // A sample of its keys, read from n4's own store with the latest acknowledged value's version present.
     const sample = Array.from({ length: KEYS }, (_, i) => i).filter((i) => mine.has(partitionOf(keyOf(i), Q))).filter((_, j) => j % 37 === 0);
     const missing: string[] = [];
