@@ -266,7 +266,7 @@ function report(name: string, valueBytes: number, r: Measured): void {
   const ms = (x: number): string => (Number.isFinite(x) ? (1000 * x).toFixed(x < 0.01 ? 1 : 0) : 'inf');
   const ex = [...r.exchanges].sort().flatMap(([id, methods]) => [...methods].sort().map(([method, h]) =>
     `${id} ${method} ${h.count} (mean ${ms(h.sum / h.count)} ms, p50 ≤ ${ms(bucketQuantile(h, 0.5))}, p90 ≤ ${ms(bucketQuantile(h, 0.9))} ms)`));
-  out(`${''.padEnd(13)} partition exchanges of the stream (kv_stream_exchange_seconds): ${ex.length === 0 ? 'none seen' : ex.join('; ')}`);
+  out(`${''.padEnd(13)} partition exchanges of the stream (kv_stream_exchange_seconds): ${ex.length === 0 ? 'none (only a join, a decommission and a replace stream; a removenode copies with ae.sync exchanges)' : ex.join('; ')}`);
 }
 
 async function oneSize(valueBytes: number): Promise<void> {
