@@ -50,7 +50,19 @@ export class MerkleIndex implements PartitionIndex {
     return t;
   }
 
-  async load(partition: number): Promise<void> {
+  /**
+   * Load the partition's tree before its first commit. `empty`: the store holds no record of it
+   * (its persisted count is 0), so every leaf is zero (a leaf is the XOR of its records' hashes,
+   * written in the same batch as the records and the count): the tree starts empty without a
+   * range read, which a stream into a new owner would otherwise pay once per partition.
+   */
+  async load(partition: number, empty = false): Promise<void> {
+    if (empty && !this.trees.has(partition)) {
+      const tree = new MerkleTree(this.hash, this.shape);
+      this.loaded.set(partition, tree);
+      this.trees.set(partition, Promise.resolve(tree));
+      return;
+    }
     await this.tree(partition);
   }
 

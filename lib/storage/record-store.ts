@@ -28,7 +28,8 @@ export type { RecordChange, ApplyResult } from '../core/lww.ts';
  * the ops it returns (new leaf values) go into the same batch as the records.
  */
 export interface PartitionIndex {
-  load(partition: number, backend: Backend): Promise<void>;
+  /** Called before a partition's first commit; `empty`: its persisted key count is 0. */
+  load(partition: number, empty: boolean): Promise<void>;
   onCommit(partition: number, changes: readonly RecordChange[]): BatchOp[];
   /** The batch of `onCommit` failed: undo its in-memory effect. */
   onAbort(partition: number, changes: readonly RecordChange[]): void;
@@ -448,7 +449,7 @@ export class RecordStore {
       loads.push((async () => {
         const c = await this.backend.get(SUBLEVELS.merkle, countKey(p));
         st.count = c === undefined ? 0 : c.readUInt32BE(0);
-        await this.index?.load(p, this.backend);
+        await this.index?.load(p, st.count === 0);
         st.loaded = true;
       })());
     }

@@ -25,6 +25,8 @@ const rec = (wall: number, value: string | null = `v${wall}`): StoredRecord => (
 class Spy implements Backend {
   readonly kind: 'level' | 'memory';
   batches: BatchOp[][] = [];
+  /** Sublevels of every range read, in order. */
+  ranges: Sublevel[] = [];
   onBatch: ((ops: readonly BatchOp[]) => void) | undefined;
   onRangeDone: (() => void) | undefined;
   constructor(private readonly inner: Backend) { this.kind = inner.kind; }
@@ -38,6 +40,7 @@ class Spy implements Backend {
     return this.inner.batch(ops, sync);
   }
   async *range(sub: Sublevel, opts: RangeOptions): AsyncIterable<[string, Buffer]> {
+    this.ranges.push(sub);
     try {
       yield* this.inner.range(sub, opts);
     } finally {
@@ -211,6 +214,27 @@ for (const [name, make] of backends) {
       // The older write to order[26] did not apply (v5 was stored then): it is no newer write and goes.
       expect([...left]).to.have.deep.members([[order[3], v(9)], [order[15], v(9)], [order[25], v(9)]]);
       expect(dropped).to.equal(27);
+      await consistent();
+    });
+
+    it('starts the tree of a partition that holds nothing without reading its leaves, exact before and after a reopen', async () => {
+      await open();
+      const three = keysOf(3, 12);
+      const five = keysOf(5, 6);
+      // Partition 1 never held anything; partition 3 is emptied (its leaves persist as zeros).
+      await store.applyMany([...three, ...five].map((k, i) => [k, rec(i + 1)] as const));
+      expect(await store.dropPartition(3)).to.equal(12);
+      await store.close();
+      // Reopen the same data with a fresh store and index (nothing loaded in memory).
+      index = new MerkleIndex(spy, h64, DEFAULT_MERKLE_SHAPE);
+      store = new RecordStore({ backend: spy, partitions: Q, segments: DEFAULT_MERKLE_SHAPE.segments, sync: false, index });
+      await store.open();
+      spy.ranges = [];
+      await store.applyMany([...keysOf(1, 4, 'a'), ...three.slice(0, 5)].map((k) => [k, rec(50)] as const));
+      expect(spy.ranges, 'leaf reads for partitions 1 and 3 (both empty)').to.deep.equal([]);
+      // A partition that holds records still loads its persisted leaves before its first commit.
+      expect((await store.apply(five[0] as string, rec(60))).applied).to.equal(true);
+      expect(spy.ranges).to.deep.equal(['m']);
       await consistent();
     });
 
