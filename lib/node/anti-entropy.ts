@@ -144,6 +144,10 @@ export interface ExchangeResult { outcome: string; pushed: number; pulled: numbe
 
 export class AntiEntropy {
   private readonly sessions = new Map<string, Session>();
+  /** Exchange ids: a random prefix per process (a restart never reuses a responder's open
+   *  session) and a counter; responders key sessions by sender and id. */
+  private readonly sidPrefix = randomBytes(4).toString('hex');
+  private sidSeq = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private walking = false;
@@ -724,7 +728,7 @@ export class AntiEntropy {
   /** The key-by-key Merkle exchange: records move both ways (or only ours, with `pull` false). */
   private async merkleExchange(p: number, peer: string, pull: boolean): Promise<ExchangeResult> {
     const tree = await this.o.index.tree(p);
-    const sid = randomBytes(8).toString('hex');
+    const sid = `${this.sidPrefix}${(++this.sidSeq).toString(36)}`;
     const { session, send } = MerkleExchange.initiate(tree, p);
     let msg: MerkleMessage | null = send;
     let bytes = 0;
@@ -1012,27 +1016,31 @@ export class AntiEntropy {
         }
       }
     };
+    // One partition: the first exchange of a join or a replace runs alone (with nothing here yet it
+    // is the bulk copy, so the exchanges after it find the records and compare trees instead of
+    // copying again); then the other peers' exchanges run at once, so a partition takes about as
+    // long as its slowest exchange, not their sum. A leave's exchanges each go to a different future
+    // owner: all at once from the start.
     const streamOne = async ({ p, peers }: { p: number; peers: string[] }): Promise<void> => {
       const need = sources(peers.length);
-      const todo = [...peers];
+      const pending = new Set(peers);
       const tries = new Map<string, number>();
       let ok = 0;
-      let turn = 0;
       let waitLogged = false;
-      while (todo.length > 0) {
-        if (ok >= need && todo.every((x) => skipped.has(x))) break;
+      const stopCheck = (): void => {
         if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
-        // Reachable peers first; a skipped one (in turn) only while too few sources answered.
-        const peer = (todo.find((x) => !skipped.has(x)) ?? todo[turn++ % todo.length]) as string;
+      };
+      const attempt = async (peer: string): Promise<boolean> => {
         try {
           const started = performance.now();
           const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
           this.streamExchange.labels({ method: r.outcome === 'bulk' ? 'bulk' : 'merkle' }).observe((performance.now() - started) / 1000);
           moved += r.pushed + r.pulled;
           ok++;
-          todo.splice(todo.indexOf(peer), 1);
+          pending.delete(peer);
           failures.delete(peer);
           skipped.delete(peer);
+          return true;
         } catch {
           const n = (failures.get(peer) ?? 0) + 1;
           failures.set(peer, n);
@@ -1040,18 +1048,39 @@ export class AntiEntropy {
             skipped.add(peer);
             this.o.log.warn({ peer, kind }, 'owner unreachable: streaming goes on without it where enough other owners answer');
           }
-          if (ok < need && todo.every((x) => skipped.has(x)) && !waitLogged) {
+          if (ok < need && [...pending].every((x) => skipped.has(x)) && !waitLogged) {
             waitLogged = true;
             this.o.log.warn({ partition: p, need, answered: ok, kind }, 'streaming waits: too few owners of this partition answered');
           }
+          return false;
+        }
+      };
+      const backOff = async (peer: string): Promise<void> => {
+        const k = tries.get(peer) ?? 0;
+        tries.set(peer, k + 1);
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(k, 5))));
+      };
+      if (kind !== 'leave') {
+        for (let turn = 0; ok === 0 && pending.size > 0;) {
+          stopCheck();
+          // Reachable peers first; a skipped one (in turn) only while none of them is left.
+          const left = [...pending];
+          const peer = (left.find((x) => !skipped.has(x)) ?? left[turn++ % left.length]) as string;
           // Straight on to a reachable peer if there is one; otherwise back off.
-          if (!skipped.has(peer) || todo.every((x) => skipped.has(x))) {
-            const k = tries.get(peer) ?? 0;
-            tries.set(peer, k + 1);
-            await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(k, 5))));
-          }
+          if (!(await attempt(peer)) && (!skipped.has(peer) || left.every((x) => skipped.has(x)))) await backOff(peer);
         }
       }
+      // Each remaining peer until it answered, or until it is skipped as unreachable and enough others did.
+      const rest = await Promise.allSettled([...pending].map(async (peer) => {
+        for (;;) {
+          stopCheck();
+          if (skipped.has(peer) && ok >= need) return;
+          if (await attempt(peer)) return;
+          if (!skipped.has(peer) || ok < need) await backOff(peer);
+        }
+      }));
+      const failed = rest.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       op?.progress(++done, moved);
     };
     this.streamStarted();
