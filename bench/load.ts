@@ -49,6 +49,11 @@ export interface LoadOptions {
   /** Status codes that count as success. Default: 2xx. */
   ok?: (status: number) => boolean;
   tls?: LoadTls;
+  /** Requests per second over all workers, sent on a fixed schedule (open loop: worker w sends
+   *  request i at start + (i × concurrency + w) / rate, or as soon as its previous one answered
+   *  if that is later), each latency counted from its scheduled time, so a stall shows in full
+   *  (no coordinated omission). Unset or 0: closed loop, each worker sends as fast as answers come. */
+  rate?: number;
 }
 
 export function percentile(sorted: Float64Array, p: number): number {
@@ -68,10 +73,17 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     const agent = agentFor(o.tls, 1);
     const proto = o.tls ? https : http;
     let n = 0;
+    const periodNs = o.rate ? 1e9 / o.rate : 0; // between two requests of the whole load
     try {
       while (process.hrtime.bigint() < end) {
+        let t0 = process.hrtime.bigint();
+        if (periodNs > 0) {
+          const due = start + BigInt(Math.round((n * o.concurrency + w) * periodNs));
+          if (due >= end) break;
+          if (due > t0) await new Promise((r) => setTimeout(r, Number(due - t0) / 1e6));
+          t0 = due;
+        }
         const r = o.request(w, n++);
-        const t0 = process.hrtime.bigint();
         const status = await new Promise<number>((resolve) => {
           const req = proto.request({ host: target.slice(0, i), port: Number(target.slice(i + 1)), method: r.method, path: r.path, agent,
             headers: { ...(r.body ? { 'content-length': String(r.body.length) } : {}), ...r.headers } }, (res) => {

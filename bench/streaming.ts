@@ -2,12 +2,13 @@
  * Data movement rates on topology change, with real processes (issue: streaming ≥ 20 MB/s
  * without raising client p99 by more than 2×):
  *
- *   npm run bench:streaming [-- --value-bytes 1024,65536 --mb 50 --ops join,decommission,removenode,replace --clients 4]
+ *   npm run bench:streaming [-- --value-bytes 1024,65536 --mb 50 --ops join,decommission,removenode,replace --clients 4 --client-rate 0]
  *
  * For each value size: a 3-node cluster (N=3, default Q) is loaded with about --mb MB of
  * values (keys key-0...), then, in order, with a light client load (--clients connections, 4 by
- * default, reading random keys through n1 and n2; 0: none, so node CPU is the stream's own) running
- * all the time:
+ * default, reading random keys through n1 and n2; 0: none, so node CPU is the stream's own; closed
+ * loop unless --client-rate R sends R requests per second on a fixed schedule, latency counted
+ * from each request's scheduled time) running all the time:
  *   join          a 4th node joins (it streams its partitions from the current owners);
  *   decommission  that node leaves again (it streams its partitions to their new owners, which
  *                 dropped them after the join: the bench waits for those hand-offs first);
@@ -22,8 +23,9 @@
  * cores) beside the p99 of the same load just before it, and the CPU seconds
  * the node processes used meanwhile (all nodes, and the busiest one: the stream's bottleneck
  * when it is near one core; a node started for the operation counts its start-up too; beside it
- * the node CPU per second the client load alone used in the 5 s before: the load runs closed-loop,
- * so it takes whatever CPU the stream leaves and the two do not simply add up), and the adaptive window of partitions in flight as /metrics showed
+ * the node CPU per second the client load alone used in the 5 s before: a closed-loop load takes
+ * whatever CPU the stream leaves, so the two do not simply add up), the client load's requests per
+ * second before and during, and the adaptive window of partitions in flight as /metrics showed
  * it once a second on every node (kv_stream_window_partitions: floor 2, ceiling
  * streamMaxPartitions) with the highest lag it reacted to (kv_stream_lag_seconds), and each node's
  * highest p99 event-loop lag over those samples (kv_nodejs_eventloop_lag_p99_seconds): which node lags;
@@ -50,8 +52,13 @@ import { LAG_SAMPLE_MS } from '../lib/api/metrics.ts';
 const flags = parseArgs(process.argv.slice(2), new Set()).flags;
 const SIZES = String(flags['value-bytes'] ?? '1024,65536').split(',').map(Number);
 const MB_LOAD = Number(flags['mb'] ?? 50);
-/** Connections of the client load (closed loop: each sends its next request when the last one is answered). */
+/** Connections of the client load. */
 const CLIENTS = Number(flags['clients'] ?? 4);
+/** Requests per second of the client load over all its connections, on a fixed schedule (open
+ *  loop, bench/load.ts); 0: closed loop (each connection sends its next request when the last one
+ *  is answered, so the load takes whatever CPU the nodes leave). */
+const CLIENT_RATE = Number(flags['client-rate'] ?? 0);
+if (!Number.isFinite(CLIENT_RATE) || CLIENT_RATE < 0) throw new Error(`--client-rate must be a number of requests per second, 0 for a closed loop (got ${String(flags['client-rate'])})`);
 const OPS = new Set(String(flags['ops'] ?? 'join,decommission,removenode,replace').split(','));
 const PROFILE_DIR = typeof flags['cpu-prof'] === 'string' ? flags['cpu-prof'] : undefined;
 /**
@@ -204,14 +211,15 @@ async function underLoad(c: TestCluster, keys: number, during: () => Promise<OpV
   const load = (durationMs: number, name: string): Promise<LoadResult> => (CLIENTS === 0
     ? new Promise((r) => setTimeout(() => r({ name, requests: 0, errors: 0, seconds: durationMs / 1000, throughput: 0, p50ms: NaN, p99ms: NaN }), durationMs))
     : runLoad({
-      name, targets: [c.addr('n1'), c.addr('n2')], concurrency: CLIENTS, durationMs,
+      name, targets: [c.addr('n1'), c.addr('n2')], concurrency: CLIENTS, durationMs, ...(CLIENT_RATE > 0 ? { rate: CLIENT_RATE } : {}),
       request: () => ({ method: 'GET', path: `/kv/key-${Math.floor(Math.random() * keys)}?r=2` }),
     }));
   const cpuBase = cpuNow(c);
   const base = await load(5000, 'before');
   const cpu0 = cpuNow(c);
   // Node CPU per second of the client load alone (the 5 s before), what the operation's figure includes too.
-  const idleRate = [...cpu0].reduce((s, [id, x]) => s + (x - (cpuBase.get(id) ?? NaN)), 0) / base.seconds;
+  // (Nodes running both times: one killed for the operation has no CPU to read.)
+  const idleRate = [...cpu0].filter(([id, x]) => Number.isFinite(x) && Number.isFinite(cpuBase.get(id))).reduce((s, [id, x]) => s + (x - (cpuBase.get(id) as number)), 0) / base.seconds;
   const sinceUs = process.hrtime.bigint() / 1000n;
   const started = performance.now();
   let stop = false;
@@ -254,6 +262,7 @@ function report(name: string, valueBytes: number, r: Measured): void {
   const payload = r.op.records * (valueBytes + 'key-00000'.length);
   out(`${name.padEnd(13)} ${String(r.op.records).padStart(7)} records in ${seconds.toFixed(1).padStart(5)} s: ${(payload / MB / seconds).toFixed(1).padStart(6)} MB/s; ` +
     (CLIENTS === 0 ? 'no client load' : `client p99 ${r.base.p99ms.toFixed(1)} ms before, ${r.busy.p99ms.toFixed(1)} ms during (worst 2 s window, ${(r.busy.p99ms / r.base.p99ms).toFixed(2)}x), errors ${r.busy.errors}`));
+  if (CLIENTS > 0) out(`${''.padEnd(13)} client load: ${r.base.throughput.toFixed(0)} req/s before, ${r.busy.throughput.toFixed(0)} during (${CLIENT_RATE > 0 ? `open loop at ${CLIENT_RATE}/s` : 'closed loop'}, ${CLIENTS} connections)`);
   if (CLIENTS > 0) out(`${''.padEnd(13)} client p99 per 2 s window, in order (the first starts with the operation): ${r.perWindowP99.map((x) => x.toFixed(1)).join(', ')} ms`);
   const total = [...r.cpu.values()].reduce((a, b) => a + b, 0);
   const [top, topS] = [...r.cpu].reduce((a, b) => (b[1] > a[1] ? b : a), ['-', 0]);
