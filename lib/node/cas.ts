@@ -41,6 +41,10 @@ import type { Transport } from '../net/transport.ts';
 import type { DurableClock } from './clock.ts';
 import type { HintStore } from './hints.ts';
 import { PENDING_MAX, toStored, type PaxosReplica } from './paxos-replica.ts';
+
+/** Partitions whose proposals in progress an ownership change settles at once (settleOwnershipChange):
+ *  each asks every live current owner once (cas.pending): with N=3, at most 24 such requests in flight. */
+const SETTLE_PARALLEL = 8;
 import type { Logger } from './log.ts';
 
 /**
@@ -350,18 +354,18 @@ export class CasCoordinator implements CasService {
     const self = this.d.selfId;
     let keys = 0;
     let unsettled = 0;
-    for (let p = 0; p < t.partitions && !shouldStop(); p++) {
+    const settlePartition = async (p: number): Promise<void> => {
       const cur = replicasOf(t.table('current'), p);
       const fut = replicasOf(t.table('future'), p);
       // A replacement owns the dead member's partitions with no acceptor state: the proposals the
       // dead member knew of are finished by the others (it refuses acceptor duty until normal).
       const mine = kind === 'join' ? fut.includes(self) && !cur.includes(self) : kind === 'leave' ? cur.includes(self) && !fut.includes(self) : cur.includes(self);
-      if (!mine) continue;
+      if (!mine) return;
       const pending = new Set<string>();
-      for (const id of cur) {
-        if (!this.alive(id)) continue;
-        const got = await (id === self ? this.d.acceptor.pendingKeys(p) : this.d.transport.request<unknown>(id, 'cas.pending', [p], { timeoutMs: this.d.requestTimeoutMs }))
-          .catch((err: unknown) => { this.d.log.debug({ err, id, p }, 'cas.pending failed'); return []; });
+      const lists = await Promise.all(cur.filter((id) => this.alive(id)).map((id) =>
+        (id === self ? this.d.acceptor.pendingKeys(p) : this.d.transport.request<unknown>(id, 'cas.pending', [p], { timeoutMs: this.d.requestTimeoutMs }))
+          .catch((err: unknown) => { this.d.log.debug({ err, id, p }, 'cas.pending failed'); return []; })));
+      for (const got of lists) {
         if (!Array.isArray(got)) continue;
         for (const k of got.slice(0, PENDING_MAX)) if (typeof k === 'string' && k.length > 0 && Buffer.byteLength(k) <= this.d.limits.maxKeyBytes) pending.add(k);
       }
@@ -373,7 +377,13 @@ export class CasCoordinator implements CasService {
         }
         if (!done) unsettled++;
       }
-    }
+    };
+    // SETTLE_PARALLEL partitions at a time: one round trip per owner each, so a join's hundreds
+    // of partitions do not wait for each other's round trips one by one.
+    let next = 0;
+    await Promise.all(Array.from({ length: SETTLE_PARALLEL }, async () => {
+      while (next < t.partitions && !shouldStop()) await settlePartition(next++);
+    }));
     return { keys, unsettled };
   }
 
