@@ -41,11 +41,11 @@ import type { Transport } from '../net/transport.ts';
 import type { DurableClock } from './clock.ts';
 import type { HintStore } from './hints.ts';
 import { PENDING_MAX, toStored, type PaxosReplica } from './paxos-replica.ts';
+import type { Logger } from './log.ts';
 
 /** Partitions whose proposals in progress an ownership change settles at once (settleOwnershipChange):
  *  each asks every live current owner once (cas.pending): with N=3, at most 24 such requests in flight. */
 const SETTLE_PARALLEL = 8;
-import type { Logger } from './log.ts';
 
 /**
  * Deadline of one attempt (one ballot). Default 1 s: a healthy attempt is two round trips of
