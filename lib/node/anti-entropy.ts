@@ -563,23 +563,36 @@ export class AntiEntropy {
     return n;
   }
 
-  /** Run one exchange of partition p with `peer`, moving records both ways. */
   /**
-   * Exchange partition `p` with `peer`. With `bulk: 'pull'` and nothing of `p` here yet (a
-   * joining, replacing or new owner), the key-by-key exchange is skipped: the peer's records
-   * are read in key order, a range at a time (`ae.scan`). With `bulk: 'push'` and nothing of
-   * `p` on the peer (a leaving owner's new replica), ours go the same way.
+   * Exchange partition `p` with `peer`, moving records both ways. With `bulk: 'pull'` and
+   * little of `p` here (nothing, or fewer than half the records the peer holds: a joining,
+   * replacing or new owner, perhaps with client writes that reached it first), the key-by-key
+   * exchange is skipped: the peer's records are read in key order, a range at a time
+   * (`ae.scan`), and applied write-if-newer, so what this node holds newer stays. With
+   * `bulk: 'push'` and little of `p` on the peer (a leaving owner's new replica), ours go the
+   * same way. `onlyIntoEmpty`: bulk only into an empty replica (no count asked of the peer).
    */
-  async exchange(p: number, peer: string, opts: { pull?: boolean; bulk?: 'pull' | 'push' } = {}): Promise<ExchangeResult> {
-    if (opts.bulk === 'pull' && (await this.o.store.partitionKeyCount(p)) === 0) return this.bulkPull(p, peer);
-    if (opts.bulk === 'push' && (await this.o.transport.request<unknown>(peer, 'ae.count', { partition: p }, { timeoutMs: REQUEST_TIMEOUT_MS })) === 0) {
-      return this.bulkPush(p, peer);
+  async exchange(p: number, peer: string, opts: { pull?: boolean; bulk?: 'pull' | 'push'; onlyIntoEmpty?: boolean } = {}): Promise<ExchangeResult> {
+    if (opts.bulk === 'pull') {
+      const mine = await this.o.store.partitionKeyCount(p);
+      if (mine === 0 || (opts.onlyIntoEmpty !== true && 2 * mine < await this.peerCount(p, peer))) return this.bulkPull(p, peer);
+    }
+    if (opts.bulk === 'push') {
+      const theirs = await this.peerCount(p, peer);
+      if (theirs === 0 || (opts.onlyIntoEmpty !== true && 2 * theirs < await this.o.store.partitionKeyCount(p))) return this.bulkPush(p, peer);
     }
     return this.merkleExchange(p, peer, opts.pull !== false);
   }
 
+  /** Records the peer holds for partition `p` (`ae.count`). */
+  private async peerCount(p: number, peer: string): Promise<number> {
+    const n = await this.o.transport.request<unknown>(peer, 'ae.count', { partition: p }, { timeoutMs: REQUEST_TIMEOUT_MS });
+    if (!Number.isSafeInteger(n) || (n as number) < 0) throw new KvError('KV_FRAME_INVALID', 'ae.count answer must be a count');
+    return n as number;
+  }
+
   /**
-   * A partition with nothing here yet: the peer's records in key order, a page at a time
+   * A partition with little here (see exchange): the peer's records in key order, a page at a time
    * (`ae.scan`, at most STREAM_PAGE_BYTES and SCAN_BATCH_RECORDS each). The next page is asked
    * for while this one is written, so at most two pages of a partition are in flight.
    */
@@ -621,7 +634,7 @@ export class AntiEntropy {
   }
 
   /**
-   * A partition the peer holds nothing of: ours in key order, a page at a time (`ae.load`,
+   * A partition the peer holds little of: ours in key order, a page at a time (`ae.load`,
    * bounded like an `ae.scan` answer). The next page is read while one is on its way, so at
    * most two pages of a partition are in flight.
    */
@@ -1030,10 +1043,12 @@ export class AntiEntropy {
       const stopCheck = (): void => {
         if (shouldStop()) throw new KvError('KV_CLOSED', 'stopped while streaming');
       };
+      // The first exchange of a join or a replace copies in bulk unless this node already holds
+      // at least half of the peer's records; the ones after it, only into a partition still empty.
       const attempt = async (peer: string): Promise<boolean> => {
         try {
           const started = performance.now();
-          const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull' });
+          const r = await this.exchange(p, peer, { bulk: kind === 'leave' ? 'push' : 'pull', onlyIntoEmpty: kind !== 'leave' && ok > 0 });
           this.streamExchange.labels({ method: r.outcome === 'bulk' ? 'bulk' : 'merkle' }).observe((performance.now() - started) / 1000);
           moved += r.pushed + r.pulled;
           ok++;

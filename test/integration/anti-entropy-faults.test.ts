@@ -26,6 +26,7 @@ import { createLogger } from '../../lib/node/log.ts';
 import { MemoryBackend } from '../../lib/storage/memory-backend.ts';
 import { MerkleIndex } from '../../lib/storage/merkle-index.ts';
 import { RecordStore } from '../../lib/storage/record-store.ts';
+import type { StoredRecord } from '../../lib/storage/record.ts';
 import { pollUntil } from '../helpers/poll.ts';
 
 const Q = 16;
@@ -217,6 +218,42 @@ describe('anti-entropy runtime faults (in process: RecordStore + MerkleIndex + M
       // Now that a holds the partition, the same call runs the key-by-key exchange (in sync: nothing moves).
       const again = await a.ae.exchange(p, 'b', { bulk: 'pull' });
       expect(again.outcome).to.equal('in-sync');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('bulk-copies a partition that holds fewer than half of the other side\'s records (client writes that reached a new owner first), keeping newer writes; with half or more, the key-by-key exchange', async () => {
+    const g = await group(['a', 'b'], 2);
+    const a = g.nodes.get('a') as Replica;
+    const b = g.nodes.get('b') as Replica;
+    const at = (wall: number, node: string): string => makeVersion({ wall, logical: 0 }, node);
+    try {
+      // Pull: b holds 400 records of partition 5; a got 150 client writes of the same keys first,
+      // 100 newer than b's copies and 50 older.
+      const keys = await fill(b, 5, 400, () => Buffer.from('b'));
+      const newer = at(Date.now() + 60_000, 'c');
+      await Promise.all(keys.slice(0, 150).map((k, i) => a.store.apply(k, { version: i < 100 ? newer : at(1, 'c'), value: Buffer.from('client') })));
+      const pulled = await a.ae.exchange(5, 'b', { bulk: 'pull' });
+      expect(pulled.outcome).to.equal('bulk');
+      for (const [i, k] of keys.entries()) expect((await a.store.get(k))?.version, k).to.equal(i < 100 ? newer : (await b.store.get(k))?.version);
+      expect(await a.store.partitionKeyCount(5)).to.equal(400);
+      // onlyIntoEmpty: a partition holding anything gets the exchange (here b pulls a's 100 newer writes).
+      const back = await b.ae.exchange(5, 'a', { bulk: 'pull', onlyIntoEmpty: true });
+      expect(back.outcome).to.equal('repaired');
+      expect(back.pulled).to.equal(100);
+      // Push: a holds 300 records of partition 6, b holds 150 of them (half): the exchange, not a copy.
+      const six = await fill(a, 6, 300, () => Buffer.from('a'));
+      for (const k of six.slice(0, 150)) await b.store.apply(k, (await a.store.get(k)) as StoredRecord);
+      const pushed = await a.ae.exchange(6, 'b', { bulk: 'push' });
+      expect(pushed.outcome).to.equal('repaired');
+      expect(pushed.pushed).to.equal(150);
+      // With 149 of 300 on b (fewer than half): a copy.
+      const seven = await fill(a, 7, 300, () => Buffer.from('a'));
+      for (const k of seven.slice(0, 149)) await b.store.apply(k, (await a.store.get(k)) as StoredRecord);
+      expect((await a.ae.exchange(7, 'b', { bulk: 'push' })).outcome).to.equal('bulk');
+      for (const p of [5, 6, 7]) expect(await b.index.root(p), `roots of partition ${p}`).to.equal(await a.index.root(p));
+      expect((await a.ae.scrub(0)).repaired + (await b.ae.scrub(0)).repaired, 'Merkle trees as the records say').to.equal(0);
     } finally {
       await g.close();
     }
