@@ -210,7 +210,7 @@ export class AntiEntropy {
     this.streamWindow = new Gauge({ name: 'kv_stream_window_partitions', help: 'Streaming\'s adaptive window: partitions it may move at once (0 while no stream runs here)', registers: [r] });
     this.streamLagSeen = new Gauge({ name: 'kv_stream_lag_seconds', help: 'The p99 event-loop lag streaming observed last (this node and its streaming peers)', registers: [r] });
     this.streamThreshold = new Gauge({ name: 'kv_stream_lag_threshold_seconds', help: 'Lag above which streaming\'s window halves: streamLagTargetMs, or twice the base lag if higher', registers: [r] });
-    this.streamExchange = new Histogram({ name: 'kv_stream_exchange_seconds', help: 'One partition exchanged with one peer by a stream (join, leave, replace) that succeeded, by method: bulk (a page at a time into or from an empty replica) or merkle',
+    this.streamExchange = new Histogram({ name: 'kv_stream_exchange_seconds', help: 'One partition exchanged with one peer by a stream (join, leave, replace) that succeeded, by method: bulk (a page at a time into or from a replica holding nothing or under half of the other side\'s records) or merkle',
       labelNames: ['method'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [r] });
     this.handoffsDone = new Counter({ name: 'kv_ae_handoffs_total', help: 'Partitions this node stopped owning and dropped: confirmed by every new owner, or expired', labelNames: ['result'] as const, registers: [r] });
     const t = o.transport;
@@ -1090,8 +1090,8 @@ export class AntiEntropy {
         for (;;) {
           stopCheck();
           if (skipped.has(peer) && ok >= need) return;
-          if (await attempt(peer)) return;
-          if (!skipped.has(peer) || ok < need) await backOff(peer);
+          if (await attempt(peer) || (skipped.has(peer) && ok >= need)) return;
+          await backOff(peer);
         }
       }));
       const failed = rest.find((r): r is PromiseRejectedResult => r.status === 'rejected');

@@ -56,7 +56,7 @@ export class MerkleIndex implements PartitionIndex {
    * written in the same batch as the records and the count): the tree starts empty without a
    * range read, which a stream into a new owner would otherwise pay once per partition.
    */
-  async load(partition: number, empty = false): Promise<void> {
+  async load(partition: number, empty: boolean): Promise<void> {
     if (empty && !this.trees.has(partition)) {
       const tree = new MerkleTree(this.hash, this.shape);
       this.loaded.set(partition, tree);
