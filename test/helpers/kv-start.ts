@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { FatalPollError, pollUntil } from './poll.ts';
-import { KV_BIN, freePort, removeDir, tempDir } from './proc.ts';
+import { KV_BIN, removeDir, tempDir } from './proc.ts';
 
 /** `kv start` refuses base ports above this (room for 64 nodes). */
 const MAX_BASE_PORT = 65535 - 64;
@@ -24,16 +24,34 @@ function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-/** The first of `count` consecutive loopback ports that are free right now. */
+/** Where the OS picks outgoing connections' local ports (Linux; its default when unreadable). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(lo) && Number.isInteger(hi)) return [lo as number, hi as number];
+  } catch { /* not Linux */ }
+  return [32768, 60999];
+}
+
+/** Runs are drawn from here up to the ephemeral range (or above it when that leaves no room). */
+const RUN_FLOOR = 10_000;
+
+/**
+ * The first of `count` consecutive loopback ports that are free right now, outside the
+ * range the OS takes outgoing connections' ports from: a `kv start` node binds its port
+ * only after the nodes before it have connected to each other, and an outgoing connection
+ * must not get there first.
+ */
 export async function freePortRun(count: number): Promise<number> {
+  const [lo, hi] = ephemeralRange();
+  const [from, to] = lo - count > RUN_FLOOR ? [RUN_FLOOR, lo - count] : [hi + 1, MAX_BASE_PORT];
   for (let attempt = 0; attempt < 200; attempt++) {
-    const first = await freePort();
-    if (first + count - 1 > MAX_BASE_PORT) continue;
+    const first = from + Math.floor(Math.random() * (to - from));
     let ok = true;
-    for (let p = first + 1; p < first + count && ok; p++) ok = await portFree(p);
+    for (let p = first; p < first + count && ok; p++) ok = await portFree(p);
     if (ok) return first;
   }
-  throw new Error(`no run of ${count} consecutive free ports found`);
+  throw new Error(`no run of ${count} consecutive free ports found in ${from}-${to}`);
 }
 
 /** A process is gone once it is not in /proc or is a zombie (exited, not yet reaped by whoever adopted it). */
@@ -55,6 +73,10 @@ export interface KvStartOptions {
   nodes?: number;
   /** Extra `kv start` flags (--restart-delay, --no-restart, node options). */
   args?: string[];
+  /** --base-port; default a free run from freePortRun(). */
+  basePort?: number;
+  /** Wait until every node serves and sees all as normal members (default true); else only for the banner. */
+  converge?: boolean;
 }
 
 export class KvStartProc {
@@ -91,10 +113,10 @@ export class KvStartProc {
   /** Starts `kv start` and waits until every node serves and sees all of them as normal members. */
   static async start(o: KvStartOptions = {}): Promise<KvStartProc> {
     const nodes = o.nodes ?? 3;
-    const s = new KvStartProc(nodes, await freePortRun(nodes), o.args ?? []);
+    const s = new KvStartProc(nodes, o.basePort ?? await freePortRun(nodes), o.args ?? []);
     try {
       await s.waitForLine(new RegExp(`^local cluster of ${nodes} node\\(s\\)`), 90_000);
-      await s.waitConverged(90_000);
+      if (o.converge ?? true) await s.waitConverged(90_000);
     } catch (err) {
       await s.cleanup();
       throw err;
@@ -160,15 +182,19 @@ export class KvStartProc {
   /** Every node serves /health and lists all nodes as normal members at one epoch. */
   async waitConverged(timeoutMs = 90_000): Promise<void> {
     const ids = Array.from({ length: this.nodes }, (_, k) => this.id(k + 1));
-    await pollUntil(async () => {
-      const views = await Promise.all(ids.map(async (id) => {
-        const { status, body } = await this.json<{ epoch: number; members: { state: string; liveness: string }[] }>(id, '/cluster');
-        return status === 200 ? body : undefined;
-      }));
-      const epoch = views[0]?.epoch;
-      return views.every((v) => v !== undefined && v.epoch === epoch &&
-        v.members.filter((m) => m.state === 'normal' && m.liveness === 'alive').length === this.nodes);
-    }, { timeoutMs, intervalMs: 250, what: `${this.nodes} normal, alive members on every node` });
+    try {
+      await pollUntil(async () => {
+        const views = await Promise.all(ids.map(async (id) => {
+          const { status, body } = await this.json<{ epoch: number; members: { state: string; liveness: string }[] }>(id, '/cluster');
+          return status === 200 ? body : undefined;
+        }));
+        const epoch = views[0]?.epoch;
+        return views.every((v) => v !== undefined && v.epoch === epoch &&
+          v.members.filter((m) => m.state === 'normal' && m.liveness === 'alive').length === this.nodes);
+      }, { timeoutMs, intervalMs: 250, what: `${this.nodes} normal, alive members on every node` });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\nkv start output (last 4,000 characters):\n${this.out.slice(-4000)}`);
+    }
   }
 
   /** Waits until every listed pid is gone; returns the pids still there at the deadline (none on success). */
