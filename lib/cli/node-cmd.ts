@@ -5,6 +5,9 @@ import { KvNode } from '../node/node.ts';
 import type { ParsedArgs } from './args.ts';
 import { exitOnStdinEofRequested, watchParentPipe } from './parent-watch.ts';
 
+/** After a failed start the process exits at the latest this long after its error is printed. */
+const FAILED_START_EXIT_MS = 1000;
+
 export async function nodeCommand(args: ParsedArgs): Promise<number> {
   const config = loadConfig({ flags: args.flags, env: process.env });
   const log = createLogger(config.id, config.logLevel);
@@ -28,12 +31,16 @@ export async function nodeCommand(args: ParsedArgs): Promise<number> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   // Opt-in (set by `kv start`): exit when the supervisor dies, see parent-watch.ts.
-  if (exitOnStdinEofRequested(process.env)) watchParentPipe(() => stop('parent exited'));
+  const unwatch = exitOnStdinEofRequested(process.env) ? watchParentPipe(() => stop('parent exited')) : undefined;
   try {
     await node.start();
   } catch (err) {
     log.fatal({ err }, 'node failed to start');
     await node.stop().catch(() => undefined);
+    // A node that did not start ends, so that a supervisor sees the exit and can restart it:
+    // nothing left open (the supervisor's stdin pipe, a peer link) may keep it alive.
+    unwatch?.();
+    setTimeout(() => process.exit(1), FAILED_START_EXIT_MS).unref();
     throw err;
   }
   // Keep running: the HTTP server holds the event loop open.

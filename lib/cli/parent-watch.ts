@@ -21,8 +21,12 @@ export function exitOnStdinEofRequested(env: NodeJS.ProcessEnv): boolean {
   return env[EXIT_ON_STDIN_EOF_ENV] === '1';
 }
 
-/** Calls `shutdown` once stdin reaches end-of-file (or fails), then forces the exit after the bound. */
-export function watchParentPipe(shutdown: () => void, boundMs = ORPHAN_EXIT_BOUND_MS): void {
+/**
+ * Calls `shutdown` once stdin reaches end-of-file (or fails), then forces the exit after the
+ * bound. Returns a function that stops watching and lets go of stdin (which otherwise holds
+ * the process open).
+ */
+export function watchParentPipe(shutdown: () => void, boundMs = ORPHAN_EXIT_BOUND_MS): () => void {
   let fired = false;
   const gone = (): void => {
     if (fired) return;
@@ -35,4 +39,8 @@ export function watchParentPipe(shutdown: () => void, boundMs = ORPHAN_EXIT_BOUN
   process.stdin.on('error', gone);
   // Flowing mode, discarding anything written: only end-of-file matters.
   process.stdin.on('data', () => undefined);
+  return () => {
+    fired = true;
+    process.stdin.destroy();
+  };
 }

@@ -23,6 +23,7 @@ import { LevelBackend } from '../storage/level-backend.ts';
 import { MerkleIndex } from '../storage/merkle-index.ts';
 import { RaftStore } from '../storage/raft-store.ts';
 import { RecordStore } from '../storage/record-store.ts';
+import { checkListenable } from '../net/free-port.ts';
 import { readTlsFiles, type TlsFiles } from '../net/tls.ts';
 import { WsTransport } from '../net/ws-transport.ts';
 import { AntiEntropy } from './anti-entropy.ts';
@@ -127,6 +128,9 @@ export class KvNode {
     const tls = readTlsFiles(cfg);
     const { auth, store: tokens } = authFromConfig(cfg, log);
     if (tokens) this.closers.push(() => tokens.stop());
+    const { host, port } = parseHostPort(cfg.listen);
+    // Before a join can add this node to the cluster: a port already taken ends the start here.
+    await checkListenable(host, port);
 
     const disk = await this.openDisk(tls?.ca);
     const peers = this.openPeers(disk, tls);
@@ -168,7 +172,6 @@ export class KvNode {
     });
 
     await m.start(await raftStore.load(), fresh && meta.bootstrapped ? { voters: [cfg.id], learners: [] } : undefined);
-    const { host, port } = parseHostPort(cfg.listen);
     await this.api.listen(host, port);
     gossip.start();
     antiEntropy.start();

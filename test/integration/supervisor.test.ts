@@ -2,7 +2,8 @@
  * `kv start` as a supervisor, with real processes: a killed node is reported and
  * restarted while the others keep serving quorum traffic, and it catches up; the nodes
  * never outlive a supervisor killed with SIGKILL; Ctrl-C (SIGINT) stops every node within
- * the shutdown bound; `--no-restart` leaves a killed node down.
+ * the shutdown bound; `--no-restart` leaves a killed node down; a node whose port is taken
+ * exits before it joins, is restarted, and joins once the port is free.
  *
  * Every node process is watched by pid (from the supervisor's `[nX] started (pid N)`
  * lines). With three nodes and N=3 every node is a replica of every key, so the restarted
@@ -14,7 +15,7 @@ import { expect } from 'chai';
 import net from 'node:net';
 import { SHUTDOWN_BOUND_MS } from '../../lib/cli/start.ts';
 import { ORPHAN_EXIT_BOUND_MS } from '../../lib/cli/parent-watch.ts';
-import { KvStartProc, processGone } from '../helpers/kv-start.ts';
+import { KvStartProc, freePortRun, processGone } from '../helpers/kv-start.ts';
 import { FatalPollError, pollUntil } from '../helpers/poll.ts';
 
 /** Loaded 2-core machines are slow to schedule: the bounds are checked with this much slack. */
@@ -184,5 +185,35 @@ describe('kv start supervises its nodes (real processes)', function () {
     const left = await s.waitPidsGone(others, SHUTDOWN_BOUND_MS + SLACK_MS);
     expect(left).to.deep.equal([]);
     expect((await s.exited).signal).to.equal(null);
+  });
+
+  it('a node whose port is taken exits with the error before it joins, is restarted, and joins once the port is free', async () => {
+    const base = await freePortRun(3);
+    const blocker = net.createServer();
+    await new Promise<void>((resolve, reject) => { blocker.once('error', reject); blocker.listen(base + 2, '127.0.0.1', resolve); });
+    let blocked = true;
+    const unblock = (): Promise<void> => {
+      if (!blocked) return Promise.resolve();
+      blocked = false;
+      return new Promise((resolve) => blocker.close(() => resolve()));
+    };
+    try {
+      s = await KvStartProc.start({ basePort: base, converge: false, args: ['--restart-delay', String(RESTART_DELAY_S)] });
+      const c = s;
+      await s.waitForLine(/^\[n3\] kv: EADDRINUSE: .*127\.0\.0\.1:\d+$/, 60_000);
+      const exited = await s.waitForLine(/^\[n3\] exited \(1\)$/, 30_000);
+      await s.waitForLine(/^\[n3\] (restarting|started)/, 30_000, (exited.index ?? 0) + exited[0].length);
+      // n1 and n2 form the cluster; n3 never became a member, so no change waits on it.
+      await pollUntil(async () => {
+        const { status, body } = await c.json<{ members: { id: string; state: string }[] }>('n1', '/cluster');
+        if (status !== 200) return false;
+        if (body.members.some((m) => m.id === 'n3')) throw new FatalPollError(`n3 is a member although it never listened: ${JSON.stringify(body.members)}`);
+        return body.members.filter((m) => m.state === 'normal').length === 2;
+      }, { timeoutMs: 60_000, intervalMs: 250, what: 'n1 and n2 normal members' });
+      await unblock();
+      await s.waitConverged(120_000);
+    } finally {
+      await unblock();
+    }
   });
 });
