@@ -7,8 +7,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
+import { checkListenable } from '../../lib/net/free-port.ts';
 import { FatalPollError, pollUntil } from './poll.ts';
 import { KV_BIN, removeDir, tempDir } from './proc.ts';
 
@@ -17,11 +17,7 @@ const MAX_BASE_PORT = 65535 - 64;
 const MAX_OUTPUT_CHARS = 1 << 20;
 
 function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, host, () => srv.close(() => resolve(true)));
-  });
+  return checkListenable(host, port).then(() => true, () => false);
 }
 
 /** Where the OS picks outgoing connections' local ports (Linux; its default when unreadable). */
